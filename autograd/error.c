@@ -1,0 +1,29 @@
+/* Per-thread error state: the status and message of the last failure. */
+#include <stdarg.h>
+
+#include "internal.h"
+
+static _Thread_local char err_msg[1024];
+static _Thread_local qg_status err_status;
+
+qg_status qg__err(qg_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+    va_end(ap);
+    err_status = st;
+    return st;
+}
+
+qg_status qg__err_null(const char *op) {
+    if (err_status != QG_OK) return QG_EINVAL;
+    return qg__err(QG_EINVAL, "%s: input is NULL", op);
+}
+
+const char *qg_last_error(void) { return err_msg; }
+qg_status qg_last_status(void) { return err_status; }
+
+void qg_clear_error(void) {
+    err_msg[0] = 0;
+    err_status = QG_OK;
+}

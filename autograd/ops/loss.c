@@ -1,0 +1,99 @@
+/* Losses: nll_loss, cross_entropy (= nll_loss of log_softmax, as PyTorch composes
+ * it), mse_loss. Targets equal to -100 are ignored (PyTorch's default ignore_index). */
+#include <math.h>
+
+#include "internal.h"
+
+#define IGNORE_INDEX (-100)
+
+static int64_t target_at(const qg_tensor *t, int64_t i) {
+    const char *p = qg__data(t) + i * t->strides[0] * (int64_t)qg_dtype_size(t->dtype);
+    return t->dtype == QG_I64 ? *(const int64_t *)p : *(const int32_t *)p;
+}
+
+static qg_status check_targets(const char *op, const qg_tensor *logp, const qg_tensor *target) {
+    char a[128], b[128];
+    if (!logp || !target) return qg__err_null(op);
+    if (qg__check_float(op, logp)) return qg_last_status();
+    if (target->dtype != QG_I64 && target->dtype != QG_I32)
+        return qg__err(QG_EDTYPE, "%s: target must be i64 or i32 class indices, got %s", op,
+                       qg_dtype_name(target->dtype));
+    if (logp->ndim != 2 || target->ndim != 1 || target->shape[0] != logp->shape[0])
+        return qg__err(QG_ESHAPE, "%s: expected input (N, C) and target (N), got %s and %s", op,
+                       qg_shape_str(logp, a, sizeof a), qg_shape_str(target, b, sizeof b));
+    int64_t C = logp->shape[1];
+    for (int64_t i = 0; i < target->shape[0]; i++) {
+        int64_t t = target_at(target, i);
+        if (t != IGNORE_INDEX && (t < 0 || t >= C))
+            return qg__err(QG_EINVAL, "%s: target[%lld] = %lld is not a class in [0, %lld)", op,
+                           (long long)i, (long long)t, (long long)C);
+    }
+    return QG_OK;
+}
+
+static void nll_backward(qg_node *n) {
+    qg_tensor *x = n->in[0], *target = n->saved[0];
+    if (!qg__wants_grad(x)) return;
+    qg_tensor *gx = qg__grad_of(x), *g = n->out->grad;
+    qg_reduction red = (qg_reduction)n->ip[0];
+    double count = n->p[0];
+    int64_t N = x->shape[0], C = x->shape[1];
+    QG_FLOAT_DISPATCH(x->dtype, {
+        real *d = (real *)qg__data(gx);
+        const real *gg = (const real *)qg__data(g);
+        for (int64_t i = 0; i < N; i++) {
+            int64_t t = target_at(target, i);
+            if (t == IGNORE_INDEX) continue;
+            real gi = red == QG_REDUCTION_NONE ? gg[i] : gg[0];
+            d[i * C + t] += red == QG_REDUCTION_MEAN ? (real)(-gi / count) : -gi;
+        }
+    });
+}
+
+qg_tensor *qg_nll_loss(const qg_tensor *logp, const qg_tensor *target, qg_reduction red) {
+    if (check_targets("nll_loss", logp, target)) return NULL;
+    if ((unsigned)red > QG_REDUCTION_NONE) return qg__err(QG_EINVAL, "nll_loss: unknown reduction %d", (int)red), NULL;
+    int64_t N = logp->shape[0];
+    qg_tensor *out = red == QG_REDUCTION_NONE ? qg__tape_tensor(logp->dtype, 1, &N)
+                                              : qg__tape_tensor(logp->dtype, 0, NULL);
+    if (!out) return NULL;
+    double total = 0, count = 0;
+    size_t es = qg_dtype_size(logp->dtype);
+    for (int64_t i = 0; i < N; i++) {
+        int64_t t = target_at(target, i);
+        double v = 0;
+        if (t != IGNORE_INDEX) {
+            v = -qg__load(qg__data(logp) + (i * logp->strides[0] + t * logp->strides[1]) * (int64_t)es, logp->dtype);
+            count += 1;
+        }
+        if (red == QG_REDUCTION_NONE) qg__store(qg__data(out) + i * (int64_t)es, out->dtype, v);
+        total += v;
+    }
+    if (red != QG_REDUCTION_NONE) /* mean over no targets is nan, as PyTorch */
+        qg__store(qg__data(out), out->dtype, red == QG_REDUCTION_MEAN ? total / count : total);
+    if (qg__needs_grad(1, &logp)) {
+        qg_node *n = qg__record("nll_loss", nll_backward, out, 1, &logp);
+        if (!n) return NULL;
+        n->saved[0] = (qg_tensor *)target;
+        n->ip[0] = red;
+        n->p[0] = count;
+    }
+    return out;
+}
+
+qg_tensor *qg_cross_entropy(const qg_tensor *logits, const qg_tensor *target, qg_reduction red) {
+    if (check_targets("cross_entropy", logits, target)) return NULL;
+    return qg_nll_loss(qg_log_softmax(logits, 1), target, red);
+}
+
+qg_tensor *qg_mse_loss(const qg_tensor *x, const qg_tensor *y, qg_reduction red) {
+    char a[128], b[128];
+    if (qg__check_same_float("mse_loss", x, y)) return NULL;
+    if (x->ndim != y->ndim || memcmp(x->shape, y->shape, sizeof(int64_t) * (size_t)x->ndim))
+        return qg__err(QG_ESHAPE, "mse_loss: input %s and target %s must have the same shape",
+                       qg_shape_str(x, a, sizeof a), qg_shape_str(y, b, sizeof b)), NULL;
+    if ((unsigned)red > QG_REDUCTION_NONE) return qg__err(QG_EINVAL, "mse_loss: unknown reduction %d", (int)red), NULL;
+    qg_tensor *sq = qg_pow_scalar(qg_sub(x, y), 2.0);
+    if (red == QG_REDUCTION_NONE) return sq;
+    return red == QG_REDUCTION_MEAN ? qg_mean(sq, 0, NULL, false) : qg_sum(sq, 0, NULL, false);
+}

@@ -1,0 +1,380 @@
+/* Tensors: caller-owned creation, inspection, copies, and the shape helpers ops share. */
+#include <math.h>
+
+#include "internal.h"
+
+static const size_t dtype_sizes[QG_NDTYPES] = {4, 8, 8, 4, 1, 1};
+static const char *const dtype_names[QG_NDTYPES] = {"f32", "f64", "i64", "i32", "u8", "i8"};
+
+size_t qg_dtype_size(qg_dtype dt) { return (unsigned)dt < QG_NDTYPES ? dtype_sizes[dt] : 0; }
+const char *qg_dtype_name(qg_dtype dt) { return (unsigned)dt < QG_NDTYPES ? dtype_names[dt] : "?"; }
+bool qg__is_float(qg_dtype dt) { return dt == QG_F32 || dt == QG_F64; }
+
+double qg__load(const void *p, qg_dtype dt) {
+    switch (dt) {
+    case QG_F32: return *(const float *)p;
+    case QG_F64: return *(const double *)p;
+    case QG_I64: return (double)*(const int64_t *)p;
+    case QG_I32: return *(const int32_t *)p;
+    case QG_U8: return *(const uint8_t *)p;
+    case QG_I8: return *(const int8_t *)p;
+    default: return 0;
+    }
+}
+
+/* Float to integer conversion truncates toward zero and saturates (no UB). */
+static int64_t to_int(double v, double lo, double hi) {
+    if (v != v) return 0;
+    if (v < lo) v = lo;
+    if (v > hi) v = hi;
+    return (int64_t)v;
+}
+
+void qg__store(void *p, qg_dtype dt, double v) {
+    switch (dt) {
+    case QG_F32: *(float *)p = (float)v; break;
+    case QG_F64: *(double *)p = v; break;
+    case QG_I64: *(int64_t *)p = to_int(v, -9.2233720368547748e18, 9.2233720368547748e18 - 1024); break;
+    case QG_I32: *(int32_t *)p = (int32_t)to_int(v, -2147483648.0, 2147483647.0); break;
+    case QG_U8: *(uint8_t *)p = (uint8_t)to_int(v, 0, 255); break;
+    case QG_I8: *(int8_t *)p = (int8_t)to_int(v, -128, 127); break;
+    default: break;
+    }
+}
+
+/* ------------------------------------------------------------- shape helpers */
+
+int64_t qg__numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+void qg__contig_strides(int ndim, const int64_t *shape, int64_t *strides) {
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        strides[i] = s;
+        s *= shape[i] > 1 ? shape[i] : 1;
+    }
+}
+
+qg_status qg__dim(const char *op, int dim, int ndim, int *out) {
+    int lo = ndim > 0 ? -ndim : -1, hi = ndim > 0 ? ndim - 1 : 0;
+    if (dim < lo || dim > hi)
+        return qg__err(QG_EINVAL, "%s: dim %d out of range for a %d-d tensor (expected %d..%d)",
+                       op, dim, ndim, lo, hi);
+    *out = dim < 0 ? dim + (ndim > 0 ? ndim : 1) : dim;
+    return QG_OK;
+}
+
+const char *qg_shape_str(const qg_tensor *t, char *buf, size_t n) {
+    if (!t) {
+        snprintf(buf, n, "NULL");
+        return buf;
+    }
+    size_t k = (size_t)snprintf(buf, n, "%s[", qg_dtype_name(t->dtype));
+    for (int i = 0; i < t->ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, i ? ", %lld" : "%lld", (long long)t->shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+qg_status qg__broadcast_shape(const char *op, const qg_tensor *a, const qg_tensor *b, int *ndim,
+                              int64_t *shape) {
+    int n = a->ndim > b->ndim ? a->ndim : b->ndim;
+    for (int i = 0; i < n; i++) {
+        int ia = a->ndim - n + i, ib = b->ndim - n + i;
+        int64_t sa = ia >= 0 ? a->shape[ia] : 1, sb = ib >= 0 ? b->shape[ib] : 1;
+        if (sa != sb && sa != 1 && sb != 1) {
+            char x[128], y[128];
+            return qg__err(QG_ESHAPE, "%s: shapes %s and %s do not broadcast (dim %d: %lld vs %lld)",
+                           op, qg_shape_str(a, x, sizeof x), qg_shape_str(b, y, sizeof y), i,
+                           (long long)sa, (long long)sb);
+        }
+        shape[i] = sa == 1 ? sb : sa;
+    }
+    *ndim = n;
+    return QG_OK;
+}
+
+void qg__broadcast_strides(const qg_tensor *t, int ndim, const int64_t *shape, int64_t *st) {
+    for (int i = 0; i < ndim; i++) {
+        int it = t->ndim - ndim + i;
+        st[i] = (it < 0 || (t->shape[it] == 1 && shape[i] != 1)) ? 0 : t->strides[it];
+    }
+}
+
+qg_status qg__check_float(const char *op, const qg_tensor *a) {
+    if (!a) return qg__err_null(op);
+    if (!qg__is_float(a->dtype))
+        return qg__err(QG_EDTYPE, "%s: expected a f32 or f64 tensor, got %s", op,
+                       qg_dtype_name(a->dtype));
+    return QG_OK;
+}
+
+qg_status qg__check_same_float(const char *op, const qg_tensor *a, const qg_tensor *b) {
+    if (!a || !b) return qg__err_null(op);
+    qg_status st = qg__check_float(op, a);
+    if (st) return st;
+    if (a->dtype != b->dtype)
+        return qg__err(QG_EDTYPE, "%s: dtypes differ (%s vs %s); convert with qg_to_dtype", op,
+                       qg_dtype_name(a->dtype), qg_dtype_name(b->dtype));
+    return QG_OK;
+}
+
+/* ------------------------------------------------------------- creation */
+
+static qg_status check_shape(const char *op, qg_dtype dt, int ndim, const int64_t *shape) {
+    if ((unsigned)dt >= QG_NDTYPES) return qg__err(QG_EDTYPE, "%s: unknown dtype %d", op, (int)dt);
+    if (ndim < 0 || ndim > QG_MAX_DIMS)
+        return qg__err(QG_EINVAL, "%s: ndim %d outside 0..%d", op, ndim, QG_MAX_DIMS);
+    if (ndim > 0 && !shape) return qg__err(QG_EINVAL, "%s: shape is NULL", op);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return qg__err(QG_ESHAPE, "%s: negative size %lld at dim %d", op, (long long)shape[i], i);
+        if (shape[i] && n > (INT64_MAX / 16) / shape[i])
+            return qg__err(QG_ESHAPE, "%s: shape too large", op);
+        n *= shape[i];
+    }
+    return QG_OK;
+}
+
+static qg_tensor *heap_tensor(const char *op, qg_dtype dt, int ndim, const int64_t *shape, bool zero) {
+    if (check_shape(op, dt, ndim, shape)) return NULL;
+    qg_tensor *t = qg__calloc(sizeof *t);
+    qg_storage *s = qg__calloc(sizeof *s);
+    int64_t n = qg__numel(ndim, shape);
+    size_t nbytes = (size_t)n * qg_dtype_size(dt);
+    void *data = zero ? qg__calloc(nbytes) : qg__alloc(nbytes);
+    if (!t || !s || !data) {
+        qg__free(t), qg__free(s), qg__free(data);
+        qg__err(QG_ENOMEM, "%s: out of memory for %lld elements", op, (long long)n);
+        return NULL;
+    }
+    s->data = data;
+    s->nbytes = nbytes;
+    s->refcount = 1;
+    t->storage = s;
+    t->dtype = dt;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    qg__contig_strides(ndim, shape, t->strides);
+    return t;
+}
+
+qg_tensor *qg_tensor_empty(qg_dtype dt, int ndim, const int64_t *shape) {
+    return heap_tensor("tensor_empty", dt, ndim, shape, false);
+}
+
+qg_tensor *qg_tensor_zeros(qg_dtype dt, int ndim, const int64_t *shape) {
+    return heap_tensor("tensor_zeros", dt, ndim, shape, true);
+}
+
+qg_tensor *qg_tensor_full(qg_dtype dt, int ndim, const int64_t *shape, double value) {
+    qg_tensor *t = heap_tensor("tensor_full", dt, ndim, shape, false);
+    if (t) qg_tensor_fill_(t, value);
+    return t;
+}
+
+qg_tensor *qg_tensor_ones(qg_dtype dt, int ndim, const int64_t *shape) {
+    return qg_tensor_full(dt, ndim, shape, 1.0);
+}
+
+qg_tensor *qg_tensor_arange(qg_dtype dt, double start, double end, double step) {
+    if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step))
+        return qg__err(QG_EINVAL, "tensor_arange: need finite start/end and a non-zero step"), NULL;
+    double len = ceil((end - start) / step);
+    int64_t n = len > 0 ? (int64_t)len : 0;
+    qg_tensor *t = heap_tensor("tensor_arange", dt, 1, &n, false);
+    if (!t) return NULL;
+    size_t es = qg_dtype_size(dt);
+    for (int64_t i = 0; i < n; i++) qg__store((char *)t->storage->data + i * es, dt, start + (double)i * step);
+    return t;
+}
+
+qg_tensor *qg_tensor_from_data(qg_dtype dt, int ndim, const int64_t *shape, const void *data) {
+    qg_tensor *t = heap_tensor("tensor_from_data", dt, ndim, shape, false);
+    if (!t) return NULL;
+    if (!data && t->storage->nbytes) {
+        qg_tensor_free(t);
+        return qg__err(QG_EINVAL, "tensor_from_data: data is NULL"), NULL;
+    }
+    if (t->storage->nbytes) memcpy(t->storage->data, data, t->storage->nbytes);
+    return t;
+}
+
+qg_tensor *qg_tensor_clone(const qg_tensor *src) {
+    if (!src) return qg__err_null("tensor_clone"), NULL;
+    qg_tensor *t = heap_tensor("tensor_clone", src->dtype, src->ndim, src->shape, false);
+    if (t && qg_tensor_copy_(t, src)) {
+        qg_tensor_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void qg_tensor_free(qg_tensor *t) {
+    if (!t || t->tape) return; /* tape tensors die at reset */
+    qg_storage *s = t->storage;
+    if (s && !s->on_tape && --s->refcount == 0) {
+        qg__free(s->data);
+        qg__free(s);
+    }
+    qg_tensor_free(t->grad);
+    qg__free(t);
+}
+
+/* ------------------------------------------------------------- inspection */
+
+int64_t qg_tensor_numel(const qg_tensor *t) { return t ? qg__numel(t->ndim, t->shape) : 0; }
+
+bool qg_tensor_is_contiguous(const qg_tensor *t) {
+    if (!t) return false;
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] == 1) continue;
+        if (t->strides[i] != s) return false;
+        s *= t->shape[i];
+    }
+    return true;
+}
+
+void *qg_tensor_data(const qg_tensor *t) { return t ? qg__data(t) : NULL; }
+
+static qg_status elem_ptr(const char *op, const qg_tensor *t, const int64_t *index, char **p) {
+    if (!t) return qg__err(QG_EINVAL, "%s: tensor is NULL", op);
+    if (t->ndim && !index) return qg__err(QG_EINVAL, "%s: index is NULL", op);
+    int64_t off = t->offset;
+    for (int i = 0; i < t->ndim; i++) {
+        if (index[i] < 0 || index[i] >= t->shape[i])
+            return qg__err(QG_EINVAL, "%s: index %lld out of range for dim %d of size %lld", op,
+                           (long long)index[i], i, (long long)t->shape[i]);
+        off += index[i] * t->strides[i];
+    }
+    *p = (char *)t->storage->data + off * (int64_t)qg_dtype_size(t->dtype);
+    return QG_OK;
+}
+
+double qg_tensor_get(const qg_tensor *t, const int64_t *index) {
+    char *p = NULL;
+    if (elem_ptr("tensor_get", t, index, &p)) return NAN;
+    return qg__load(p, t->dtype);
+}
+
+qg_status qg_tensor_set(qg_tensor *t, const int64_t *index, double value) {
+    char *p = NULL;
+    qg_status st = elem_ptr("tensor_set", t, index, &p);
+    if (!st) qg__store(p, t->dtype, value);
+    return st;
+}
+
+double qg_tensor_item(const qg_tensor *t) {
+    if (!t) return qg__err(QG_EINVAL, "tensor_item: tensor is NULL"), NAN;
+    if (qg_tensor_numel(t) != 1) {
+        char b[128];
+        return qg__err(QG_ESHAPE, "tensor_item: expected one element, got %s", qg_shape_str(t, b, sizeof b)), NAN;
+    }
+    return qg__load(qg__data(t), t->dtype);
+}
+
+/* ------------------------------------------------------------- copies */
+
+struct copy_ctx {
+    qg_dtype dd, sd;
+};
+
+/* ptr[0] = dst row, ptr[1] = src row */
+static void copy_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
+    struct copy_ctx *c = vctx;
+    size_t ed = qg_dtype_size(c->dd), es = qg_dtype_size(c->sd);
+    if (c->dd == c->sd && st[0] == 1 && st[1] == 1) {
+        memcpy(ptr[0], ptr[1], (size_t)n * ed);
+    } else if (c->dd == QG_F32 && c->sd == QG_F32) {
+        float *d = (float *)ptr[0];
+        const float *s = (const float *)ptr[1];
+        for (int64_t i = 0; i < n; i++) d[i * st[0]] = s[i * st[1]];
+    } else if (c->dd == QG_F64 && c->sd == QG_F64) {
+        double *d = (double *)ptr[0];
+        const double *s = (const double *)ptr[1];
+        for (int64_t i = 0; i < n; i++) d[i * st[0]] = s[i * st[1]];
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            qg__store(ptr[0] + i * st[0] * (int64_t)ed, c->dd, qg__load(ptr[1] + i * st[1] * (int64_t)es, c->sd));
+    }
+}
+
+qg_status qg_tensor_copy_(qg_tensor *dst, const qg_tensor *src) {
+    if (!dst || !src) return qg__err(QG_EINVAL, "tensor_copy_: tensor is NULL");
+    int nd;
+    int64_t shape[QG_MAX_DIMS];
+    qg_status st = qg__broadcast_shape("tensor_copy_", dst, src, &nd, shape);
+    if (st) return st;
+    if (nd != dst->ndim || memcmp(shape, dst->shape, sizeof(int64_t) * (size_t)nd)) {
+        char a[128], b[128];
+        return qg__err(QG_ESHAPE, "tensor_copy_: source %s does not broadcast to destination %s",
+                       qg_shape_str(src, b, sizeof b), qg_shape_str(dst, a, sizeof a));
+    }
+    qg_iter it;
+    const qg_tensor *ops[2] = {dst, src};
+    qg__iter_init(&it, 2, ops, dst->ndim, dst->shape);
+    struct copy_ctx c = {dst->dtype, src->dtype};
+    qg__iter_run(&it, copy_row, &c, true);
+    return QG_OK;
+}
+
+qg_status qg_tensor_copy_to(const qg_tensor *t, qg_dtype dt, void *buf) {
+    if (!t || !buf) return qg__err(QG_EINVAL, "tensor_copy_to: NULL argument");
+    if ((unsigned)dt >= QG_NDTYPES) return qg__err(QG_EDTYPE, "tensor_copy_to: unknown dtype");
+    qg_storage s = {buf, (size_t)qg_tensor_numel(t) * qg_dtype_size(dt), 1, false};
+    qg_tensor d = {.dtype = dt, .ndim = t->ndim, .storage = &s};
+    memcpy(d.shape, t->shape, sizeof d.shape);
+    qg__contig_strides(t->ndim, t->shape, d.strides);
+    return qg_tensor_copy_(&d, t);
+}
+
+struct fill_ctx {
+    qg_dtype dt;
+    double v;
+};
+
+static void fill_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
+    struct fill_ctx *c = vctx;
+    if (c->dt == QG_F32 && st[0] == 1) {
+        float *d = (float *)ptr[0], v = (float)c->v;
+        for (int64_t i = 0; i < n; i++) d[i] = v;
+    } else if (c->dt == QG_F64 && st[0] == 1) {
+        double *d = (double *)ptr[0];
+        for (int64_t i = 0; i < n; i++) d[i] = c->v;
+    } else {
+        size_t es = qg_dtype_size(c->dt);
+        for (int64_t i = 0; i < n; i++) qg__store(ptr[0] + i * st[0] * (int64_t)es, c->dt, c->v);
+    }
+}
+
+qg_status qg_tensor_fill_(qg_tensor *t, double value) {
+    if (!t) return qg__err(QG_EINVAL, "tensor_fill_: tensor is NULL");
+    qg_iter it;
+    const qg_tensor *ops[1] = {t};
+    qg__iter_init(&it, 1, ops, t->ndim, t->shape);
+    struct fill_ctx c = {t->dtype, value};
+    qg__iter_run(&it, fill_row, &c, true);
+    return QG_OK;
+}
+
+/* ------------------------------------------------------------- grad flags */
+
+qg_status qg_tensor_set_requires_grad(qg_tensor *t, bool on) {
+    if (!t) return qg__err(QG_EINVAL, "tensor_set_requires_grad: tensor is NULL");
+    if (on && !qg__is_float(t->dtype))
+        return qg__err(QG_EDTYPE, "tensor_set_requires_grad: only f32/f64 tensors can require grad, got %s",
+                       qg_dtype_name(t->dtype));
+    if (t->node)
+        return qg__err(QG_ESTATE, "tensor_set_requires_grad: tensor was produced by op '%s'; only leaves can be changed (detach it first)",
+                       t->node->name);
+    t->requires_grad = on;
+    return QG_OK;
+}
+
+void qg_tensor_zero_grad(qg_tensor *t) {
+    if (t && t->grad) memset(qg__data(t->grad), 0, (size_t)qg_tensor_numel(t->grad) * qg_dtype_size(t->grad->dtype));
+}

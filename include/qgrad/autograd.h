@@ -1,0 +1,276 @@
+/* qgrad/autograd.h — tensors, the tape, and differentiable ops.
+ *
+ * Ownership, in one rule per kind of tensor:
+ *  - Tensors made by creation functions (qg_tensor_empty/zeros/.../clone) are the
+ *    caller's: free them with qg_tensor_free. Their storage is reference counted.
+ *  - Tensors returned by ops (qg_add, qg_transpose, ...) belong to the current tape and
+ *    die all at once at qg_tape_reset. Never free them; qg_tensor_free ignores them.
+ *    A view made by an op borrows its source's storage: keep the source alive until
+ *    the tape is reset.
+ *  - A leaf's .grad is allocated on the first backward pass that reaches it and is
+ *    owned by the leaf (freed with it). qg_tensor_zero_grad zeroes it in place.
+ *
+ * Errors: functions returning pointers return NULL, functions returning qg_status a
+ * negative value; qg_last_error() then says what went wrong. Every op accepts NULL
+ * inputs and returns NULL, so a chain of ops can be checked once at its end.
+ *
+ * Dims may be negative (counted from the end), as in PyTorch.
+ */
+#ifndef QGRAD_AUTOGRAD_H
+#define QGRAD_AUTOGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum qg_status {
+    QG_OK = 0,
+    QG_EINVAL = -1,   /* bad argument: NULL, out-of-range dim or value */
+    QG_ESHAPE = -2,   /* shapes that do not fit together */
+    QG_EDTYPE = -3,   /* unsupported or mismatched dtype */
+    QG_ENOMEM = -4,   /* allocation failed */
+    QG_EIO = -5,      /* file could not be read or written */
+    QG_EFORMAT = -6,  /* file content is corrupt or not what was expected */
+    QG_ESTATE = -7,   /* call not valid in the current state (e.g. backward after reset) */
+} qg_status;
+
+/* The message of the last error on this thread ("" if none). */
+const char *qg_last_error(void);
+qg_status qg_last_status(void);
+void qg_clear_error(void);
+
+/* ---------------------------------------------------------------- tensors */
+
+typedef enum qg_dtype {
+    QG_F32 = 0,
+    QG_F64,
+    QG_I64,
+    QG_I32,
+    QG_U8,   /* also the dtype of boolean masks */
+    QG_I8,
+    QG_NDTYPES
+} qg_dtype;
+
+#define QG_MAX_DIMS 8
+
+typedef struct qg_storage qg_storage;
+typedef struct qg_node qg_node;
+typedef struct qg_tape qg_tape;
+
+/* Fields are readable by users; change them only through the API. */
+typedef struct qg_tensor {
+    qg_dtype dtype;
+    int ndim;
+    int64_t shape[QG_MAX_DIMS];
+    int64_t strides[QG_MAX_DIMS]; /* in elements */
+    int64_t offset;               /* in elements, into storage */
+    qg_storage *storage;
+    bool requires_grad;
+    struct qg_tensor *grad;       /* same shape, contiguous; NULL until a backward */
+    qg_node *node;                /* op that produced it; NULL for leaves */
+    /* bookkeeping, private */
+    qg_tape *tape;                /* owning tape, NULL for caller-owned */
+    uint64_t tape_gen;
+    uint64_t grad_pass;           /* backward pass that initialised .grad (tape tensors) */
+    struct qg_tensor *tape_next;
+} qg_tensor;
+
+size_t qg_dtype_size(qg_dtype dt);
+const char *qg_dtype_name(qg_dtype dt);
+
+/* Creation; caller-owned. shape has ndim entries (ndim 0 is a scalar). */
+qg_tensor *qg_tensor_empty(qg_dtype dt, int ndim, const int64_t *shape);
+qg_tensor *qg_tensor_zeros(qg_dtype dt, int ndim, const int64_t *shape);
+qg_tensor *qg_tensor_ones(qg_dtype dt, int ndim, const int64_t *shape);
+qg_tensor *qg_tensor_full(qg_dtype dt, int ndim, const int64_t *shape, double value);
+/* [start, end) by step, 1-D. */
+qg_tensor *qg_tensor_arange(qg_dtype dt, double start, double end, double step);
+/* Copies numel elements of dtype dt from data (C order). */
+qg_tensor *qg_tensor_from_data(qg_dtype dt, int ndim, const int64_t *shape, const void *data);
+/* Deep copy into a new contiguous caller-owned tensor (no grad, no history). */
+qg_tensor *qg_tensor_clone(const qg_tensor *t);
+void qg_tensor_free(qg_tensor *t);
+
+/* Seeded random numbers. The generator is a counter-based stream: the same seed
+ * gives the same numbers whatever the thread count. gen == NULL uses the global
+ * generator, seeded with qg_manual_seed. */
+typedef struct qg_rng {
+    uint64_t seed;
+    uint64_t counter;
+} qg_rng;
+void qg_rng_init(qg_rng *r, uint64_t seed);
+void qg_manual_seed(uint64_t seed);
+qg_rng *qg_rng_global(void);
+uint64_t qg_rng_next_u64(qg_rng *r);
+double qg_rng_uniform(qg_rng *r); /* [0, 1) */
+qg_tensor *qg_tensor_rand(qg_rng *gen, qg_dtype dt, int ndim, const int64_t *shape);  /* U[0,1) */
+qg_tensor *qg_tensor_randn(qg_rng *gen, qg_dtype dt, int ndim, const int64_t *shape); /* N(0,1) */
+/* Fill in place: U[lo, hi) and N(mean, std). */
+qg_status qg_tensor_uniform_(qg_tensor *t, qg_rng *gen, double lo, double hi);
+qg_status qg_tensor_normal_(qg_tensor *t, qg_rng *gen, double mean, double std);
+
+/* Inspection. */
+int64_t qg_tensor_numel(const qg_tensor *t);
+bool qg_tensor_is_contiguous(const qg_tensor *t);
+/* Pointer to element 0 (storage data + offset). */
+void *qg_tensor_data(const qg_tensor *t);
+/* Element at a multi-index (ndim entries), converted to double. */
+double qg_tensor_get(const qg_tensor *t, const int64_t *index);
+qg_status qg_tensor_set(qg_tensor *t, const int64_t *index, double value);
+/* Value of a one-element tensor. NAN with an error otherwise. */
+double qg_tensor_item(const qg_tensor *t);
+/* Copy all elements (C order) into buf, converted to dtype dt. */
+qg_status qg_tensor_copy_to(const qg_tensor *t, qg_dtype dt, void *buf);
+/* dst[...] = src[...] for equal shapes (src may broadcast), any strides and dtypes. */
+qg_status qg_tensor_copy_(qg_tensor *dst, const qg_tensor *src);
+qg_status qg_tensor_fill_(qg_tensor *t, double value);
+/* Writes "f32[2, 3]" etc. into buf. */
+const char *qg_shape_str(const qg_tensor *t, char *buf, size_t n);
+
+/* ---------------------------------------------------------------- autograd */
+
+qg_status qg_tensor_set_requires_grad(qg_tensor *t, bool on);
+/* Zeroes t->grad if allocated. */
+void qg_tensor_zero_grad(qg_tensor *t);
+
+/* Grad mode: while off, ops record nothing (their outputs still live on the tape). */
+bool qg_grad_enabled(void);
+bool qg_set_grad_enabled(bool on); /* returns the previous mode */
+#define QG_NO_GRAD_BEGIN { bool qg__prev_grad_mode = qg_set_grad_enabled(false);
+#define QG_NO_GRAD_END qg_set_grad_enabled(qg__prev_grad_mode); }
+
+/* A tape records one forward pass. Op outputs are allocated in its arena, which
+ * keeps its memory across resets: after warm-up a training step allocates nothing.
+ * Each thread has a current tape; a default one is made on first use. */
+qg_tape *qg_tape_new(void);
+void qg_tape_free(qg_tape *tape);
+void qg_tape_reset(qg_tape *tape); /* NULL = current */
+qg_tape *qg_tape_current(void);
+qg_tape *qg_tape_set_current(qg_tape *tape); /* returns the previous; NULL = default */
+size_t qg_tape_bytes(const qg_tape *tape);   /* arena capacity */
+size_t qg_tape_node_count(const qg_tape *tape);
+
+/* Backpropagate from out. grad_out may be NULL only for one-element outputs (then 1).
+ * Accumulates (+=) into the .grad of every leaf that requires grad. */
+qg_status qg_backward(qg_tensor *out, const qg_tensor *grad_out);
+
+/* A view of t that does not require grad and has no history. */
+qg_tensor *qg_detach(const qg_tensor *t);
+
+/* ---------------------------------------------------------------- threads, memory */
+
+void qg_set_num_threads(int n);
+int qg_get_num_threads(void);
+/* Blocks allocated by qgrad and not yet freed (a leak/growth check for tests). */
+int64_t qg_live_allocations(void);
+
+/* ---------------------------------------------------------------- ops
+ * Elementwise binary ops broadcast as numpy does; both inputs must have one float
+ * dtype. Results are contiguous. */
+
+qg_tensor *qg_add(const qg_tensor *a, const qg_tensor *b);
+qg_tensor *qg_sub(const qg_tensor *a, const qg_tensor *b);
+qg_tensor *qg_mul(const qg_tensor *a, const qg_tensor *b);
+qg_tensor *qg_div(const qg_tensor *a, const qg_tensor *b);
+/* On ties the gradient is split half and half, as PyTorch does. */
+qg_tensor *qg_maximum(const qg_tensor *a, const qg_tensor *b);
+qg_tensor *qg_minimum(const qg_tensor *a, const qg_tensor *b);
+/* mask (U8, nonzero = true) selects a, else b; all three broadcast. */
+qg_tensor *qg_where(const qg_tensor *mask, const qg_tensor *a, const qg_tensor *b);
+
+qg_tensor *qg_add_scalar(const qg_tensor *a, double s);
+qg_tensor *qg_sub_scalar(const qg_tensor *a, double s);
+qg_tensor *qg_mul_scalar(const qg_tensor *a, double s);
+qg_tensor *qg_div_scalar(const qg_tensor *a, double s);
+qg_tensor *qg_pow_scalar(const qg_tensor *a, double exponent);
+
+qg_tensor *qg_neg(const qg_tensor *a);
+qg_tensor *qg_exp(const qg_tensor *a);
+qg_tensor *qg_log(const qg_tensor *a);
+qg_tensor *qg_sqrt(const qg_tensor *a);
+qg_tensor *qg_rsqrt(const qg_tensor *a);
+qg_tensor *qg_abs(const qg_tensor *a);
+qg_tensor *qg_tanh(const qg_tensor *a);
+qg_tensor *qg_sigmoid(const qg_tensor *a);
+qg_tensor *qg_relu(const qg_tensor *a);
+qg_tensor *qg_clamp(const qg_tensor *a, double lo, double hi);
+qg_tensor *qg_hardtanh(const qg_tensor *a, double min_val, double max_val);
+qg_tensor *qg_relu6(const qg_tensor *a);
+
+/* Comparisons give U8 masks (no gradient). */
+qg_tensor *qg_gt(const qg_tensor *a, const qg_tensor *b);
+qg_tensor *qg_lt(const qg_tensor *a, const qg_tensor *b);
+qg_tensor *qg_eq(const qg_tensor *a, const qg_tensor *b);
+
+/* (m,k)@(k,n) -> (m,n); (B,m,k)@(B,k,n) -> (B,m,n) with a batch dim of 1 broadcasting,
+ * and a 2-D operand broadcasting over the other's batch. */
+qg_tensor *qg_matmul(const qg_tensor *a, const qg_tensor *b);
+/* x (..., in) W (out, in) b (out) or NULL -> (..., out) */
+qg_tensor *qg_linear(const qg_tensor *x, const qg_tensor *w, const qg_tensor *b);
+
+/* Reductions over the listed dims (ndims == 0: over all dims). */
+qg_tensor *qg_sum(const qg_tensor *x, int ndims, const int *dims, bool keepdim);
+qg_tensor *qg_mean(const qg_tensor *x, int ndims, const int *dims, bool keepdim);
+qg_tensor *qg_var(const qg_tensor *x, int ndims, const int *dims, bool unbiased, bool keepdim);
+/* Max along dim; *indices (I64, tape-owned) if indices != NULL. Gradient goes to the
+ * first maximal element, as PyTorch's max(dim). */
+qg_tensor *qg_max(const qg_tensor *x, int dim, bool keepdim, qg_tensor **indices);
+qg_tensor *qg_argmax(const qg_tensor *x, int dim, bool keepdim);
+
+qg_tensor *qg_softmax(const qg_tensor *x, int dim);
+qg_tensor *qg_log_softmax(const qg_tensor *x, int dim);
+
+typedef enum qg_reduction { QG_REDUCTION_MEAN = 0, QG_REDUCTION_SUM, QG_REDUCTION_NONE } qg_reduction;
+/* logits (N, C), target (N) integer class ids (I64 or I32). */
+qg_tensor *qg_cross_entropy(const qg_tensor *logits, const qg_tensor *target, qg_reduction red);
+/* logp (N, C) log-probabilities, target (N). */
+qg_tensor *qg_nll_loss(const qg_tensor *logp, const qg_tensor *target, qg_reduction red);
+qg_tensor *qg_mse_loss(const qg_tensor *x, const qg_tensor *y, qg_reduction red);
+
+/* Views (no copy unless stated) */
+qg_tensor *qg_reshape(const qg_tensor *x, int ndim, const int64_t *shape); /* one -1 allowed; copies if strides forbid a view */
+qg_tensor *qg_view(const qg_tensor *x, int ndim, const int64_t *shape);    /* error if a copy would be needed */
+qg_tensor *qg_transpose(const qg_tensor *x, int d0, int d1);
+qg_tensor *qg_permute(const qg_tensor *x, const int *perm);
+qg_tensor *qg_narrow(const qg_tensor *x, int dim, int64_t start, int64_t length);
+/* Python-style x[..., start:end:step, ...] along dim; step > 0. */
+qg_tensor *qg_slice(const qg_tensor *x, int dim, int64_t start, int64_t end, int64_t step);
+qg_tensor *qg_select(const qg_tensor *x, int dim, int64_t index);
+qg_tensor *qg_expand(const qg_tensor *x, int ndim, const int64_t *shape); /* -1 keeps a dim */
+qg_tensor *qg_squeeze(const qg_tensor *x, int dim);
+qg_tensor *qg_unsqueeze(const qg_tensor *x, int dim);
+qg_tensor *qg_flatten(const qg_tensor *x, int start_dim, int end_dim);
+qg_tensor *qg_contiguous(const qg_tensor *x); /* x itself if already contiguous */
+
+qg_tensor *qg_cat(int n, qg_tensor *const *xs, int dim);
+qg_tensor *qg_stack(int n, qg_tensor *const *xs, int dim);
+
+/* Cast (no gradient through integer dtypes). */
+qg_tensor *qg_to_dtype(const qg_tensor *x, qg_dtype dt);
+
+/* ---------------------------------------------------------------- gradcheck
+ * Central-difference check of a float64 function's gradient. fn maps the inputs to
+ * one output tensor using qgrad ops; the check compares d(sum(out * r))/d(input) from
+ * backward with (f(x+eps) - f(x-eps)) / 2eps for a fixed random r. */
+typedef qg_tensor *(*qg_gradcheck_fn)(qg_tensor *const *inputs, void *ctx);
+typedef struct qg_gradcheck_opts {
+    double eps;   /* default 1e-6 */
+    double atol;  /* default 1e-5 */
+    double rtol;  /* default 1e-4 */
+    uint64_t seed;
+} qg_gradcheck_opts;
+/* Inputs with requires_grad set are checked. Returns QG_OK or an error whose message
+ * names the input, the element and both values. */
+qg_status qg_gradcheck(qg_gradcheck_fn fn, void *ctx, int n, qg_tensor *const *inputs,
+                       const qg_gradcheck_opts *opts);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
