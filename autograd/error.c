@@ -7,10 +7,12 @@ static _Thread_local char err_msg[1024];
 static _Thread_local qg_status err_status;
 
 qg_status qg__err(qg_status st, const char *fmt, ...) {
+    char tmp[sizeof err_msg]; /* the arguments may include qg_last_error() itself */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(err_msg, tmp, sizeof err_msg);
     err_status = st;
     return st;
 }

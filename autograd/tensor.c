@@ -361,6 +361,32 @@ qg_status qg_tensor_fill_(qg_tensor *t, double value) {
     return QG_OK;
 }
 
+qg_status qg_tensor_resize_(qg_tensor *t, int ndim, const int64_t *shape) {
+    if (!t) return qg__err_null("tensor_resize_");
+    if (t->tape) return qg__err(QG_EINVAL, "tensor_resize_: op results on the tape cannot be resized");
+    if (t->storage->refcount != 1 || t->offset || !qg_tensor_is_contiguous(t))
+        return qg__err(QG_EINVAL, "tensor_resize_: the tensor must own its contiguous storage alone");
+    qg_status st = check_shape("tensor_resize_", t->dtype, ndim, shape);
+    if (st) return st;
+    size_t nbytes = (size_t)qg__numel(ndim, shape) * qg_dtype_size(t->dtype);
+    if (nbytes != t->storage->nbytes) {
+        void *data = qg__calloc(nbytes);
+        if (!data) return qg__err(QG_ENOMEM, "tensor_resize_: out of memory");
+        memcpy(data, t->storage->data, nbytes < t->storage->nbytes ? nbytes : t->storage->nbytes);
+        qg__free(t->storage->data);
+        t->storage->data = data;
+        t->storage->nbytes = nbytes;
+    }
+    t->ndim = ndim;
+    if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    qg__contig_strides(ndim, t->shape, t->strides);
+    if (t->grad) { /* a grad of the old shape no longer fits */
+        qg_tensor_free(t->grad);
+        t->grad = NULL;
+    }
+    return QG_OK;
+}
+
 /* ------------------------------------------------------------- grad flags */
 
 qg_status qg_tensor_set_requires_grad(qg_tensor *t, bool on) {

@@ -4,12 +4,15 @@
  * layouts go to OpenBLAS through its Trans flags.
  *
  * Run with OPENBLAS_CORETYPE=SkylakeX on this machine: Debian's OpenBLAS misdetects the
- * CPU otherwise. Each cell is the best of several batches of at least 40 ms. */
+ * CPU otherwise. Each cell is the best of 5 batches of at least 40 ms per library; the
+ * 'others' column is the share of the CPUs other processes took meanwhile. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cblas.h>
 
@@ -58,38 +61,80 @@ static void run_qgrad(const problem *p) {
 
 static void run_openblas(const problem *p) {
     const shape *s = p->s;
+    float *C = p->C + (size_t)s->m * s->n; /* second half of the buffer */
     cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
                 s->tb ? CblasTrans : CblasNoTrans, s->m, s->n, s->k, 1.0f, p->A,
-                s->ta ? s->m : s->k, p->B, s->tb ? s->k : s->n, 0.0f, p->C, s->n);
+                s->ta ? s->m : s->k, p->B, s->tb ? s->k : s->n, 0.0f, C, s->n);
 }
 
-/* Seconds per call: best over batches, each long enough to time well. */
-static double time_it(void (*fn)(const problem *), const problem *p) {
-    fn(p); /* warm-up: buffers, thread pools, caches */
-    int reps = 1;
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Calls per batch so that a batch takes at least 40 ms (after a warm-up call that
+ * sets up buffers, thread pools and caches). */
+static long calibrate(void (*fn)(const problem *), const problem *p) {
+    fn(p);
+    long reps = 1;
     for (;;) {
         double t0 = now();
-        for (int r = 0; r < reps; r++) fn(p);
-        if (now() - t0 > 0.01) break;
-        reps *= 2;
-    }
-    double best = 1e30, total = 0;
-    int batches = 0;
-    while (batches < 5 || total < 0.2) {
-        double t0 = now();
-        for (int r = 0; r < reps * 4; r++) fn(p);
+        for (long r = 0; r < reps; r++) fn(p);
         double dt = now() - t0;
-        total += dt;
-        batches++;
-        if (dt / (reps * 4) < best) best = dt / (reps * 4);
+        if (dt > 0.04) return reps;
+        reps = dt > 0.004 ? (long)(reps * 0.05 / dt) + 1 : reps * 10;
     }
-    return best;
 }
 
-/* Lets the other library's worker threads stop spinning before timing this one. */
-static void settle(void) {
-    struct timespec ts = {0, 200 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+static double batch(void (*fn)(const problem *), const problem *p, long reps) {
+    double t0 = now();
+    for (long r = 0; r < reps; r++) fn(p);
+    return (now() - t0) / (double)reps;
+}
+
+/* Seconds per call for both libraries: best of ROUNDS batches each. Idle worker
+ * threads spin for a while after a threaded run before they sleep (OpenBLAS's for a
+ * few hundred ms, also after being told the thread count; LLVM libomp's for 200 ms by
+ * default) and would take a core from the other library: so at 2 threads, qgrad goes
+ * first after waiting out OpenBLAS's, then OpenBLAS after waiting out OpenMP's. */
+#define ROUNDS 5
+static void time_both(const problem *p, int nt, double *tq, double *to) {
+    if (nt > 1) sleep_ms(600);
+    long rq = calibrate(run_qgrad, p);
+    *tq = *to = 1e30;
+    for (int r = 0; r < ROUNDS; r++) {
+        double t = batch(run_qgrad, p, rq);
+        if (t < *tq) *tq = t;
+    }
+    sleep_ms(nt > 1 ? 300 : 5);
+    long ro = calibrate(run_openblas, p);
+    for (int r = 0; r < ROUNDS; r++) {
+        double t = batch(run_openblas, p, ro);
+        if (t < *to) *to = t;
+    }
+}
+
+/* CPU seconds used by the whole machine (from /proc/stat) and by this process, to tell
+ * how much of the CPUs other processes took during a measurement: on a 2-core machine
+ * a busy neighbour wrecks the threaded numbers (a worker waiting for a core stalls each
+ * call by a scheduler time slice). */
+static double machine_cpu(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    unsigned long long v[8] = {0};
+    int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                     &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (got < 8) return 0;
+    /* user nice system [idle iowait] irq softirq steal */
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           1e-6 * (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 int main(void) {
@@ -98,8 +143,10 @@ int main(void) {
         printf("WARNING: OPENBLAS_CORETYPE is not set; run with OPENBLAS_CORETYPE=SkylakeX "
                "(Debian's OpenBLAS misdetects this CPU)\n");
     printf("OpenBLAS core: %s\n", openblas_get_corename());
-    printf("%-14s %-16s %7s %12s %14s %7s %12s\n", "shape", "MxKxN", "threads",
-           "qgrad GF/s", "OpenBLAS GF/s", "ratio", "max|diff|");
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("%-14s %-16s %7s %12s %14s %7s %12s %8s\n", "shape", "MxKxN", "threads",
+           "qgrad GF/s", "OpenBLAS GF/s", "ratio", "max|diff|", "others");
+    double others_max = 0;
 
     const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     double worst_ratio = 1e30;
@@ -107,21 +154,23 @@ int main(void) {
         const shape *s = &shapes[si];
         size_t na = (size_t)s->m * s->k, nb = (size_t)s->k * s->n, nc = (size_t)s->m * s->n;
         float *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B);
-        float *C1 = malloc(nc * sizeof *C1), *C2 = malloc(nc * sizeof *C2);
+        float *C1 = malloc(2 * nc * sizeof *C1), *C2 = C1 + nc; /* qgrad's, OpenBLAS's */
         srand(1234 + si);
-        for (size_t i = 0; i < na; i++) A[i] = (float)rand() / RAND_MAX * 2 - 1;
-        for (size_t i = 0; i < nb; i++) B[i] = (float)rand() / RAND_MAX * 2 - 1;
-        problem pq = {s, A, B, C1}, po = {s, A, B, C2};
+        for (size_t i = 0; i < na; i++) A[i] = (float)((double)rand() / RAND_MAX * 2 - 1);
+        for (size_t i = 0; i < nb; i++) B[i] = (float)((double)rand() / RAND_MAX * 2 - 1);
+        problem pr = {s, A, B, C1};
         double flops = 2.0 * s->m * s->n * s->k;
         char dims[32];
         snprintf(dims, sizeof dims, "%dx%dx%d", s->m, s->k, s->n);
         for (int nt = 1; nt <= 2; nt++) {
             qg_set_num_threads(nt);
             openblas_set_num_threads(nt);
-            settle();
-            double tq = time_it(run_qgrad, &pq);
-            settle();
-            double to = time_it(run_openblas, &po);
+            double tq, to, w0 = now(), m0 = machine_cpu(), s0 = self_cpu();
+            time_both(&pr, nt, &tq, &to);
+            /* share of all CPUs that other processes used meanwhile (jiffy-grained) */
+            double others = (machine_cpu() - m0 - (self_cpu() - s0)) / ((now() - w0) * ncpu);
+            if (others < 0) others = 0;
+            if (others > others_max) others_max = others;
             double diff = 0;
             for (size_t i = 0; i < nc; i++) {
                 double d = fabs((double)C1[i] - (double)C2[i]);
@@ -129,12 +178,16 @@ int main(void) {
             }
             double gq = flops / tq * 1e-9, go = flops / to * 1e-9;
             if (gq / go < worst_ratio) worst_ratio = gq / go;
-            printf("%-14s %-16s %7d %12.1f %14.1f %7.2f %12.3g\n", s->what, dims, nt, gq, go,
-                   gq / go, diff);
+            printf("%-14s %-16s %7d %12.1f %14.1f %7.2f %12.3g %7.0f%%\n", s->what, dims, nt,
+                   gq, go, gq / go, diff, 100 * others);
             fflush(stdout);
         }
-        free(A), free(B), free(C1), free(C2);
+        free(A), free(B), free(C1);
     }
     printf("lowest ratio: %.2f\n", worst_ratio);
+    if (others_max > 0.05)
+        printf("WARNING: other processes used up to %.0f%% of the CPUs during a measurement "
+               "(column 'others'); such rows, the threaded ones most, are not reliable\n",
+               100 * others_max);
     return 0;
 }

@@ -2,4 +2,8 @@
 #ifndef QGRAD_H
 #define QGRAD_H
 #include "qgrad/autograd.h"
+#include "qgrad/nn.h"
+#include "qgrad/optim.h"
+#include "qgrad/qat.h"
+#include "qgrad/data.h"
 #endif

@@ -1,7 +1,8 @@
 /* qg_gemm_f32 / qg_gemm_f64 against a naive triple loop in double: many shapes (empty,
  * 1, primes, sizes off the micro-tile and cache-block multiples, tall and skinny),
- * every transpose combination through strides, strided views, alpha/beta combinations
- * (beta == 0 over a NaN-filled C), and bitwise equality between 1 and 2 threads.
+ * every transpose combination through strides, strided, reversed and expanded views,
+ * alpha/beta combinations (beta == 0 over a NaN-filled C), no writes outside C's view,
+ * bitwise equality between 1 and 2 threads, and no allocation on repeated calls.
  * One line per case; exit status 1 on any failure. */
 #include <math.h>
 #include <stdint.h>
@@ -22,21 +23,25 @@ static double urand(void) { /* uniform in [-1, 1) */
 }
 
 /* How an operand of logical shape (r, c) sits in memory. */
-typedef enum { L_ROW, L_COL, L_VIEW } layout;
-static const char *lname[] = {"N", "T", "V"};
+typedef enum { L_ROW, L_COL, L_VIEW, L_REV, L_BCAST } layout;
+static const char *lname[] = {"N", "T", "V", "R", "B"};
 
 typedef struct {
-    int64_t rs, cs, len; /* strides and buffer length in elements */
+    int64_t rs, cs, len, off; /* strides, buffer length, offset of element (0,0) */
 } place;
 
 /* L_ROW: row-major. L_COL: column-major (a transposed view of a row-major matrix).
- * L_VIEW: every other column of a row-major matrix with a padded row (cs = 2). */
+ * L_VIEW: every other column of a row-major matrix with a padded row (cs = 2).
+ * L_REV: row-major with the rows in reverse order (rs < 0). L_BCAST: one row repeated
+ * (rs = 0, an expanded view; inputs only). */
 static place place_of(layout l, int64_t r, int64_t c) {
-    place p;
+    place p = {0, 0, 0, 0};
     switch (l) {
     case L_ROW: p.rs = c, p.cs = 1, p.len = r * c; break;
     case L_COL: p.rs = 1, p.cs = r, p.len = r * c; break;
-    default: p.rs = 2 * c + 3, p.cs = 2, p.len = r * (2 * c + 3); break;
+    case L_VIEW: p.rs = 2 * c + 3, p.cs = 2, p.len = r * (2 * c + 3); break;
+    case L_REV: p.rs = -c, p.cs = 1, p.len = r * c, p.off = r > 0 ? (r - 1) * c : 0; break;
+    case L_BCAST: p.rs = 0, p.cs = 1, p.len = c; break;
     }
     if (p.len == 0) p.len = 1;
     return p;
@@ -64,11 +69,11 @@ typedef struct {
         memcpy(C1, C0, pc.len * sizeof(real));                                             \
         memcpy(C2, C0, pc.len * sizeof(real));                                             \
         qg_set_num_threads(1);                                                             \
-        qg_gemm_##SUF(m, n, k, (real)g->alpha, A, pa.rs, pa.cs, B, pb.rs, pb.cs,           \
-                      (real)g->beta, C1, pc.rs, pc.cs);                                    \
+        qg_gemm_##SUF(m, n, k, (real)g->alpha, A + pa.off, pa.rs, pa.cs, B + pb.off, pb.rs, \
+                      pb.cs, (real)g->beta, C1, pc.rs, pc.cs);                             \
         qg_set_num_threads(2);                                                             \
-        qg_gemm_##SUF(m, n, k, (real)g->alpha, A, pa.rs, pa.cs, B, pb.rs, pb.cs,           \
-                      (real)g->beta, C2, pc.rs, pc.cs);                                    \
+        qg_gemm_##SUF(m, n, k, (real)g->alpha, A + pa.off, pa.rs, pa.cs, B + pb.off, pb.rs, \
+                      pb.cs, (real)g->beta, C2, pc.rs, pc.cs);                             \
         qg_set_num_threads(0);                                                             \
         double worst = 0;                                                                  \
         int bad = 0;                                                                       \
@@ -76,7 +81,8 @@ typedef struct {
             for (int64_t j = 0; j < n; j++) {                                              \
                 double s = 0, sa = 0;                                                      \
                 for (int64_t p = 0; p < k; p++) {                                          \
-                    double t = (double)A[i * pa.rs + p * pa.cs] * B[p * pb.rs + j * pb.cs]; \
+                    double t = (double)A[pa.off + i * pa.rs + p * pa.cs] *                 \
+                               B[pb.off + p * pb.rs + j * pb.cs];                          \
                     s += t, sa += fabs(t);                                                 \
                 }                                                                          \
                 double c0 = C0[i * pc.rs + j * pc.cs];                                     \
@@ -129,8 +135,8 @@ static void run(int64_t m, int64_t n, int64_t k, layout la, layout lb, layout lc
 }
 
 int main(void) {
-    /* Shapes: empty, 1, primes, around the micro-tile sizes (MR = 12, NR = 32/16/8/4
-     * depending on the vector width), tall and skinny. */
+    /* Shapes: empty, 1, primes, around the micro-tile sizes (MR = 12 or 6, NR = 32, 16,
+     * 8 or 4 depending on the vector width and dtype), tall and skinny. */
     static const int64_t shapes[][3] = {
         {0, 5, 7},    {5, 0, 7},    {5, 7, 0},     {0, 0, 0},     {1, 1, 1},
         {1, 1, 9},    {1, 37, 1},   {2, 3, 5},     {7, 11, 13},   {12, 32, 8},
@@ -175,6 +181,30 @@ int main(void) {
     run(2, 5500, 700, L_ROW, L_ROW, L_ROW, 1, 0);
     run(77, 2900, 13, L_COL, L_VIEW, L_ROW, 1, 0);
     run(257, 259, 263, L_VIEW, L_VIEW, L_VIEW, -1, 2);
+    /* Deep k: several KC blocks (C accumulated between them), split m and split n. */
+    run(150, 173, 1500, L_ROW, L_ROW, L_ROW, 1, 0);
+    run(173, 150, 1500, L_COL, L_ROW, L_ROW, 1, 0.5);
+    run(61, 333, 2100, L_ROW, L_COL, L_ROW, 1, 0);
+    run(333, 61, 2100, L_COL, L_COL, L_COL, 1, 1);
+
+    /* Dot-product path (A and B^T contiguous along k, a small dim), threaded, and
+     * matrix-vector products. */
+    run(2000, 10, 128, L_ROW, L_COL, L_ROW, 1, 0);
+    run(10, 2000, 128, L_ROW, L_COL, L_ROW, 1, 0.5);
+    run(999, 3, 333, L_ROW, L_COL, L_COL, 2, 1);
+    run(1000, 1, 1000, L_ROW, L_COL, L_ROW, 1, 0);
+    run(1, 1000, 1000, L_ROW, L_ROW, L_ROW, 1, 0);
+    run(1000, 1, 1000, L_COL, L_ROW, L_ROW, 1, 1);
+
+    /* Negative and zero strides (reversed and expanded views). */
+    for (int s = 0; s < nshapes; s += 3) {
+        run(shapes[s][0], shapes[s][1], shapes[s][2], L_REV, L_ROW, L_ROW, 1, 0);
+        run(shapes[s][0], shapes[s][1], shapes[s][2], L_ROW, L_REV, L_COL, 1, 1);
+        run(shapes[s][0], shapes[s][1], shapes[s][2], L_BCAST, L_COL, L_ROW, 1, 0);
+        run(shapes[s][0], shapes[s][1], shapes[s][2], L_COL, L_BCAST, L_ROW, 0.5, 0);
+    }
+    run(300, 200, 700, L_REV, L_REV, L_ROW, 1, 0);
+    run(300, 200, 700, L_BCAST, L_ROW, L_ROW, 1, 0);
 
     /* Repeated calls with the same shapes allocate nothing after the first. */
     {

@@ -12,34 +12,18 @@
  *   float32 elementwise ops, views, joins: 1e-6 (a few ulp; both sides round once or twice)
  *   float32 matmul, reductions, softmax, losses: 1e-5 (summation order differs)
  *   float64: 1e-10
- * A case's tolerance is its table entry's (float32) or TOL_F64 for <case>_f64. */
+ * A float32 tensor's tolerance is its case's plus twice PyTorch's own float32 error on
+ * it (the fixture's metadata "f32err.<case>.<tensor>": PyTorch float32 against the same
+ * case in float64). Where float32 is ill-conditioned (tanh' = 1 - y^2 as |y| -> 1,
+ * softmax of logits x50) qgrad must then be about as accurate as PyTorch, not equal
+ * to the bit. <case>_f64 cases use TOL_F64. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "qgrad/autograd.h"
-#include "qgrad/nn.h"
+#include "parity.h"
 
-#define TOL_EW 1e-6
-#define TOL_RED 1e-5
-#define TOL_F64 1e-10
-#define MAX_IN 8
-
-typedef qg_tensor *(*case_fn)(qg_tensor *const *in, qg_tensor **aux);
-
-/* One function per case: `in` are the fixture's inputs, aux receives extra outputs
- * (max's indices), compared with <case>.idx. */
-#define CASE(nm, expr)                                                          \
-    static qg_tensor *case_##nm(qg_tensor *const *in, qg_tensor **aux) {        \
-        (void)in;                                                               \
-        (void)aux;                                                              \
-        return (expr);                                                          \
-    }
-
-#define MEAN QG_REDUCTION_MEAN
-#define SUM QG_REDUCTION_SUM
-#define NONE QG_REDUCTION_NONE
 #define SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
 #define DIMS(...) (int)(sizeof((int[]){__VA_ARGS__}) / sizeof(int)), (int[]){__VA_ARGS__}
 
@@ -117,15 +101,8 @@ CASE(flatten, qg_mul(qg_flatten(in[0], 1, -1), in[1]))
 CASE(flatten_noncontig, qg_mul(qg_flatten(qg_transpose(in[0], 0, 2), 0, 1), in[1]))
 CASE(contiguous, qg_mul(qg_contiguous(qg_transpose(in[0], 0, 1)), in[1]))
 CASE(transpose_sum, qg_sum(qg_transpose(in[0], 0, 2), DIMS(1), false))
-CASE(to_f64, qg_mul(qg_to_dtype(in[0], QG_F64), in[1]))
+CASE(to_double, qg_mul(qg_to_dtype(in[0], QG_F64), in[1]))
 CASE(chain_mlp, qg_cross_entropy(qg_linear(qg_relu(qg_linear(in[0], in[1], in[2])), in[3], in[4]), in[5], MEAN))
-
-typedef struct op_case {
-    const char *name; /* fixture case; <name>_f64 runs the same function */
-    case_fn fn;
-    double tol;       /* float32 tolerance */
-    int runs;         /* fixture cases that used this entry */
-} op_case;
 
 static op_case cases[] = {
     {"add_bcast", case_add, TOL_EW, 0},
@@ -209,148 +186,14 @@ static op_case cases[] = {
     {"flatten_noncontig", case_flatten_noncontig, TOL_EW, 0},
     {"contiguous", case_contiguous, TOL_EW, 0},
     {"transpose_sum", case_transpose_sum, TOL_RED, 0},
-    {"to_f64", case_to_f64, TOL_EW, 0},
+    {"to_double", case_to_double, TOL_EW, 0},
     {"chain_mlp", case_chain_mlp, TOL_RED, 0},
 };
-#define NCASES (int)(sizeof cases / sizeof *cases)
-
-static const qg_tensor_dict *fixture;
-
-/* The fixture's tensor "<c>.<what>", or NULL (no error) if it has none. */
-static qg_tensor *fx(const char *c, const char *what) {
-    char name[256];
-    snprintf(name, sizeof name, "%s.%s", c, what);
-    qg_tensor *t = qg_tensor_dict_get(fixture, name);
-    if (!t) qg_clear_error();
-    return t;
-}
-
-/* Compares ours (a) with PyTorch's (b); returns the error measure (see the top), or
- * INFINITY with a message in why if shapes/dtypes differ. */
-static double compare(const qg_tensor *a, const qg_tensor *b, char *why, size_t nwhy) {
-    char sa[128], sb[128];
-    if (!a) return snprintf(why, nwhy, "missing"), INFINITY;
-    bool same = a->dtype == b->dtype && a->ndim == b->ndim;
-    for (int i = 0; same && i < a->ndim; i++) same = a->shape[i] == b->shape[i];
-    if (!same)
-        return snprintf(why, nwhy, "got %s, want %s", qg_shape_str(a, sa, sizeof sa), qg_shape_str(b, sb, sizeof sb)),
-               INFINITY;
-    int64_t n = qg_tensor_numel(b);
-    double *x = malloc(sizeof(double) * (size_t)(n ? n : 1)), *y = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    qg_tensor_copy_to(a, QG_F64, x);
-    qg_tensor_copy_to(b, QG_F64, y);
-    double scale = 0, err = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (isfinite(y[i])) scale = fmax(scale, fabs(y[i]));
-    int64_t worst = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e;
-        if (x[i] == y[i]) e = 0; /* also equal infinities */
-        else if (isnan(x[i]) || isnan(y[i]) || isinf(x[i]) || isinf(y[i])) e = INFINITY;
-        else e = fabs(x[i] - y[i]) / fmax(fmax(fabs(y[i]), 1e-3 * scale), 1e-300);
-        if (!(e <= err)) err = e, worst = i;
-    }
-    if (err > 0) snprintf(why, nwhy, "worst at element %lld: %.9g vs %.9g", (long long)worst, x[worst], y[worst]);
-    free(x);
-    free(y);
-    return err;
-}
-
-/* Runs one fixture case; prints its line; returns true if it passed. */
-static bool run_case(const char *c, op_case *oc, bool f64) {
-    double tol = f64 ? TOL_F64 : oc->tol;
-    qg_tensor *in[MAX_IN] = {0};
-    int nin = 0;
-    char key[32];
-    for (; nin < MAX_IN; nin++) {
-        snprintf(key, sizeof key, "in%d", nin);
-        if (!(in[nin] = fx(c, key))) break;
-    }
-    for (int i = 0; i < nin; i++) {
-        snprintf(key, sizeof key, "gin%d", i);
-        if (fx(c, key)) qg_tensor_set_requires_grad(in[i], true);
-    }
-    qg_tensor *want_out = fx(c, "out"), *want_idx = fx(c, "idx"), *gout = fx(c, "gout");
-    qg_tensor *aux = NULL;
-    qg_clear_error();
-    qg_tensor *out = oc->fn(in, want_idx ? &aux : NULL);
-
-    char why[256] = "", what[32] = "out";
-    double err = 0;
-    bool ok = true;
-    if (!out) {
-        snprintf(why, sizeof why, "op returned NULL: %s", qg_last_error());
-        ok = false;
-    } else {
-        double e = compare(out, want_out, why, sizeof why);
-        err = e;
-        if (want_idx) {
-            char w2[256];
-            double ei = compare(aux, want_idx, w2, sizeof w2);
-            if (ei != 0) err = INFINITY, snprintf(what, sizeof what, "idx"), memcpy(why, w2, sizeof why);
-        }
-        if (gout && err <= tol) {
-            if (qg_backward(out, gout) != QG_OK) {
-                snprintf(why, sizeof why, "backward failed: %s", qg_last_error());
-                err = INFINITY;
-            }
-            for (int i = 0; i < nin && isfinite(err); i++) {
-                snprintf(key, sizeof key, "gin%d", i);
-                qg_tensor *want = fx(c, key);
-                if (!want) continue;
-                char w2[256];
-                double eg = compare(in[i]->grad, want, w2, sizeof w2);
-                if (eg > err) err = eg, snprintf(what, sizeof what, "%s", key), memcpy(why, w2, sizeof why);
-            }
-        }
-        ok = err <= tol;
-    }
-    if (ok) printf("ok %-26s max_rel_err=%.3g (%s) tol=%g\n", c, err, what, tol);
-    else printf("FAIL %s max_rel_err=%.3g in %s (tol %g): %s\n", c, err, what, tol, why);
-    for (int i = 0; i < nin; i++) qg_tensor_set_requires_grad(in[i], false);
-    qg_tape_reset(NULL);
-    return ok;
-}
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s tests/fixtures/autograd_ops.safetensors\n", argv[0]);
-        return 2;
-    }
-    qg_tensor_dict *d = qg_safetensors_load(argv[1]);
-    if (!d) {
-        printf("FAIL cannot load the fixture: %s\n", qg_last_error());
-        return 1;
-    }
-    fixture = d;
     int passed = 0, failed = 0;
-    for (int i = 0; i < qg_tensor_dict_size(d); i++) {
-        const char *nm = qg_tensor_dict_name(d, i);
-        size_t n = strlen(nm);
-        if (!strncmp(nm, "_format.", 8) || n < 5 || strcmp(nm + n - 4, ".out")) continue;
-        char c[256];
-        snprintf(c, sizeof c, "%.*s", (int)(n - 4), nm);
-        size_t cn = strlen(c);
-        bool f64 = cn > 4 && !strcmp(c + cn - 4, "_f64");
-        op_case *oc = NULL;
-        for (int k = 0; k < NCASES && !oc; k++)
-            if (strlen(cases[k].name) == (f64 ? cn - 4 : cn) && !strncmp(cases[k].name, c, f64 ? cn - 4 : cn))
-                oc = &cases[k];
-        if (!oc) {
-            printf("FAIL %s: no C function for this fixture case (add it to tests/test_parity_ops.c)\n", c);
-            failed++;
-            continue;
-        }
-        oc->runs++;
-        if (run_case(c, oc, f64)) passed++;
-        else failed++;
-    }
-    for (int k = 0; k < NCASES; k++)
-        if (!cases[k].runs) {
-            printf("FAIL %s: not in the fixture (regenerate it with tools/gen_fixtures.py)\n", cases[k].name);
-            failed++;
-        }
+    qg_tensor_dict *d = parity_run(argc, argv, cases, (int)(sizeof cases / sizeof *cases), &passed, &failed);
     qg_tensor_dict_free(d);
     printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return failed || !d ? 1 : 0;
 }

@@ -4,6 +4,9 @@
  *
  * usage: test_safetensors FIXTURE   (tests/fixtures/autograd_ops.safetensors)
  * Run it under -Db_sanitize=address,undefined too. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* mkdtemp, M_PI */
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -315,8 +318,9 @@ static int n_tried, n_rejected, n_loaded;
 enum expect { MAY_LOAD, MUST_REJECT, MUST_LOAD };
 
 /* Parses b from memory and from a file; both must agree and follow expect. */
+static bool show_messages; /* print each rejection's message (for the hand-made cases) */
+
 static void try_bytes(const char *what, const unsigned char *b, size_t n, enum expect ex) {
-    static int shown;
     n_tried++;
     qg_clear_error();
     qg_tensor_dict *d = qg_safetensors_parse(b, n);
@@ -324,10 +328,7 @@ static void try_bytes(const char *what, const unsigned char *b, size_t n, enum e
     if (rejected) {
         CHECK(*qg_last_error() != 0, "%s: rejected without a message", what);
         CHECK(qg_last_status() == QG_EFORMAT, "%s: status %d", what, (int)qg_last_status());
-        if (shown < 12 && ex == MUST_REJECT && strncmp(what, "trunc", 5)) {
-            printf("  e.g. %-28s -> %s\n", what, qg_last_error());
-            shown++;
-        }
+        if (show_messages) printf("  %-26s -> %s\n", what, qg_last_error());
     }
     qg_tensor_dict_free(d);
 
@@ -445,7 +446,7 @@ static void test_fuzz(void) {
         {"valid, no tensors", "{}", 0, MUST_LOAD},
         {"valid, metadata null", "{\"__metadata__\":null}", 0, MUST_LOAD},
         {"valid, padded", "{\"a\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}      ", 0, MUST_LOAD},
-        {"valid, 1.0 offsets", "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2.0]}}", 2, MUST_LOAD},
+        {"1.0 as an offset", "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2.0]}}", 2, MAY_LOAD},
         {"valid, zero-size between",
          "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},\"b\":{\"dtype\":\"F32\",\"shape\":[0,5],"
          "\"data_offsets\":[2,2]},\"c\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[2,3]}}",
@@ -519,6 +520,8 @@ static void test_fuzz(void) {
         {"lone surrogate escape", "{\"a\\ud800\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
          MUST_REJECT},
     };
+    printf("  messages of the hand-made corrupt headers:\n");
+    show_messages = true;
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
         try_json(cases[k].what, cases[k].json, cases[k].dlen, cases[k].ex);
 
@@ -552,7 +555,8 @@ static void test_fuzz(void) {
 
         size_t nl = 100000;
         j = malloc(nl + 128);
-        k = (size_t)sprintf(j, "{\"");
+        memcpy(j, "{\"", 2); /* (a literal length: gcc's -Warray-bounds misreads sprintf's) */
+        k = 2;
         memset(j + k, 'n', nl);
         k += nl;
         sprintf(j + k, "\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}");
@@ -563,6 +567,9 @@ static void test_fuzz(void) {
 }
 
 static void cleanup(void) { rmdir(tmpdir); }
+
+static const char *fixture_path;
+static void test_fixture_arg(void) { test_fixture(fixture_path); }
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -576,16 +583,26 @@ int main(int argc, char **argv) {
         return 2;
     }
     atexit(cleanup);
+    /* the default tape keeps its arena across resets: make it before counting */
+    qg_tensor *w = qg_tensor_zeros(QG_F32, 0, NULL);
+    qg_detach(w);
+    qg_tape_reset(NULL);
+    qg_tensor_free(w);
     int64_t live0 = qg_live_allocations();
-    test_round_trip();
-    test_dict_api();
-    test_fixture(argv[1]);
-    test_fuzz();
+
+    void (*groups[])(void) = {test_round_trip, test_dict_api, test_fixture_arg, test_fuzz};
+    const int ngroups = (int)(sizeof groups / sizeof *groups);
+    int passed = 0;
+    fixture_path = argv[1];
+    for (int g = 0; g < ngroups; g++) {
+        int before = failures;
+        groups[g]();
+        passed += failures == before;
+    }
     qg_tape_reset(NULL);
     int64_t live1 = qg_live_allocations();
-    /* the default tape's arena stays allocated; everything else must be freed */
-    printf("live allocations: %lld before, %lld after (tape arena included)\n", (long long)live0, (long long)live1);
-    int tests = 4;
-    printf("%d passed, %d failed\n", failures ? tests - 1 : tests, failures ? 1 : 0);
+    CHECK(live1 == live0, "live allocations %lld before, %lld after", (long long)live0, (long long)live1);
+    if (live1 != live0) passed--;
+    printf("%d passed, %d failed\n", passed, ngroups - passed);
     return failures ? 1 : 0;
 }

@@ -21,7 +21,9 @@ case <c> of a file stores
     <c>.ginN                the gradient of input N from out.backward(gout), for the
                             inputs that require grad
 
-Cases named <c>_f64 are the same case in float64. Names starting with "_format." hold
+and, in the file's "__metadata__", "f32err.<c>.out" / "f32err.<c>.ginN": PyTorch's own
+float32 error on that tensor, against the same case rerun in float64 (see
+Fixture._f32_error). Cases named <c>_f64 are the same case in float64. Names starting with "_format." hold
 known values in every dtype, for the reader's own test (tests/test_safetensors.c).
 
 The output is deterministic: one thread, and each case draws its inputs from its own
@@ -125,6 +127,7 @@ class Fixture:
     def __init__(self, name):
         self.name = name
         self.tensors = {}
+        self.meta = {}
         self.cases = []
 
     def add(self, name, t):
@@ -148,6 +151,7 @@ class Fixture:
             self.add(f"{cname}.out", out)
             if idx is not None:
                 self.add(f"{cname}.idx", idx)
+            gout = None
             if out.requires_grad:
                 gout = torch.randn(out.shape, generator=r.g, dtype=out.dtype)
                 out.backward(gout)
@@ -155,7 +159,38 @@ class Fixture:
                 for i, x in enumerate(ins):
                     if x.requires_grad:
                         self.add(f"{cname}.gin{i}", x.grad)
+            if dtype == torch.float32:
+                self._f32_error(cname, fn, ins, out, gout)
             self.cases.append(cname)
+
+    def _f32_error(self, cname, fn, ins, out, gout):
+        """PyTorch's own float32 error: the case rerun in float64 on the same inputs,
+        measured as the C test measures (rel_err). Stored as metadata
+        "f32err.<case>.<tensor>"; the C test allows its tolerance plus twice this, so
+        where float32 itself is ill-conditioned (1 - tanh^2 near |x| large) qgrad needs
+        only be as accurate as PyTorch."""
+        ins64 = [x.detach().double() if x.is_floating_point() else x.detach().clone() for x in ins]
+        for x64, x in zip(ins64, ins):
+            x64.requires_grad_(x.requires_grad)
+        res = fn(*ins64)
+        out64 = res[0] if isinstance(res, tuple) else res
+        if not out.is_floating_point():
+            return
+        self.meta[f"f32err.{cname}.out"] = "%.3g" % rel_err(out, out64)
+        if gout is not None:
+            out64.backward(gout.double())
+            for i, (x, x64) in enumerate(zip(ins, ins64)):
+                if x.requires_grad:
+                    self.meta[f"f32err.{cname}.gin{i}"] = "%.3g" % rel_err(x.grad, x64.grad)
+
+
+def rel_err(a, b):
+    """max_i |a_i - b_i| / max(|b_i|, 1e-3 * max_j |b_j|): the measure of tests/test_parity_ops.c."""
+    a, b = a.detach().double(), b.detach().double()
+    if b.numel() == 0:
+        return 0.0
+    floor = max(1e-3 * b.abs().max().item(), 1e-300)
+    return ((a - b).abs() / b.abs().clamp(min=floor)).max().item()
 
 
 def format_checks(fx):
@@ -272,10 +307,543 @@ def autograd_ops(fx):
     c("contiguous", lambda r: [r.randn(3, 4), r.randn(4, 3)], lambda x, w: x.t().contiguous() * w)
     c("transpose_sum", lambda r: [r.randn(3, 4, 5)], lambda x: x.transpose(0, 2).sum(dim=1))
     # casts
-    c("to_f64", lambda r: [r.randn(3, 4), r.randn(3, 4).double()], lambda x, w: x.double() * w)
+    c("to_double", lambda r: [r.randn(3, 4), r.randn(3, 4).double()], lambda x, w: x.double() * w)
     # a small network: linear -> relu -> linear -> cross_entropy
     c("chain_mlp", lambda r: [r.randn(4, 6), r.randn(8, 6), r.randn(8), r.randn(3, 8), r.randn(3), r.randint(3, 4)],
       lambda x, w1, b1, w2, b2, t: F.cross_entropy(F.linear(torch.relu(F.linear(x, w1, b1)), w2, b2), t), f64=True)
+
+
+def nn_layers(fx):
+    """Functional forms of the nn layers (parameters are inputs, so their gradients
+    are gins), and BatchNorm modules' running statistics after 3 training steps."""
+    c = fx.case
+    c("conv2d", lambda r: [r.randn(2, 3, 7, 6), r.randn(4, 3, 3, 3), r.randn(4)],
+      lambda x, w, b: F.conv2d(x, w, b, padding=1), f64=True)
+    c("conv2d_s2_d2_nobias", lambda r: [r.randn(2, 3, 9, 8), r.randn(4, 3, 3, 2)],
+      lambda x, w: F.conv2d(x, w, None, stride=2, dilation=2))
+    c("conv2d_groups", lambda r: [r.randn(2, 4, 6, 6), r.randn(6, 2, 3, 3), r.randn(6)],
+      lambda x, w, b: F.conv2d(x, w, b, stride=(1, 2), padding=(2, 1), groups=2))
+    c("conv2d_1x1", lambda r: [r.randn(3, 5, 4, 4), r.randn(7, 5, 1, 1), r.randn(7)],
+      lambda x, w, b: F.conv2d(x, w, b))
+    c("conv2d_fmnist", lambda r: [r.randn(4, 1, 28, 28), r.randn(32, 1, 3, 3)],
+      lambda x, w: F.conv2d(x, w, None, padding=1))
+    c("conv2d_fmnist2", lambda r: [r.randn(2, 32, 14, 14), r.randn(64, 32, 3, 3)],
+      lambda x, w: F.conv2d(x, w, None, padding=1))
+    c("conv1d", lambda r: [r.randn(2, 4, 9), r.randn(5, 4, 3), r.randn(5)],
+      lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1), f64=True)
+    c("conv1d_groups_dil", lambda r: [r.randn(2, 4, 11), r.randn(6, 2, 3)],
+      lambda x, w: F.conv1d(x, w, None, padding=2, dilation=2, groups=2))
+    for dims, shape in (("2d", (6, 3)), ("3d", (4, 3, 5)), ("4d", (3, 3, 4, 5))):
+        c("batch_norm_train_" + dims, lambda r, shape=shape: [r.randn(*shape, scale=2.0, shift=0.5), r.randn(3), r.randn(3)],
+          lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True, eps=1e-5), f64=(dims == "4d"))
+    c("batch_norm_eval", lambda r: [r.randn(3, 3, 4, 5), r.uniform(0.5, 2, 3), r.randn(3), r.randn(3), r.uniform(0.5, 2.0, 3)],
+      lambda x, w, b, rm, rv: F.batch_norm(x, rm, rv, w, b, training=False, eps=1e-3), grad=[True, True, True, False, False])
+    c("batch_norm_noaffine", lambda r: [r.randn(4, 3, 5)],
+      lambda x: F.batch_norm(x, None, None, None, None, training=True))
+    c("max_pool2d", lambda r: [r.randn(2, 3, 8, 8)], lambda x: F.max_pool2d(x, 2))
+    c("max_pool2d_pad_ceil", lambda r: [r.randn(2, 2, 7, 9)],
+      lambda x: F.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True))
+    c("max_pool2d_dil", lambda r: [r.randn(1, 2, 9, 9)], lambda x: F.max_pool2d(x, (2, 3), stride=(2, 1), dilation=2))
+    c("avg_pool2d", lambda r: [r.randn(2, 3, 8, 8)], lambda x: F.avg_pool2d(x, 2))
+    c("avg_pool2d_pad_nocount", lambda r: [r.randn(2, 2, 7, 9)],
+      lambda x: F.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False))
+    c("avg_pool2d_pad_count", lambda r: [r.randn(2, 2, 7, 9)],
+      lambda x: F.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=True))
+    c("avg_pool2d_divisor", lambda r: [r.randn(1, 2, 6, 6)], lambda x: F.avg_pool2d(x, 2, divisor_override=3))
+    c("adaptive_avg_pool2d", lambda r: [r.randn(2, 3, 7, 5)], lambda x: F.adaptive_avg_pool2d(x, (3, 2)))
+    c("flatten_linear", lambda r: [r.randn(2, 3, 4, 4), r.randn(5, 48), r.randn(5)],
+      lambda x, w, b: F.linear(torch.flatten(x, 1), w, b))
+    # BatchNorm modules: 3 training forward+backward passes, then running stats
+    for name, mk, shape in (("bn2d", lambda: torch.nn.BatchNorm2d(3), (4, 3, 5, 5)),
+                            ("bn1d", lambda: torch.nn.BatchNorm1d(3), (8, 3)),
+                            ("bn1d_3d", lambda: torch.nn.BatchNorm1d(3, momentum=0.3), (4, 3, 6)),
+                            ("bn2d_cumulative", lambda: torch.nn.BatchNorm2d(3, momentum=None), (4, 3, 5, 5))):
+        r = Rand(zlib.crc32(name.encode()), torch.float32)
+        bn = mk()
+        with torch.no_grad():
+            bn.weight.copy_(r.uniform(0.5, 1.5, 3))
+            bn.bias.copy_(r.randn(3))
+        fx.add(f"{name}.init_weight", bn.weight)
+        fx.add(f"{name}.init_bias", bn.bias)
+        for step in range(3):
+            x = r.randn(*shape, scale=1.5, shift=0.3 * step)
+            y = bn(x)
+            g = r.randn(*y.shape)
+            y.backward(g)
+            fx.add(f"{name}.x{step}", x)
+            fx.add(f"{name}.g{step}", g)
+        for k, v in bn.state_dict().items():
+            fx.add(f"{name}.state.{k}", v)
+        fx.add(f"{name}.out2", y)
+        fx.add(f"{name}.grad_weight", bn.weight.grad)
+        fx.add(f"{name}.grad_bias", bn.bias.grad)
+        fx.cases.append(name)
+
+
+class SmallCNN(torch.nn.Module):
+    """conv+bn+relu, pool, conv, flatten, linear: the checkpoint test's model."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2), torch.nn.Conv2d(4, 6, 3), torch.nn.ReLU())
+        self.flatten = torch.nn.Flatten()
+        self.fc = torch.nn.Linear(6 * 2 * 2, 3)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.features(x)))
+
+
+def small_cnn(fx):
+    """A PyTorch-written checkpoint (small_cnn_state.safetensors, tensors ordered as
+    safetensors.torch.save_file orders them) and, in this file, an input and the
+    model's eval and train outputs."""
+    torch.manual_seed(3)
+    m = SmallCNN()
+    x = torch.randn(2, 3, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    m.train()
+    m(x[1])  # one training pass so the running stats are not the defaults
+    m.eval()
+    with torch.no_grad():
+        out_eval = m(x[0])
+    sd = m.state_dict()
+    order = sorted(sd.items(), key=lambda kv: (-kv[1].element_size(), kv[0]))
+    write_safetensors(os.path.join(OUT_DIR, "small_cnn_state.safetensors"), dict(order), {"format": "pt"})
+    fx.add("x", x[0])
+    fx.add("out_eval", out_eval)
+    fx.cases.append("small_cnn")
+
+
+# SGD configurations of the optim fixture: name -> torch.optim.SGD keyword arguments
+# (tests/test_optim.c lists the same ones); "steplr" also steps StepLR(3, 0.5) after
+# each optimizer step.
+OPTIM_SGD_CONFIGS = {
+    "plain": dict(lr=0.1),
+    "momentum": dict(lr=0.1, momentum=0.9),
+    "nesterov": dict(lr=0.1, momentum=0.9, nesterov=True),
+    "dampening": dict(lr=0.1, momentum=0.9, dampening=0.5),
+    "wd_momentum": dict(lr=0.1, momentum=0.9, weight_decay=1e-2),
+    "maximize": dict(lr=0.1, maximize=True),
+    "maximize_momentum_wd": dict(lr=0.05, momentum=0.8, weight_decay=1e-2, maximize=True),
+    "steplr": dict(lr=0.1, momentum=0.9),
+}
+
+
+def optim(fx):
+    """torch.optim.SGD and lr schedulers (tests/test_optim.c).
+
+    sgd.init.<p>       the initial parameters: w (3, 5), b (3), c (2) float32, d (2, 3)
+                       float64 (the optimizer's parameter order)
+    sgd.grad.<t>.<p>   the gradient given to p at step t (0..9); c has none at steps 0..2
+                       (PyTorch skips a parameter whose grad is None)
+    sgd.<cfg>.<t>.<p>  the parameters after step t of configuration cfg (OPTIM_SGD_CONFIGS,
+                       also in the metadata as "sgd.<cfg>")
+    lr.<sched>         float64 (31): get_last_lr()[0] after construction and after each
+                       of 30 steps, optimizer lr 0.1 (the scheduler is in the metadata)
+    """
+    import warnings
+
+    r = Rand(zlib.crc32(b"optim"), torch.float32)
+    shapes = {"w": (3, 5), "b": (3,), "c": (2,), "d": (2, 3)}
+    init = {k: r.randn(*v) for k, v in shapes.items()}
+    init["d"] = init["d"].double()
+    grads = []
+    for t in range(10):
+        g = {k: r.randn(*v) for k, v in shapes.items() if not (k == "c" and t < 3)}
+        g["d"] = g["d"].double()
+        grads.append(g)
+    for k, v in init.items():
+        fx.add(f"sgd.init.{k}", v)
+    for t, g in enumerate(grads):
+        for k, v in g.items():
+            fx.add(f"sgd.grad.{t}.{k}", v)
+    for cfg, kw in OPTIM_SGD_CONFIGS.items():
+        ps = {k: v.clone().requires_grad_() for k, v in init.items()}
+        opt = torch.optim.SGD(list(ps.values()), **kw)
+        sched = torch.optim.lr_scheduler.StepLR(opt, 3, 0.5) if cfg == "steplr" else None
+        for t, g in enumerate(grads):
+            for k, p in ps.items():
+                p.grad = g[k].clone() if k in g else None
+            opt.step()
+            if sched:
+                sched.step()
+            for k, p in ps.items():
+                fx.add(f"sgd.{cfg}.{t}.{k}", p)
+        fx.meta[f"sgd.{cfg}"] = json.dumps(kw) + (" + StepLR(step_size=3, gamma=0.5)" if sched else "")
+        fx.cases.append("sgd." + cfg)
+
+    L = torch.optim.lr_scheduler
+    scheds = {
+        "step": ("StepLR(step_size=7, gamma=0.5)", lambda o: L.StepLR(o, 7, 0.5)),
+        "multistep": ("MultiStepLR(milestones=[5, 12, 20], gamma=0.1)", lambda o: L.MultiStepLR(o, [5, 12, 20], 0.1)),
+        "multistep_dup": ("MultiStepLR(milestones=[12, 5, 5], gamma=0.5)", lambda o: L.MultiStepLR(o, [12, 5, 5], 0.5)),
+        "cosine": ("CosineAnnealingLR(T_max=10, eta_min=0.001)", lambda o: L.CosineAnnealingLR(o, 10, 0.001)),
+        "cosine_t7": ("CosineAnnealingLR(T_max=7)", lambda o: L.CosineAnnealingLR(o, 7)),
+        "linear": ("LinearLR(start_factor=0.1, total_iters=5)", lambda o: L.LinearLR(o, start_factor=0.1, total_iters=5)),
+        "linear_decay": ("LinearLR(start_factor=1.0, end_factor=0.25, total_iters=8)",
+                         lambda o: L.LinearLR(o, start_factor=1.0, end_factor=0.25, total_iters=8)),
+        "sequential": ("SequentialLR([LinearLR(start_factor=0.1, total_iters=5), "
+                       "CosineAnnealingLR(T_max=20, eta_min=0.001)], milestones=[5])",
+                       lambda o: L.SequentialLR(o, [L.LinearLR(o, start_factor=0.1, total_iters=5),
+                                                    L.CosineAnnealingLR(o, 20, 0.001)], milestones=[5])),
+        "sequential3": ("SequentialLR([StepLR(step_size=2, gamma=0.5), MultiStepLR(milestones=[3], gamma=0.1), "
+                        "CosineAnnealingLR(T_max=6)], milestones=[4, 9])",
+                        lambda o: L.SequentialLR(o, [L.StepLR(o, 2, 0.5), L.MultiStepLR(o, [3], 0.1),
+                                                     L.CosineAnnealingLR(o, 6)], milestones=[4, 9])),
+        "chained": ("ChainedScheduler([LinearLR(start_factor=0.5, total_iters=4), StepLR(step_size=6, gamma=0.5)])",
+                    lambda o: L.ChainedScheduler([L.LinearLR(o, start_factor=0.5, total_iters=4), L.StepLR(o, 6, 0.5)])),
+    }
+    for name, (desc, make) in scheds.items():
+        p = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.SGD([p], lr=0.1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SequentialLR's step(0) is deprecated usage
+            s = make(opt)
+            seq = [s.get_last_lr()[0]]
+            for _ in range(30):
+                opt.step()
+                s.step()
+                seq.append(s.get_last_lr()[0])
+        fx.add(f"lr.{name}", torch.tensor(seq, dtype=torch.float64))
+        fx.meta[f"lr.{name}"] = desc
+        fx.cases.append("lr." + name)
+
+
+def _qat_cases():
+    """(case, float module maker, QAT class, qconfig, mode) for qat_modules."""
+    import torch.ao.nn.qat as nnqat
+    import torch.ao.nn.qat.dynamic as nnqatd
+    import torch.nn.intrinsic as nni
+    import torch.nn.intrinsic.qat as nniqat
+    import torch.ao.quantization as tq
+    nn = torch.nn
+    fb, qn, dflt = tq.get_default_qat_qconfig("fbgemm"), tq.get_default_qat_qconfig("qnnpack"), tq.default_qat_qconfig
+    dyn = tq.default_dynamic_qat_qconfig
+    lin = lambda: nn.Linear(6, 5)
+    c2 = lambda bias=True: nn.Conv2d(3, 4, 3, padding=1, bias=bias)
+    c1 = lambda bias=True: nn.Conv1d(3, 4, 3, padding=1, bias=bias)
+    cases = [
+        ("linear", lin, nnqat.Linear, fb, "train"),
+        ("linear_eval", lin, nnqat.Linear, fb, "eval"),
+        ("linear_default", lin, nnqat.Linear, dflt, "train"),
+        ("linear_qnnpack", lin, nnqat.Linear, qn, "train"),
+        ("dynamic_linear", lin, nnqatd.Linear, dyn, "train"),
+        ("conv2d", c2, nnqat.Conv2d, fb, "train"),
+        ("conv1d", c1, nnqat.Conv1d, fb, "train"),
+        ("linear_relu", lambda: nni.LinearReLU(lin(), nn.ReLU()), nniqat.LinearReLU, fb, "train"),
+        ("linear_bn1d", lambda: nni.LinearBn1d(lin(), nn.BatchNorm1d(5)), nniqat.LinearBn1d, fb, "train"),
+        ("linear_bn1d_frozen", lambda: nni.LinearBn1d(lin(), nn.BatchNorm1d(5)), nniqat.LinearBn1d, fb, "frozen"),
+        ("conv_bn2d", lambda: nni.ConvBn2d(c2(False), nn.BatchNorm2d(4)), nniqat.ConvBn2d, fb, "train"),
+        ("conv_bn2d_bias", lambda: nni.ConvBn2d(c2(True), nn.BatchNorm2d(4)), nniqat.ConvBn2d, fb, "train"),
+        ("conv_bn2d_frozen", lambda: nni.ConvBn2d(c2(False), nn.BatchNorm2d(4)), nniqat.ConvBn2d, fb, "frozen"),
+        ("conv_bn2d_eval", lambda: nni.ConvBn2d(c2(False), nn.BatchNorm2d(4)), nniqat.ConvBn2d, fb, "eval"),
+        ("conv_bn_relu2d", lambda: nni.ConvBnReLU2d(c2(False), nn.BatchNorm2d(4), nn.ReLU()), nniqat.ConvBnReLU2d, fb, "train"),
+        ("conv_bn_relu2d_frozen", lambda: nni.ConvBnReLU2d(c2(False), nn.BatchNorm2d(4), nn.ReLU()), nniqat.ConvBnReLU2d, fb, "frozen"),
+        ("conv_bn_relu2d_qnnpack", lambda: nni.ConvBnReLU2d(c2(True), nn.BatchNorm2d(4), nn.ReLU()), nniqat.ConvBnReLU2d, qn, "train"),
+        ("conv_relu2d", lambda: nni.ConvReLU2d(c2(), nn.ReLU()), nniqat.ConvReLU2d, fb, "train"),
+        ("conv_bn1d", lambda: nni.ConvBn1d(c1(False), nn.BatchNorm1d(4)), nniqat.ConvBn1d, fb, "train"),
+        ("conv_bn_relu1d", lambda: nni.ConvBnReLU1d(c1(True), nn.BatchNorm1d(4), nn.ReLU()), nniqat.ConvBnReLU1d, fb, "train"),
+        ("conv_relu1d", lambda: nni.ConvReLU1d(c1(), nn.ReLU()), nniqat.ConvReLU1d, fb, "frozen"),
+    ]
+    return cases
+
+
+def qat_modules(fx):
+    """Each QAT module made by from_float from a seeded float module, run 3 forward +
+    backward steps (grads accumulate, as without zero_grad) in its mode: train, eval,
+    or frozen (train + freeze_bn_stats). Stores the float state (<c>.float.*), each
+    step's input/upstream gradient/output/input gradient (<c>.x0, g0, y0, gx0 ...), the
+    final state dict (<c>.state.*) and parameter gradients (<c>.grad.*)."""
+    for name, mk, cls, qc, mode in _qat_cases():
+        torch.manual_seed(zlib.crc32(name.encode()))
+        r = Rand(zlib.crc32(name.encode()), torch.float32)
+        f = mk()
+        for mod in f.modules():  # BN with non-trivial state
+            if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                with torch.no_grad():
+                    mod.weight.copy_(r.uniform(0.5, 1.5, mod.num_features))
+                    mod.bias.copy_(r.randn(mod.num_features, scale=0.1))
+                    mod.running_mean.copy_(r.randn(mod.num_features, scale=0.1))
+                    mod.running_var.copy_(r.uniform(0.5, 2.0, mod.num_features))
+        for k, v in f.state_dict().items():
+            fx.add(f"{name}.float.{k}", v)
+        for mod in f.modules():  # from_float reads the qconfig of the fused module's parts too
+            mod.qconfig = qc
+        f.train()
+        q = cls.from_float(f)
+        if mode == "eval":
+            q.eval()
+        elif mode == "frozen":
+            q.train()
+            if hasattr(q, "freeze_bn_stats"):
+                q.freeze_bn_stats()
+        shape = (4, 6) if "linear" in name else (2, 3, 6, 6) if "2d" in name else (2, 3, 8)
+        for step in range(3):
+            x = r.randn(*shape, scale=1.5).requires_grad_(True)
+            y = q(x)
+            g = r.randn(*y.shape)
+            y.backward(g)
+            for k, v in (("x", x), ("g", g), ("y", y), ("gx", x.grad)):
+                fx.add(f"{name}.{k}{step}", v)
+        for k, v in q.state_dict().items():
+            fx.add(f"{name}.state.{k}", v)
+        for k, p in q.named_parameters():
+            if p.grad is not None:
+                fx.add(f"{name}.grad.{k}", p.grad)
+        fx.meta[f"mode.{name}"] = mode
+        fx.cases.append(name)
+
+
+class QatCNN(torch.nn.Module):
+    """conv+bn+relu, pool, linear+relu, linear, between quant stubs."""
+
+    def __init__(self):
+        super().__init__()
+        import torch.ao.quantization as tq
+        nn = torch.nn
+        self.quant = tq.QuantStub()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+        self.b1 = nn.BatchNorm2d(4)
+        self.relu1 = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.l1 = nn.Linear(4 * 4 * 4, 16)
+        self.relu2 = nn.ReLU()
+        self.l2 = nn.Linear(16, 3)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.pool(self.relu1(self.b1(self.c1(self.quant(x)))))
+        x = self.relu2(self.l1(self.flatten(x)))
+        return self.dequant(self.l2(x))
+
+
+def qat_cnn(fx):
+    """The small CNN fused ((c1, b1, relu1), (l1, relu2)), prepared with the fbgemm
+    qconfig and trained 5 SGD steps (lr 0.05, momentum 0.9, weight decay 1e-4) with
+    cross-entropy: qat_cnn_float.safetensors holds the float weights PyTorch wrote;
+    this file the batches, the per-step losses and the prepared model's final state."""
+    import torch.ao.quantization as tq
+    torch.manual_seed(7)
+    m = QatCNN().train()
+    write_safetensors(os.path.join(OUT_DIR, "qat_cnn_float.safetensors"), dict(m.state_dict()), {"format": "pt"})
+    m = tq.fuse_modules_qat(m, [["c1", "b1", "relu1"], ["l1", "relu2"]])
+    m.qconfig = tq.get_default_qat_qconfig("fbgemm")
+    tq.prepare_qat(m, inplace=True)
+    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(8)
+    for step in range(5):
+        x = torch.randn(8, 1, 8, 8, generator=g)
+        t = torch.randint(0, 3, (8,), generator=g)
+        loss = torch.nn.functional.cross_entropy(m(x), t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        fx.add(f"x{step}", x)
+        fx.add(f"t{step}", t)
+        fx.add(f"loss{step}", loss.detach())
+    for k, v in m.state_dict().items():
+        fx.add(f"state.{k}", v)
+    fx.cases.append("qat_cnn")
+
+
+def qat_ops(fx):
+    """Fake-quant ops, formulas A and B, and the fused observer + fake-quant of PyTorch
+    1.13 (tests/test_fake_quant.c, tests/test_qparams.c). Every float input is float32
+    unless the case name ends in _f64. Per case <c>:
+
+    fq.<c>.x, .scale (f32 (C) or 0-dim), .zp (i32/f32 (C) or 0-dim i64), .cfg (i64:
+      qmin, qmax, axis (-1 per tensor)), .out, .gout, .gx      fake_quantize_per_*
+    lsq.<c>.x, .scale, .zp (f32 (1) or (C)), .cfg (i64: qmin, qmax, axis), .gf (f64 0-dim),
+      .out, .gout, .gx, .gscale, .gzp                          _fake_quantize_learnable_*
+    fused.<c>.cfg (i64: qmin, qmax, ch_axis, per_channel, symmetric, steps), .avg (f64);
+      per step t: .<t>.flags (i64: observer_on, fake_quant_on), .<t>.x, .<t>.gout,
+      .<t>.out, .<t>.gx and the buffers after the step .<t>.min, .<t>.max, .<t>.scale,
+      .<t>.zp (per channel they start empty; per tensor at +inf / -inf, 1.0, 0)
+    qpA.<c>.min, .max (f32 (n)), .scale, .zp (i64), .cfg (i64: qmin, qmax, symmetric,
+      quint8, custom_range)                                    observer _calculate_qparams
+    qpB.<c>.min, .max, .scale, .zp (i32), .cfg (i64: qmin, qmax, symmetric)
+                                                               ChooseQuantizationParams
+    """
+    import warnings
+    from torch.ao.quantization.observer import MinMaxObserver
+
+    f32, f64, i32, i64 = torch.float32, torch.float64, torch.int32, torch.int64
+    cases = []
+
+    def add_all(prefix, d):
+        for k, v in d.items():
+            fx.add(f"{prefix}.{k}", v)
+        fx.cases.append(prefix)
+
+    # ---- fake_quantize_per_tensor / per_channel
+    def fq_case(name, x, scale, zp, qmin, qmax, axis=-1):
+        r = Rand(zlib.crc32(name.encode()), x.dtype)
+        xg = x.detach().clone().requires_grad_()
+        if axis < 0:
+            y = torch.fake_quantize_per_tensor_affine(xg, float(scale), int(zp), qmin, qmax)
+            sc_t, zp_t = torch.tensor(float(scale), dtype=f32), torch.tensor(int(zp), dtype=i64)
+        else:
+            y = torch.fake_quantize_per_channel_affine(xg, scale, zp, axis, qmin, qmax)
+            sc_t, zp_t = scale, zp
+        gout = r.randn(*x.shape)
+        y.backward(gout)
+        add_all("fq." + name, {"x": x, "scale": sc_t, "zp": zp_t, "cfg": torch.tensor([qmin, qmax, axis], dtype=i64),
+                               "out": y, "gout": gout, "gx": xg.grad})
+
+    ties = torch.tensor([-128.4, -128.5, -128.6, -127.5, -126.5, -1.5, -0.5, 0.5, 1.5, 2.5, 126.5, 127.4, 127.5,
+                         127.6, 0.0, -0.0, 3.49999976, 3.50000024])
+    fq_case("ties_s1", ties, 1.0, 0, -128, 127)
+    k = torch.arange(-12, 270, dtype=f32) + 0.5  # x * 4 exactly k + 0.5
+    fq_case("ties_pow2", k * 0.25, 0.25, 3, 0, 255)
+    r = Rand(zlib.crc32(b"qat_fq_rand"), f32)
+    s = 0.0173
+    x = torch.cat([r.randn(200) * 1.3, (torch.arange(-5, 135, dtype=f32) + 0.5) * s, torch.tensor([0.0])])
+    fq_case("rand_affine", x, s, 7, 0, 127)
+    fq_case("rand_sym", x, s, 0, -128, 127)
+    fq_case("bits4_u", x * 3, 0.21, 3, 0, 15)
+    fq_case("bits4_s", x * 3, 0.19, 0, -8, 7)
+    fq_case("special", torch.tensor([float("inf"), float("-inf"), float("nan"), 1e30, -1e30, 9.3e18, 9.2e18, 1e-40]),
+            0.5, 3, 0, 255)
+    fq_case("wide", torch.tensor([16777216.0, 16777218.0, 2147483520.0, 2147483647.0, 2147483904.0, -2147483648.0,
+                                  -2147483904.0, 0.5, 1.5, -7.5]), 1.0, 1, -2 ** 31, 2 ** 31 - 1)
+    fq_case("ties_s1_f64", ties.double(), 1.0, 0, -128, 127)
+    fq_case("rand_affine_f64", x.double() * 1.0000001, s, 7, 0, 127)
+    # per channel: axis 0 (weights), axis 1 long and short rows, the last axis, float zero points
+    r = Rand(zlib.crc32(b"qat_fq_pc"), f32)
+    sc4 = torch.tensor([0.02, 0.25, 0.0071, 0.5])
+    w = r.randn(4, 3, 5) * 1.5
+    w[1, 0, :] = (torch.arange(5, dtype=f32) + 120.5) * 0.25  # ties at the top of the range
+    fq_case("pc_axis0", w, sc4, torch.tensor([0, -3, 5, 127], dtype=i32), -128, 127, 0)
+    sc6 = torch.tensor([0.01, 0.02, 0.05, 0.125, 0.0033, 1.0])
+    a = r.randn(2, 6, 5)
+    a[:, 3, :] = (torch.arange(10, dtype=f32).reshape(2, 5) - 4.5) * 0.125
+    fq_case("pc_axis1", a, sc6, torch.tensor([0, 10, 128, 3, 255, 60], dtype=i32), 0, 255, 1)
+    fq_case("pc_last", r.randn(7, 6), sc6, torch.tensor([0, 1, 2, 3, 4, 5], dtype=i32), 0, 15, 1)
+    fq_case("pc_long", r.randn(3, 2, 40) * 0.3, torch.tensor([0.011, 0.0047]), torch.tensor([100, 27], dtype=i32),
+            0, 255, 1)
+    fq_case("pc_float_zp", a, sc6, torch.tensor([0.5, 10.25, -3.7, 3.0, 200.5, 60.1]), 0, 255, 1)
+    fq_case("pc_axis0_f64", w.double(), sc4, torch.tensor([0, -3, 5, 127], dtype=i32), -128, 127, 0)
+
+    # ---- learnable (LSQ)
+    def lsq_case(name, x, scale, zp, qmin, qmax, axis=-1, grad_scaling=False):
+        rr = Rand(zlib.crc32(name.encode()), f32)
+        xg, sg, zg = (t.detach().clone().requires_grad_() for t in (x, scale, zp))
+        gf = 1.0 / (x.numel() * qmax) ** 0.5 if grad_scaling else 1.0
+        if axis < 0:
+            y = torch._fake_quantize_learnable_per_tensor_affine(xg, sg, zg, qmin, qmax, gf)
+        else:
+            y = torch._fake_quantize_learnable_per_channel_affine(xg, sg, zg, axis, qmin, qmax, gf)
+        gout = rr.randn(*x.shape)
+        y.backward(gout)
+        add_all("lsq." + name, {"x": x, "scale": scale, "zp": zp, "cfg": torch.tensor([qmin, qmax, axis], dtype=i64),
+                                "gf": torch.tensor(gf, dtype=f64), "out": y, "gout": gout, "gx": xg.grad,
+                                "gscale": sg.grad, "gzp": zg.grad})
+
+    r = Rand(zlib.crc32(b"qat_lsq"), f32)
+    x = r.randn(4, 50) * 2.0
+    x[0, :20] = (torch.arange(20, dtype=f32) - 10 + 0.5) * 0.0625  # near-ties
+    lsq_case("pt_u8", x, torch.tensor([0.03]), torch.tensor([2.5]), 0, 255)
+    lsq_case("pt_u8_gs", x, torch.tensor([0.03]), torch.tensor([2.5]), 0, 255, grad_scaling=True)
+    lsq_case("pt_s8", x, torch.tensor([0.011]), torch.tensor([-1.7]), -128, 127)
+    lsq_case("pt_u4_gs", x, torch.tensor([0.21]), torch.tensor([3.5]), 0, 15, grad_scaling=True)
+    lsq_case("pt_s4", x, torch.tensor([0.0625]), torch.tensor([-2.5]), -8, 7)
+    lsq_case("pc_axis0", r.randn(3, 40), torch.tensor([0.02, 0.05, 0.3]), torch.tensor([0.5, -1.5, 2.49]), -8, 7, 0)
+    lsq_case("pc_axis0_gs", r.randn(3, 40), torch.tensor([0.02, 0.05, 0.3]), torch.tensor([0.5, -1.5, 2.49]), -8, 7, 0,
+             grad_scaling=True)
+    lsq_case("pc_axis1", r.randn(5, 4, 6), torch.tensor([0.01, 0.1, 0.004, 0.05]), torch.tensor([128.5, 3.2, 0.0, 255.0]),
+             0, 255, 1, grad_scaling=True)
+    # one element per channel: the summed gradients are PyTorch's per-element terms
+    sc = r.uniform(0.01, 0.3, 48)
+    zr = torch.round(r.uniform(-8, 7, 48) * 4) / 4  # quarters: .5 ties included
+    xe = (torch.round(r.uniform(-12, 12, 48)) + torch.tensor([0.0, 0.5, -0.5, 0.25]).repeat(12)) * sc
+    lsq_case("pc_elem", xe.reshape(48, 1), sc, zr, -8, 7, 0, grad_scaling=True)
+
+    # ---- fused moving-average observer + fake-quant, several steps
+    def fused_case(name, shape, qmin, qmax, ch_axis, per_channel, symmetric, flags, make):
+        rr = Rand(zlib.crc32(name.encode()), f32)
+        if per_channel:
+            mn, mx, sc, zp = torch.tensor([]), torch.tensor([]), torch.tensor([1.0]), torch.tensor([0], dtype=i32)
+        else:
+            mn, mx = torch.tensor(float("inf")), torch.tensor(float("-inf"))
+            sc, zp = torch.tensor([1.0]), torch.tensor([0], dtype=i32)
+        avg = 0.01
+        fx.add(f"fused.{name}.cfg", torch.tensor([qmin, qmax, ch_axis, int(per_channel), int(symmetric), len(flags)],
+                                                 dtype=i64))
+        fx.add(f"fused.{name}.avg", torch.tensor(avg, dtype=f64))
+        for t, (obs, fq) in enumerate(flags):
+            x = make(rr, t).reshape(shape)
+            xg = x.clone().requires_grad_()
+            y = torch.fused_moving_avg_obs_fake_quant(xg, torch.tensor([obs]), torch.tensor([fq]), mn, mx, sc, zp, avg,
+                                                      qmin, qmax, ch_axis, per_channel, symmetric)
+            gout = rr.randn(*shape)
+            y.backward(gout)
+            for k, v in {"flags": torch.tensor([obs, fq], dtype=i64), "x": x, "gout": gout, "out": y, "gx": xg.grad,
+                         "min": mn, "max": mx, "scale": sc, "zp": zp}.items():
+                fx.add(f"fused.{name}.{t}.{k}", v)
+        fx.cases.append("fused." + name)
+
+    steps = [(1, 1), (1, 1), (1, 1), (0, 1), (1, 0), (1, 1), (0, 0), (1, 1)]
+    act = lambda rr, t: rr.randn(2 * 3 * 6 * 6) * (1 + 0.3 * t) + 0.2 * t
+    fused_case("pt_affine_rr", (2, 3, 6, 6), 0, 127, -1, False, False, steps, lambda rr, t: act(rr, t).relu() - 0.01 * t)
+    fused_case("pt_sym", (6, 12), -128, 127, -1, False, True, steps, lambda rr, t: rr.randn(72) * 0.1)
+
+    def weights(rr, t):
+        w = rr.randn(8, 3, 3, 3) * 0.2
+        w[2] = w[2].abs() + 0.01  # an all-positive channel
+        w[5] = -w[5].abs() - 0.02  # an all-negative one
+        w[6] = 0.0 if t == 0 else w[6] * 1e-6  # all zero, then tiny
+        return w
+    fused_case("pc_sym_axis0", (8, 3, 3, 3), -128, 127, 0, True, True, steps, weights)
+    fused_case("pc_affine_axis0", (8, 3, 3, 3), 0, 255, 0, True, False, steps[:5], weights)
+
+    # ---- formula A (observer) and B (ChooseQuantizationParams) on the same ranges
+    pairs = [(-1.0, 1.0), (-0.5, 2.0), (-3.0, 0.25), (0.1, 2.0), (0.0, 5.0), (1e-3, 1e-3), (-2.0, -0.5), (-4.0, 0.0),
+             (0.0, 0.0), (-1e-7, 1e-7), (0.0, 1e-9), (-1e-9, 0.0), (-3e-6, 2e-6), (0.0, 1e-6), (-1e-6, 0.0),
+             (-1e-5, 3e-5), (5e-6, 7e-6), (-0.0123, 3.456), (-127.0, 128.0), (-128.0, 127.0), (-6.1e-5, 6.1e-5),
+             (-1e30, 1e30), (1e-30, 1e-20), (-0.7, 0.7000001), (-2.0, 1.0)]
+    rr = Rand(zlib.crc32(b"qat_qparams"), f32)
+    rnd = [tuple(sorted((a, b))) for a, b in zip((rr.randn(40) * 3).tolist(), (rr.randn(40) * 3).tolist())]
+    mins = torch.tensor([p[0] for p in pairs + rnd], dtype=f32)
+    maxs = torch.tensor([p[1] for p in pairs + rnd], dtype=f32)
+    confA = {  # name: (dtype, qscheme, reduce_range, custom range or None)
+        "u8_affine": (torch.quint8, torch.per_tensor_affine, False, None),
+        "u8_affine_rr": (torch.quint8, torch.per_tensor_affine, True, None),
+        "u8_affine_custom_rr": (torch.quint8, torch.per_tensor_affine, True, (0, 255)),
+        "s8_affine": (torch.qint8, torch.per_tensor_affine, False, None),
+        "s8_sym": (torch.qint8, torch.per_tensor_symmetric, False, None),
+        "s8_sym_rr": (torch.qint8, torch.per_tensor_symmetric, True, None),
+        "u8_sym": (torch.quint8, torch.per_tensor_symmetric, False, None),
+        "u8_sym_custom": (torch.quint8, torch.per_tensor_symmetric, False, (0, 255)),
+        "u4_affine": (torch.quint8, torch.per_tensor_affine, False, (0, 15)),
+        "u4_sym": (torch.quint8, torch.per_tensor_symmetric, False, (0, 15)),
+        "s4_sym": (torch.qint8, torch.per_tensor_symmetric, False, (-8, 7)),
+        "s4_affine": (torch.qint8, torch.per_tensor_affine, False, (-8, 7)),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, (dt, qs, rr_, custom) in confA.items():
+            kw = dict(dtype=dt, qscheme=qs, reduce_range=rr_)
+            if custom:
+                kw.update(quant_min=custom[0], quant_max=custom[1])
+            ob = MinMaxObserver(**kw)
+            sc, zp = ob._calculate_qparams(mins, maxs)
+            sym = qs == torch.per_tensor_symmetric
+            add_all("qpA." + name, {"min": mins, "max": maxs, "scale": sc, "zp": zp.to(i64),
+                                    "cfg": torch.tensor([ob.quant_min, ob.quant_max, int(sym), int(dt == torch.quint8),
+                                                         int(custom is not None)], dtype=i64)})
+    confB = {"affine_u8": (0, 255, False), "affine_rr": (0, 127, False), "affine_s8": (-128, 127, False),
+             "sym_s8": (-128, 127, True), "sym_u8": (0, 255, True), "sym_rr": (-64, 63, True),
+             "affine_u4": (0, 15, False), "sym_s4": (-8, 7, True), "sym_u4": (0, 15, True)}
+    n = mins.numel()
+    for name, (qmin, qmax, sym) in confB.items():
+        mn, mx = mins.clone(), maxs.clone()
+        sc, zp = torch.ones(n), torch.zeros(n, dtype=i32)
+        torch.fused_moving_avg_obs_fake_quant(torch.zeros(n, 1), torch.tensor([0]), torch.tensor([1]), mn, mx, sc, zp,
+                                              0.01, qmin, qmax, 0, True, sym)
+        add_all("qpB." + name, {"min": mins, "max": maxs, "scale": sc, "zp": zp,
+                                "cfg": torch.tensor([qmin, qmax, int(sym)], dtype=i64)})
 
 
 def _no_ties(a, b):
@@ -285,6 +853,12 @@ def _no_ties(a, b):
 
 FILES = {
     "autograd_ops": autograd_ops,
+    "nn_layers": nn_layers,
+    "small_cnn": small_cnn,
+    "qat_modules": qat_modules,
+    "qat_cnn": qat_cnn,
+    "optim": optim,
+    "qat_ops": qat_ops,
 }
 
 
@@ -306,7 +880,7 @@ def main():
             continue
         path = os.path.join(args.out_dir, name + ".safetensors")
         meta = {"generator": "tools/gen_fixtures.py", "file": name, "torch": torch.__version__,
-                "cases": str(len(fx.cases))}
+                "cases": str(len(fx.cases)), **fx.meta}
         write_safetensors(path, fx.tensors, meta)
         print("wrote %s: %d cases, %d tensors, %d bytes" % (os.path.relpath(path), len(fx.cases), len(fx.tensors),
                                                               os.path.getsize(path)))

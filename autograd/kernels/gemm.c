@@ -1,23 +1,30 @@
-/* Packed, cache-blocked GEMM for float and double (BLIS-style loop nest).
+/* GEMM for float and double: C = alpha * A B + beta * C with arbitrary strides.
  *
+ * Blocked path (BLIS-style loop nest, gemm_seq):
  *   for jc in n by NC                      (threads split m or n above this nest)
  *     for pc in k by KC                    pack B(pc:pc+kc, jc:jc+nc) into NR-wide slivers
  *       for ic in m by MC                  pack A(ic:ic+mc, pc:pc+kc) into MR-tall slivers
  *         for jr in nc by NR
  *           for ir in mc by MR             micro-kernel: MR x NR tile of C in registers
+ * The micro-kernel vectorises along n (NR = two vectors) and broadcasts elements of A;
+ * edge tiles use the same kernel at a smaller height (2, 4, ..., MR) or one vector
+ * wide, on zero-padded packs, and write back only their valid part. Packed A has one
+ * of two layouts, whichever is a plain copy of the source: MR rows of kc ("i-major")
+ * when A is row-major, else kc groups of MR ("p-major"). Packed B is kc rows of NR.
+ * Only B with unit row stride (a transposed view) needs a transposing pack (VL x VL
+ * blocks through registers). An operand that is already laid out as the kernel reads
+ * it and is reused little (the other dim small) is read in place, unpacked.
  *
- * The micro-kernel vectorises along n (NR = two vectors) and broadcasts elements of A.
- * Packed A has one of two layouts, whichever is a plain copy of the source:
- *   row-major A (unit column stride): each sliver holds MR rows of kc elements ("i-major");
- *   otherwise: for each p the MR elements of column p side by side ("p-major").
- * Packed B is always kc rows of NR elements per sliver. Only B with unit row stride (a
- * transposed view) needs a transposing pack; when that is expensive the whole problem is
- * computed transposed instead (C^T = B^T A^T), whichever the cost model prefers.
+ * Dot-product path (gemm_dot): for X @ W^T-like problems (A and B^T both contiguous
+ * along k) with one small dim, outputs are dot products accumulated along k in vector
+ * lanes, then reduced VL at a time.
  *
- * Determinism: k is never split between threads and the KC blocking depends only on k,
- * so each element of C is produced by the same operations in the same order whatever
- * the thread count and whatever tile it falls in (edge tiles go through the same vector
- * write-back as interior ones).
+ * The orientation (C or C^T = B^T A^T) and the path come from a rough cost model.
+ *
+ * Determinism: k is never split between threads, the KC blocking depends only on k,
+ * and the path only on the shape and strides; every kernel variant (any height or
+ * width, packed or in place, edge or not) gives each element the same sequence of
+ * operations. So results are bitwise the same run to run and whatever the thread count.
  *
  * The per-type code lives once, below the `#else` of QG_GEMM_TEMPLATE; this file
  * includes itself twice to instantiate it for float and double. */
@@ -76,37 +83,56 @@ static inline qg_vf64 qg__vfma_f64(qg_vf64 a, qg_vf64 b, qg_vf64 c) { return a *
 #define QG_INLINE static inline __attribute__((always_inline))
 
 /* Micro-tile height (rows of C, broadcasts of A per k step). With NR = 2 vectors the
- * tile takes 2*MR accumulators + 2 B vectors + 1 broadcast: 27 of 32 zmm registers. */
+ * tile takes 2*MR accumulators + 2 B vectors + 1 broadcast: 27 of the 32 registers
+ * of AVX-512 with MR = 12, 15 of the 16 of AVX2/SSE with MR = 6. Edge tiles use
+ * kernels of height 2, 4, ..., MR; a narrow tile (one vector wide) uses height MR when
+ * mr > QG_NARROW_MIN. */
+#if defined(__AVX512F__)
 #define QG_MR 12
+#else
+#define QG_MR 6
+#endif
+#define QG_NARROW_MIN (QG_MR - 4)
+/* Row loops of the kernel written out, guarded by the tile height (<= QG_ROWS_MAX). */
+#define QG_ROWS_MAX 12
+#define QG_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 
-/* Cache blocking, in bytes (same for both dtypes):
- *   KC: a B sliver (KC x NR) stays in L1 while the A slivers stream past it;
- *   MC: the packed A block (MC x KC) stays in L2;
- *   NC: the packed B panel (KC x NC) is meant for L3. */
-#define QG_KC_BYTES (24 * 1024)
-#define QG_MC_BYTES (768 * 1024)
+/* Cache blocking, in bytes (the same for both dtypes, as NR*sizeof is the same):
+ *   KC = 64K / (NR * sizeof) = 512 with AVX-512: an i-major A sliver (12 x 512 floats,
+ *        24 KB) stays in L1 and the B sliver (64 KB) in L2, from where the kernel
+ *        needs only ~15 B/cycle. Measured better than L1-sized B slivers (KC = 192..256),
+ *        mostly for making fewer passes over C.
+ *   MC: the packed A block (MC x KC, 512 KB) stays in L2 (2 MB per core here);
+ *   NC: the packed B panel (KC x NC, 4 MB) is for L3. */
+#define QG_KC_BYTES (64 * 1024)
+#define QG_MC_BYTES (512 * 1024)
 #define QG_NC_BYTES (4 * 1024 * 1024)
 
+/* Operands may be read in place (not packed) when the other dim is at most this. */
+#define QG_DIRECT_A_N 256
+#define QG_DIRECT_B_M 64
 /* Problems with m*n*k below this take the unpacked loop. */
 #define QG_GEMM_DIRECT_WORK 4096
 /* Work (m*n*k) per thread before a second thread pays off. */
 #define QG_GEMM_PAR_WORK (1 << 20)
 
-/* Per-thread packing buffers, grown and never shrunk, so repeated calls with the same
- * shapes allocate nothing. OpenMP workers get their own. */
-static _Thread_local void *tl_buf[2];
-static _Thread_local size_t tl_cap[2];
+/* Per-thread packing buffer (one block holding both packed operands), grown and never
+ * shrunk, so repeated calls with the same shapes allocate nothing. OpenMP workers get
+ * their own. It stays allocated for the life of the thread and is counted by
+ * qg_live_allocations: one block per thread that has run a GEMM. */
+static _Thread_local void *tl_buf;
+static _Thread_local size_t tl_cap;
 
-static void *qg__gemm_buf(int which, size_t nbytes) {
-    if (tl_cap[which] < nbytes) {
+static void *qg__gemm_buf(size_t nbytes) {
+    if (tl_cap < nbytes) {
         size_t cap = nbytes + nbytes / 4;
         void *p = qg__alloc(cap);
         if (!p) return NULL;
-        qg__free(tl_buf[which]);
-        tl_buf[which] = p;
-        tl_cap[which] = cap;
+        qg__free(tl_buf);
+        tl_buf = p;
+        tl_cap = cap;
     }
-    return tl_buf[which];
+    return tl_buf;
 }
 
 static inline int64_t qg__min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -186,6 +212,9 @@ _Static_assert(VL * sizeof(real) == QG_VB, "VL is the lanes of a vector");
 #define MC qg__round_up((int64_t)(QG_MC_BYTES / (KC * sizeof(real))), MR)
 #define NC qg__round_up((int64_t)(QG_NC_BYTES / (KC * sizeof(real))), NR)
 #define VFMA SUF(qg__vfma)
+/* Row stride of an i-major packed A sliver: KC plus a vector, so that the MR rows do
+ * not all fall in the same few L1 sets. */
+#define LDA_IM (KC + VL)
 
 QG_INLINE vec SUF(vload)(const real *p) {
     vec v;
@@ -198,114 +227,181 @@ QG_INLINE void SUF(vstore)(real *p, vec v) { memcpy(p, &v, sizeof v); }
 /* x in every lane (x - 0 is x for every x, -0 included; compilers fold it away). */
 QG_INLINE vec SUF(vbcast)(real x) { return x - (vec){0}; }
 
-/* Write-back of the first mr rows of a tile (full width) to memory with unit column
+/* Write-back of the first mr rows and nv vectors of a tile to memory with unit column
  * stride and row stride rs: c = alpha * acc when beta == 0 (c not read), otherwise
  * c = fma(alpha, acc, beta * c). */
-QG_INLINE void SUF(writeback)(vec acc[MR][2], real *c, int64_t rs, int mr, real alpha,
-                              real beta) {
-    vec va = SUF(vbcast)(alpha);
-    if (beta == 0) {
-        QG_UNROLL
-        for (int i = 0; i < MR; i++) {
-            if (i < mr) {
-                SUF(vstore)(c + i * rs, va * acc[i][0]);
-                SUF(vstore)(c + i * rs + VL, va * acc[i][1]);
-            }
+QG_INLINE void SUF(writeback)(const int mrk, const int nv, vec acc[QG_ROWS_MAX][2], real *c,
+                              int64_t rs, int mr, real alpha, real beta) {
+    vec va = SUF(vbcast)(alpha), vb = SUF(vbcast)(beta);
+#define WB_ROW(i)                                                                         \
+    if ((i) < mrk && (i) < mr) {                                                          \
+        real *ci = c + (i) * rs;                                                          \
+        if (beta == 0) {                                                                  \
+            SUF(vstore)(ci, va * acc[i][0]);                                              \
+            if (nv > 1) SUF(vstore)(ci + VL, va * acc[i][1]);                             \
+        } else {                                                                          \
+            SUF(vstore)(ci, VFMA(va, acc[i][0], vb * SUF(vload)(ci)));                    \
+            if (nv > 1) SUF(vstore)(ci + VL, VFMA(va, acc[i][1], vb * SUF(vload)(ci + VL))); \
+        }                                                                                 \
+    }
+    QG_ROWS(WB_ROW)
+#undef WB_ROW
+}
+
+/* Write-back of an mr x nr tile whose sums are parked in t (rows of NR), to C with any
+ * strides: per row, the valid part of C goes through a vector-sized copy so that every
+ * element gets exactly the arithmetic of writeback(). */
+static void SUF(edge_store)(const real *t, int nv, real *c, int64_t rsc, int64_t csc, int mr,
+                            int nr, real alpha, real beta) {
+    vec va = SUF(vbcast)(alpha), vb = SUF(vbcast)(beta);
+    for (int i = 0; i < mr; i++) {
+        _Alignas(64) real u[NR];
+        real *ci = c + i * rsc;
+        if (beta != 0) {
+            for (int j = 0; j < nr; j++) u[j] = ci[j * csc];
+            for (int j = nr; j < nv * VL; j++) u[j] = 0;
         }
-    } else {
-        vec vb = SUF(vbcast)(beta);
-        QG_UNROLL
-        for (int i = 0; i < MR; i++) {
-            if (i < mr) {
-                vec c0 = SUF(vload)(c + i * rs), c1 = SUF(vload)(c + i * rs + VL);
-                SUF(vstore)(c + i * rs, VFMA(va, acc[i][0], vb * c0));
-                SUF(vstore)(c + i * rs + VL, VFMA(va, acc[i][1], vb * c1));
-            }
+        for (int v = 0; v < nv; v++) {
+            vec s = SUF(vload)(t + i * NR + v * VL);
+            SUF(vstore)(u + v * VL,
+                        beta == 0 ? va * s : VFMA(va, s, vb * SUF(vload)(u + v * VL)));
         }
+        for (int j = 0; j < nr; j++) ci[j * csc] = u[j];
     }
 }
 
-/* The micro-kernel: C(mr x nr tile) = alpha * a b + beta * C, where a is an MR x kc
- * sliver with element (i,p) at a[i*ars + p*acs] and b a kc x NR sliver (row p at
- * b + p*NR). Inlined into the two layouts below, where the strides are constants. */
-QG_INLINE void SUF(tile)(int64_t kc, const real *restrict a, int64_t ars, int64_t acs,
-                         const real *restrict b, real *c, int64_t rsc, int64_t csc, int mr,
-                         int nr, real alpha, real beta) {
-    vec acc[MR][2];
-    QG_UNROLL
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = (vec){0};
+/* The micro-kernel: C(mr x nr tile) = alpha * a b + beta * C, where a is an mrk x kc
+ * sliver with element (i,p) at a[i*ars + p*acs] and b a kc x (nv vectors) sliver with
+ * row p at b + p*ldb. mrk (tile height, <= MR) and nv (1 or 2 vectors) are constants
+ * in each instantiation below, as are the strides where they can be; edge tiles use
+ * the smallest instantiation that covers them. */
+QG_INLINE void SUF(tile)(const int mrk, const int nv, int64_t kc, const real *restrict a,
+                         int64_t ars, int64_t acs, const real *restrict b, int64_t ldb,
+                         real *c, int64_t rsc, int64_t csc, int mr, int nr, real alpha,
+                         real beta) {
+    /* Loops over the rows are written out (QG_ROWS) rather than left to the unroller,
+     * so that the accumulators are registers with every compiler. */
+    vec acc[QG_ROWS_MAX][2];
+#define ZERO_ROW(i) acc[i][0] = acc[i][1] = (vec){0};
+    QG_ROWS(ZERO_ROW)
+#undef ZERO_ROW
     for (int64_t p = 0; p < kc; p++) {
-        vec b0 = SUF(vload)(b), b1 = SUF(vload)(b + VL);
-        QG_UNROLL
-        for (int i = 0; i < MR; i++) {
-            vec ai = SUF(vbcast)(a[i * ars]);
-            acc[i][0] = VFMA(ai, b0, acc[i][0]);
-            acc[i][1] = VFMA(ai, b1, acc[i][1]);
-        }
-        a += acs;
-        b += NR;
+        vec b0 = SUF(vload)(b), b1 = nv > 1 ? SUF(vload)(b + VL) : b0;
+#define FMA_ROW(i)                                                                        \
+    if ((i) < mrk) {                                                                      \
+        vec ai = SUF(vbcast)(a[(i) * ars]);                                               \
+        acc[i][0] = VFMA(ai, b0, acc[i][0]);                                              \
+        if (nv > 1) acc[i][1] = VFMA(ai, b1, acc[i][1]);                                  \
     }
-    if (nr == NR && csc == 1) {
-        SUF(writeback)(acc, c, rsc, mr, alpha, beta);
+        QG_ROWS(FMA_ROW)
+#undef FMA_ROW
+        a += acs;
+        b += ldb;
+    }
+    if (nr == nv * VL && csc == 1) {
+        SUF(writeback)(mrk, nv, acc, c, rsc, mr, alpha, beta);
         return;
     }
-    /* Narrow or strided tile: the same arithmetic on a copy, then the valid part. */
+    /* Narrow or strided tile: park the sums, then the same arithmetic row by row. */
     _Alignas(64) real t[MR * NR];
-    if (beta != 0) {
-        for (int i = 0; i < mr; i++) {
-            real *ti = t + i * NR;
-            if (csc == 1) {
-                memcpy(ti, c + i * rsc, nr * sizeof(real));
-            } else {
-                for (int j = 0; j < nr; j++) ti[j] = c[i * rsc + j * csc];
-            }
-            for (int j = nr; j < NR; j++) ti[j] = 0;
-        }
+#define PARK_ROW(i)                                                                       \
+    if ((i) < mrk) {                                                                      \
+        SUF(vstore)(t + (i) * NR, acc[i][0]);                                             \
+        if (nv > 1) SUF(vstore)(t + (i) * NR + VL, acc[i][1]);                            \
     }
-    SUF(writeback)(acc, t, NR, mr, alpha, beta);
-    if (csc == 1) {
-        for (int i = 0; i < mr; i++) memcpy(c + i * rsc, t + i * NR, nr * sizeof(real));
-    } else if (rsc == 1) {
-        for (int j = 0; j < nr; j++)
-            for (int i = 0; i < mr; i++) c[i + j * csc] = t[i * NR + j];
-    } else {
-        for (int i = 0; i < mr; i++)
-            for (int j = 0; j < nr; j++) c[i * rsc + j * csc] = t[i * NR + j];
+    QG_ROWS(PARK_ROW)
+#undef PARK_ROW
+    SUF(edge_store)(t, nv, c, rsc, csc, mr, nr, alpha, beta);
+}
+
+typedef void (*SUF(kernel_fn))(int64_t kc, const real *a, int64_t lda, const real *b,
+                               int64_t ldb, real *c, int64_t rsc, int64_t csc, int mr, int nr,
+                               real alpha, real beta);
+
+/* Layouts of an A sliver, element (i,p) at a[i*ARS + p*ACS]:
+ *   IM: packed i-major (rows of LDA_IM)   PM: packed p-major (groups of MR)
+ *   ROWS: row-major in place (lda)        COLS: column-major in place (lda) */
+#define ARS_IM LDA_IM
+#define ACS_IM 1
+#define ARS_PM 1
+#define ACS_PM MR
+#define ARS_ROWS lda
+#define ACS_ROWS 1
+#define ARS_COLS 1
+#define ACS_COLS lda
+#define DEF_KERNEL(LAYOUT, NAME, MRK, NV)                                                 \
+    static void SUF(kernel_##LAYOUT##_##NAME)(                                            \
+        int64_t kc, const real *a, int64_t lda, const real *b, int64_t ldb, real *c,      \
+        int64_t rsc, int64_t csc, int mr, int nr, real alpha, real beta) {                \
+        (void)lda;                                                                        \
+        SUF(tile)(MRK, NV, kc, a, ARS_##LAYOUT, ACS_##LAYOUT, b, ldb, c, rsc, csc, mr, nr, \
+                  alpha, beta);                                                           \
     }
+/* Full width at every even height up to MR (an edge tile of mr rows takes the lowest
+ * that covers it), and MR rows at one vector for a narrow last column sliver. */
+#if QG_MR == 12
+#define DEF_TALL(LAYOUT)                                                                  \
+    DEF_KERNEL(LAYOUT, h8, 8, 2)                                                          \
+    DEF_KERNEL(LAYOUT, h10, 10, 2)                                                        \
+    DEF_KERNEL(LAYOUT, h12, 12, 2)
+#define TALL_ENTRIES(LAYOUT)                                                              \
+    SUF(kernel_##LAYOUT##_h8), SUF(kernel_##LAYOUT##_h10), SUF(kernel_##LAYOUT##_h12),
+#else
+#define DEF_TALL(LAYOUT)
+#define TALL_ENTRIES(LAYOUT)
+#endif
+#define DEF_KERNELS(LAYOUT)                                                               \
+    DEF_KERNEL(LAYOUT, h2, 2, 2)                                                          \
+    DEF_KERNEL(LAYOUT, h4, 4, 2)                                                          \
+    DEF_KERNEL(LAYOUT, h6, 6, 2)                                                          \
+    DEF_TALL(LAYOUT)                                                                      \
+    DEF_KERNEL(LAYOUT, narrow, MR, 1)                                                     \
+    static const SUF(kernel_fn) SUF(kernels_##LAYOUT)[MR / 2 + 1] = {                     \
+        SUF(kernel_##LAYOUT##_h2), SUF(kernel_##LAYOUT##_h4), SUF(kernel_##LAYOUT##_h6),  \
+        TALL_ENTRIES(LAYOUT) SUF(kernel_##LAYOUT##_narrow)};
+DEF_KERNELS(IM)
+DEF_KERNELS(PM)
+DEF_KERNELS(ROWS)
+DEF_KERNELS(COLS)
+#undef DEF_KERNEL
+#undef DEF_KERNELS
+#undef DEF_TALL
+#undef TALL_ENTRIES
+#undef ARS_IM
+#undef ACS_IM
+#undef ARS_PM
+#undef ACS_PM
+#undef ARS_ROWS
+#undef ACS_ROWS
+#undef ARS_COLS
+#undef ACS_COLS
+
+/* The kernel for an mr x nr tile, from one layout's table: it reads the first mr rows
+ * rounded up to even (MR for the narrow one) and the first nr columns rounded up to
+ * its width (the narrow one only for nr <= VL and mr > QG_NARROW_MIN). */
+static inline SUF(kernel_fn) SUF(kernel_for)(const SUF(kernel_fn) *tab, int mr, int nr) {
+    if (nr <= VL && mr > QG_NARROW_MIN) return tab[MR / 2];
+    return tab[(mr - 1) / 2];
 }
 
-/* A sliver as MR rows of KC elements (kc of them used). */
-static void SUF(kernel_im)(int64_t kc, const real *a, const real *b, real *c, int64_t rsc,
-                           int64_t csc, int mr, int nr, real alpha, real beta) {
-    SUF(tile)(kc, a, KC, 1, b, c, rsc, csc, mr, nr, alpha, beta);
-}
-
-/* A sliver as kc groups of MR elements. */
-static void SUF(kernel_pm)(int64_t kc, const real *a, const real *b, real *c, int64_t rsc,
-                           int64_t csc, int mr, int nr, real alpha, real beta) {
-    SUF(tile)(kc, a, 1, MR, b, c, rsc, csc, mr, nr, alpha, beta);
-}
-
-/* Size in elements of one packed A sliver. */
-#define A_SLIVER(kc) (MR * KC)
-
-/* Packs A(0:mc, 0:kc) (A already offset, kc <= KC) as ceil(mc/MR) slivers of MR*KC
- * elements, rows past mc zero: i-major when csa == 1, p-major otherwise. */
+/* Packs A(0:mc, 0:kc) (A already offset, kc <= KC) as ceil(mc/MR) slivers, sliver s
+ * at dst + s*MR*LDA_IM, rows past mc zero: i-major when csa == 1, p-major otherwise. */
 static void SUF(pack_a)(int64_t mc, int64_t kc, const real *A, int64_t rsa, int64_t csa,
                         real *dst) {
-    for (int64_t s = 0; s < mc; s += MR, dst += MR * KC) {
+    for (int64_t s = 0; s < mc; s += MR, dst += MR * LDA_IM) {
         int mr = (int)qg__min64(MR, mc - s);
         const real *src = A + s * rsa;
         if (csa == 1) {
-            for (int i = 0; i < mr; i++) memcpy(dst + i * KC, src + i * rsa, kc * sizeof(real));
-            for (int i = mr; i < MR; i++) memset(dst + i * KC, 0, kc * sizeof(real));
+            for (int i = 0; i < mr; i++)
+                memcpy(dst + i * LDA_IM, src + i * rsa, kc * sizeof(real));
+            for (int i = mr; i < MR; i++) memset(dst + i * LDA_IM, 0, kc * sizeof(real));
         } else if (rsa == 1 && mr == MR) {
             for (int64_t p = 0; p < kc; p++) memcpy(dst + p * MR, src + p * csa, MR * sizeof(real));
         } else {
             for (int64_t p = 0; p < kc; p++) {
                 real *d = dst + p * MR;
+                memset(d, 0, MR * sizeof(real));
                 for (int i = 0; i < mr; i++) d[i] = src[i * rsa + p * csa];
-                for (int i = mr; i < MR; i++) d[i] = 0;
             }
         }
     }
@@ -326,11 +422,13 @@ static void SUF(pack_a)(int64_t mc, int64_t kc, const real *A, int64_t rsa, int6
         }                                                                                \
     }
 
-/* dst[p*ldd + j] = src[j*lds + p] for a VL x VL block. */
-QG_INLINE void SUF(transpose_block)(const real *src, int64_t lds, real *dst, int64_t ldd) {
+/* dst[p*ldd + j] = src[j*lds + p] for a VL x VL block of which the first `rows` source
+ * rows exist (the others read as zero). */
+QG_INLINE void SUF(transpose_block)(const real *src, int64_t lds, real *dst, int64_t ldd,
+                                    int rows) {
     vec v[VL];
     QG_UNROLL
-    for (int j = 0; j < VL; j++) v[j] = SUF(vload)(src + j * lds);
+    for (int j = 0; j < VL; j++) v[j] = j < rows ? SUF(vload)(src + j * lds) : (vec){0};
     TSTAGE(v, 1)
 #if VL >= 4
     TSTAGE(v, 2)
@@ -374,11 +472,23 @@ static void SUF(pack_b)(int64_t kc, int64_t nc, const real *B, int64_t rsb, int6
         if (rsb == 1) {
             /* Transposed view: VL x VL blocks through registers, then the rest. */
 #ifdef QG_HAVE_SHUFFLE
-            if (nr == NR)
+            if (nr == NR) {
                 for (; p0 + VL <= kc; p0 += VL) {
-                    SUF(transpose_block)(src + p0, csb, dst + p0 * NR, NR);
-                    SUF(transpose_block)(src + VL * csb + p0, csb, dst + p0 * NR + VL, NR);
+                    SUF(transpose_block)(src + p0, csb, dst + p0 * NR, NR, VL);
+                    SUF(transpose_block)(src + VL * csb + p0, csb, dst + p0 * NR + VL, NR, VL);
                 }
+            } else {
+                int r1 = nr > VL ? nr - VL : 0;
+                for (; p0 + VL <= kc; p0 += VL) {
+                    SUF(transpose_block)(src + p0, csb, dst + p0 * NR, NR, nr - r1);
+                    if (r1)
+                        SUF(transpose_block)(src + VL * csb + p0, csb, dst + p0 * NR + VL, NR,
+                                             r1);
+                    else
+                        for (int p = 0; p < VL; p++)
+                            SUF(vstore)(dst + (p0 + p) * NR + VL, (vec){0});
+                }
+            }
 #endif
             for (int j = 0; j < nr; j++) {
                 const real *col = src + j * csb;
@@ -410,6 +520,22 @@ static void SUF(gemm_direct)(int64_t m, int64_t n, int64_t k, real alpha, const 
     }
 }
 
+/* Whether to read A (B) in place rather than pack it: only when it is laid out as the
+ * kernel wants and is reused little (the other dim is small), so that copying it would
+ * not pay for itself, and its stride does not pile a sliver's lines onto a few L1 sets
+ * (unless reuse is so low that it does not matter). */
+static inline bool SUF(stride_ok)(int64_t stride) {
+    return (qg__abs64(stride) * (int64_t)sizeof(real)) % 2048 != 0;
+}
+static inline bool SUF(direct_a)(int64_t m, int64_t n, int64_t k, int64_t rsa, int64_t csa) {
+    bool small = m * qg__min64(k, KC) * (int64_t)sizeof(real) <= 32768; /* stays in L1 */
+    if (csa == 1) return (n <= QG_DIRECT_A_N || small) && (n <= 2 * NR || SUF(stride_ok)(rsa));
+    return rsa == 1 && (n <= 2 * NR || small) && SUF(stride_ok)(csa);
+}
+static inline bool SUF(direct_b)(int64_t m, int64_t rsb, int64_t csb) {
+    return csb == 1 && m <= QG_DIRECT_B_M && (m <= 3 * MR || SUF(stride_ok)(rsb));
+}
+
 /* One thread's share: the whole loop nest on C(0:m, 0:n). */
 static void SUF(gemm_seq)(int64_t m, int64_t n, int64_t k, real alpha, const real *A,
                           int64_t rsa, int64_t csa, const real *B, int64_t rsb, int64_t csb,
@@ -417,31 +543,50 @@ static void SUF(gemm_seq)(int64_t m, int64_t n, int64_t k, real alpha, const rea
     int64_t kcb = qg__kc_block(k, KC);
     int64_t mcb = qg__min64(qg__round_up(m, MR), MC);
     int64_t ncb = qg__min64(qg__round_up(n, NR), NC);
-    real *bp = qg__gemm_buf(0, (size_t)(kcb * ncb) * sizeof(real));
-    real *ap = qg__gemm_buf(1, (size_t)(mcb / MR * A_SLIVER(kcb)) * sizeof(real));
-    if (!bp || !ap) {
+    bool da = SUF(direct_a)(m, n, k, rsa, csa), db = SUF(direct_b)(m, rsb, csb);
+    /* Read in place, an operand still needs its partial edge sliver packed. */
+    size_t nb = (size_t)qg__round_up(kcb * (db ? NR : ncb), 64);
+    size_t na = (size_t)((da ? MR : mcb) * LDA_IM);
+    real *bp = qg__gemm_buf((nb + na) * sizeof(real)), *ap = bp ? bp + nb : NULL;
+    if (!bp) {
         SUF(gemm_direct)(m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
         return;
     }
-    void (*kern)(int64_t, const real *, const real *, real *, int64_t, int64_t, int, int,
-                 real, real) = csa == 1 ? SUF(kernel_im) : SUF(kernel_pm);
+    const SUF(kernel_fn) *kpacked = csa == 1 ? SUF(kernels_IM) : SUF(kernels_PM);
+    const SUF(kernel_fn) *kdirect = csa == 1 ? SUF(kernels_ROWS) : SUF(kernels_COLS);
+    int64_t lda_direct = csa == 1 ? rsa : csa;
     for (int64_t jc = 0; jc < n; jc += ncb) {
         int64_t nc = qg__min64(ncb, n - jc);
         for (int64_t pc = 0; pc < k; pc += kcb) {
             int64_t kc = qg__min64(kcb, k - pc);
             real beta_pc = pc == 0 ? beta : 1;
-            SUF(pack_b)(kc, nc, B + pc * rsb + jc * csb, rsb, csb, bp);
+            const real *Bpc = B + pc * rsb + jc * csb;
+            int64_t nfull = db ? nc / NR * NR : 0; /* slivers of B read in place */
+            SUF(pack_b)(kc, nc - nfull, Bpc + nfull * csb, rsb, csb, bp);
             for (int64_t ic = 0; ic < m; ic += mcb) {
                 int64_t mc = qg__min64(mcb, m - ic);
-                SUF(pack_a)(mc, kc, A + ic * rsa + pc * csa, rsa, csa, ap);
+                const real *Apc = A + ic * rsa + pc * csa;
+                /* Slivers of A read in place: all full ones, and a partial last one when
+                 * the kernels it meets (see kernel_for) read exactly its rows. */
+                int64_t mrem = mc % MR, nrem = nc % NR;
+                bool edge = mrem % 2 == 0 && !(mrem > QG_NARROW_MIN && nrem && nrem <= VL);
+                int64_t mfull = da ? mc - mrem + (edge ? mrem : 0) : 0;
+                SUF(pack_a)(mc - mfull, kc, Apc + mfull * rsa, rsa, csa, ap);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     int nr = (int)qg__min64(NR, nc - jr);
-                    const real *b = bp + jr * kc;
+                    const real *b = jr < nfull ? Bpc + jr : bp + (jr - nfull) * kc;
+                    int64_t ldb = jr < nfull ? rsb : NR;
+                    real *cj = C + ic * rsc + (jc + jr) * csc;
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         int mr = (int)qg__min64(MR, mc - ir);
-                        kern(kc, ap + ir / MR * A_SLIVER(kc), b,
-                             C + (ic + ir) * rsc + (jc + jr) * csc, rsc, csc, mr, nr, alpha,
-                             beta_pc);
+                        if (ir < mfull)
+                            SUF(kernel_for)(kdirect, mr, nr)(kc, Apc + ir * rsa, lda_direct, b,
+                                                             ldb, cj + ir * rsc, rsc, csc, mr,
+                                                             nr, alpha, beta_pc);
+                        else
+                            SUF(kernel_for)(kpacked, mr, nr)(kc, ap + (ir - mfull) * LDA_IM, 0,
+                                                             b, ldb, cj + ir * rsc, rsc, csc,
+                                                             mr, nr, alpha, beta_pc);
                     }
                 }
             }
@@ -449,15 +594,180 @@ static void SUF(gemm_seq)(int64_t m, int64_t n, int64_t k, real alpha, const rea
     }
 }
 
+/* ---- Dot-product path, for A and B^T both contiguous along k (X @ W^T) when one of
+ * m, n is small: there the blocked path would have to transpose one operand or run
+ * narrow tiles. Each output is a dot product of two k-contiguous rows, accumulated
+ * lane-wise in vectors; DM x DN = VL accumulators are then summed across lanes all
+ * together (a transpose-and-add tree) into one vector holding the VL outputs. */
+#define DM (VL >= 4 ? 4 : VL)
+#define DN (VL / DM)
+
+/* out[q] = sum of the lanes of v[q], q < VL (v is clobbered). */
+QG_INLINE vec SUF(reduce_lanes)(vec v[VL]) {
+#ifdef QG_HAVE_SHUFFLE
+    /* Stage G adds rows i and i + G (i < G) after exchanging their lane halves of
+     * width G, so lanes with bit G clear keep row i's sums and the others row i+G's. */
+#define TX(l, G) (((l) & (G)) ? VL + (l) - (G) : (l))
+#define TY(l, G) (((l) & (G)) ? VL + (l) : (l) + (G))
+#define RSTAGE(G)                                                                         \
+    QG_UNROLL                                                                             \
+    for (int i_ = 0; i_ < (G); i_++)                                                      \
+        v[i_] = __builtin_shufflevector(v[i_], v[i_ + (G)], QG_LANES(VL)(TX, G)) +        \
+                __builtin_shufflevector(v[i_], v[i_ + (G)], QG_LANES(VL)(TY, G));
+#if VL >= 16
+    RSTAGE(8)
+#endif
+#if VL >= 8
+    RSTAGE(4)
+#endif
+#if VL >= 4
+    RSTAGE(2)
+#endif
+    RSTAGE(1)
+#undef RSTAGE
+#undef TX
+#undef TY
+    return v[0];
+#else
+    vec out;
+    for (int q = 0; q < VL; q++) {
+        real s = 0;
+        for (int l = 0; l < VL; l++) s += v[q][l];
+        out[q] = s;
+    }
+    return out;
+#endif
+}
+
+/* The first `len` (< VL) elements of p, zeros after. */
+QG_INLINE vec SUF(vload_part)(const real *p, int len) {
+    vec v = {0};
+    for (int l = 0; l < len; l++) v[l] = p[l];
+    return v;
+}
+
+/* C(i0:i0+mr, j0:j0+nr) for a dm x dn group (dm*dn == VL) of rows of A (a[i]) and of
+ * B^T (b[j]); rows past mr / nr repeat the last one and are not stored. The loops over
+ * the group are written out (QG_LANES16) so that everything stays in registers. */
+#define QG_LANES16(X)                                                                     \
+    X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+QG_INLINE void SUF(dot_tile)(const int dm, const int dn, int64_t k, const real *const *a,
+                             const real *const *b, real *c, int64_t rsc, int64_t csc, int mr,
+                             int nr, real alpha, real beta) {
+    vec acc[16], av[16], bv[16]; /* VL of each used */
+    const real *ap[16], *bp[16];
+#define INIT(q)                                                                           \
+    if ((q) < VL) acc[q] = (vec){0};                                                      \
+    if ((q) < dm) ap[q] = a[q];                                                           \
+    if ((q) < dn) bp[q] = b[q];
+    QG_LANES16(INIT)
+#undef INIT
+#define LOAD(q)                                                                           \
+    if ((q) < dm) av[q] = SUF(vload)(ap[q] + p);                                          \
+    if ((q) < dn) bv[q] = SUF(vload)(bp[q] + p);
+#define LOAD_PART(q)                                                                      \
+    if ((q) < dm) av[q] = SUF(vload_part)(ap[q] + p, len);                                \
+    if ((q) < dn) bv[q] = SUF(vload_part)(bp[q] + p, len);
+#define FMA(q)                                                                            \
+    if ((q) < VL) acc[q] = VFMA(av[(q) / dn], bv[(q) % dn], acc[q]);
+    int64_t p = 0;
+    for (; p + VL <= k; p += VL) {
+        QG_LANES16(LOAD)
+        QG_LANES16(FMA)
+    }
+    if (p < k) {
+        int len = (int)(k - p);
+        QG_LANES16(LOAD_PART)
+        QG_LANES16(FMA)
+    }
+#undef LOAD
+#undef LOAD_PART
+#undef FMA
+    vec r = SUF(reduce_lanes)(acc);
+    /* Output (i,j) is lane i*dn + j: with unit column stride a full row of the group
+     * is dn consecutive elements both in C and in the vector. */
+    _Alignas(64) real cv[VL];
+    bool rows = csc == 1 && nr == dn;
+    if (beta != 0) {
+        memset(cv, 0, sizeof cv);
+        for (int i = 0; i < mr; i++) {
+            if (rows)
+                memcpy(cv + i * dn, c + i * rsc, dn * sizeof(real));
+            else
+                for (int j = 0; j < nr; j++) cv[i * dn + j] = c[i * rsc + j * csc];
+        }
+    }
+    r = beta == 0 ? SUF(vbcast)(alpha) * r
+                  : VFMA(SUF(vbcast)(alpha), r, SUF(vbcast)(beta) * SUF(vload)(cv));
+    SUF(vstore)(cv, r);
+    for (int i = 0; i < mr; i++) {
+        if (rows)
+            memcpy(c + i * rsc, cv + i * dn, dn * sizeof(real));
+        else
+            for (int j = 0; j < nr; j++) c[i * rsc + j * csc] = cv[i * dn + j];
+    }
+}
+
+/* C(0:m, 0:n) by dot products: A(i,p) at A[i*rsa + p], B(p,j) at B[j*csb + p]. Groups
+ * of DM rows x DN columns, then the columns left over (fewer than DN) in groups of
+ * VL/2 rows x 2 columns and VL rows x 1 column. */
+static void SUF(gemm_dot)(int64_t m, int64_t n, int64_t k, real alpha, const real *A,
+                          int64_t rsa, const real *B, int64_t csb, real beta, real *C,
+                          int64_t rsc, int64_t csc) {
+    int64_t n4 = n / DN * DN;
+    const real *a[VL], *b[VL];
+    for (int64_t i0 = 0; i0 < m && n4 > 0; i0 += DM) {
+        int mr = (int)qg__min64(DM, m - i0);
+        for (int i = 0; i < DM; i++) a[i] = A + (i0 + (i < mr ? i : mr - 1)) * rsa;
+        for (int64_t j0 = 0; j0 < n4; j0 += DN) {
+            for (int j = 0; j < DN; j++) b[j] = B + (j0 + j) * csb;
+            SUF(dot_tile)(DM, DN, k, a, b, C + i0 * rsc + j0 * csc, rsc, csc, mr, DN, alpha,
+                          beta);
+        }
+    }
+    int64_t j0 = n4;
+    if (DN > 2 && n - j0 >= 2) { /* two columns left over: groups of VL/2 rows x 2 */
+        b[0] = B + j0 * csb, b[1] = B + (j0 + 1) * csb;
+        for (int64_t i0 = 0; i0 < m; i0 += VL / 2) {
+            int mr = (int)qg__min64(VL / 2, m - i0);
+            for (int i = 0; i < VL / 2; i++) a[i] = A + (i0 + (i < mr ? i : mr - 1)) * rsa;
+            SUF(dot_tile)(VL / 2, 2, k, a, b, C + i0 * rsc + j0 * csc, rsc, csc, mr, 2,
+                          alpha, beta);
+        }
+        j0 += 2;
+    }
+    for (; j0 < n; j0++) { /* one: groups of VL rows */
+        b[0] = B + j0 * csb;
+        for (int64_t i0 = 0; i0 < m; i0 += VL) {
+            int mr = (int)qg__min64(VL, m - i0);
+            for (int i = 0; i < VL; i++) a[i] = A + (i0 + (i < mr ? i : mr - 1)) * rsa;
+            SUF(dot_tile)(VL, 1, k, a, b, C + i0 * rsc + j0 * csc, rsc, csc, mr, 1, alpha,
+                          beta);
+        }
+    }
+}
+
+/* Cycles, roughly, of gemm_dot (FMAs, plus the reduction and write-back per output). */
+static double SUF(dot_cost)(int64_t m, int64_t n, int64_t k) {
+    double steps = (double)qg__ceil_div(k, VL) / 2.0 + 2.0;
+    int64_t n4 = n / DN * DN;
+    return ((double)qg__round_up(m, DM) * (double)n4 +
+            (double)qg__round_up(m, VL) * (double)(n - n4)) * steps;
+}
+
 /* Rough cost in cycles of computing the problem in this orientation (vectorised
- * along n): padded FMAs, packing B (transposing when its row stride is 1), packing A,
- * and the scalar write-back when C's column stride is not 1. */
+ * along n): FMAs including the padding of edge tiles, packing B (transposing when its
+ * row stride is 1), packing A, and the scalar write-back when C's column stride is not
+ * 1. Only used to choose between the two orientations. */
 static double SUF(gemm_cost)(int64_t m, int64_t n, int64_t k, int64_t rsa, int64_t csa,
                              int64_t rsb, int64_t csb, int64_t csc) {
-    double mp = (double)qg__round_up(m, MR), np = (double)qg__round_up(n, NR);
+    int64_t mr = m % MR, nr = n % NR;
+    double mp = (double)(m - mr + (mr ? qg__round_up(mr, 4) : 0));
+    double np = (double)(n - nr + (nr ? qg__round_up(nr, VL) : 0));
     double cost = mp * np * (double)k / (2.0 * VL);
-    double bper = csb == 1 ? 1.0 / VL : rsb == 1 ? QG_TRANSPOSE_COST : 2.0;
-    double aper = (csa == 1 || rsa == 1) ? 1.0 / VL : 2.0;
+    double bper = csb == 1 ? (SUF(direct_b)(m, rsb, csb) ? 0 : 1.0 / VL)
+                  : rsb == 1 ? (nr == n ? 1.0 : QG_TRANSPOSE_COST) : 2.0;
+    double aper = (csa == 1 || rsa == 1) ? (SUF(direct_a)(m, n, k, rsa, csa) ? 0 : 1.0 / VL) : 2.0;
     cost += bper * (double)k * np + aper * (double)k * mp * (double)qg__ceil_div(n, NC);
     if (csc != 1) cost += 2.0 * (double)m * (double)n * (double)qg__ceil_div(k, KC);
     return cost;
@@ -483,9 +793,19 @@ void SUF(qg_gemm)(int64_t m, int64_t n, int64_t k, real alpha, const real *A, in
     if (n == 1) csb = csc = 1;
     if (k == 1) csa = rsb = 1;
 
-    /* Choose the orientation: computing C^T = B^T A^T swaps m/n and the operands. */
-    if (SUF(gemm_cost)(n, m, k, csb, rsb, csa, rsa, rsc) <
-        SUF(gemm_cost)(m, n, k, rsa, csa, rsb, csb, csc)) {
+    /* Choose the orientation (computing C^T = B^T A^T swaps m/n and the operands) and
+     * the path. For the dot-product path the orientation puts the small dim in n. */
+    bool dot = false;
+    double cost = SUF(gemm_cost)(m, n, k, rsa, csa, rsb, csb, csc);
+    double cost_t = SUF(gemm_cost)(n, m, k, csb, rsb, csa, rsa, rsc);
+    bool swap = cost_t < cost;
+    int64_t small = qg__min64(m, n);
+    if (csa == 1 && rsb == 1 && (small <= DN || small * k * (int64_t)sizeof(real) <= 24576)) {
+        /* (only when the small operand stays in L1: the dot path does not block) */
+        double cost_dot = SUF(dot_cost)(qg__max64(m, n), small, k);
+        if (cost_dot < (swap ? cost_t : cost)) dot = true, swap = m < n;
+    }
+    if (swap) {
         int64_t t;
         const real *tp;
         t = m, m = n, n = t;
@@ -503,11 +823,11 @@ void SUF(qg_gemm)(int64_t m, int64_t n, int64_t k, real alpha, const real *A, in
     int nt = qg__threads_for(work / (QG_GEMM_PAR_WORK / QG_PAR_THRESHOLD));
 #ifdef _OPENMP
     if (nt > 1) {
-        /* Split n (each thread packs all of A) or m (each packs all of B), whichever
-         * duplicates less packing; cut at whole micro-tiles. */
+        /* Blocked path: split n (each thread packs all of A) or m (each packs all of B),
+         * whichever duplicates less packing, at whole micro-tiles. Dot path: split m. */
         double bper = csb == 1 ? 1.0 : 1.0 + 16 * QG_TRANSPOSE_COST;
-        int64_t nunits = qg__ceil_div(n, NR), munits = qg__ceil_div(m, MR);
-        bool split_n = (double)m < bper * (double)n ? nunits >= 2 : munits < 2;
+        int64_t nunits = qg__ceil_div(n, NR), munits = qg__ceil_div(m, dot ? VL : MR);
+        bool split_n = !dot && ((double)m < bper * (double)n ? nunits >= 2 : munits < 2);
         int64_t units = split_n ? nunits : munits;
         if (units < nt) nt = (int)units;
         if (nt > 1) {
@@ -521,8 +841,12 @@ void SUF(qg_gemm)(int64_t m, int64_t n, int64_t k, real alpha, const real *A, in
                         SUF(gemm_seq)(m, j1 - j0, k, alpha, A, rsa, csa, B + j0 * csb, rsb,
                                       csb, beta, C + j0 * csc, rsc, csc);
                 } else {
-                    int64_t i0 = u0 * MR, i1 = qg__min64(u1 * MR, m);
-                    if (i1 > i0)
+                    int64_t mu = dot ? VL : MR;
+                    int64_t i0 = u0 * mu, i1 = qg__min64(u1 * mu, m);
+                    if (i1 > i0 && dot)
+                        SUF(gemm_dot)(i1 - i0, n, k, alpha, A + i0 * rsa, rsa, B, csb, beta,
+                                      C + i0 * rsc, rsc, csc);
+                    else if (i1 > i0)
                         SUF(gemm_seq)(i1 - i0, n, k, alpha, A + i0 * rsa, rsa, csa, B, rsb,
                                       csb, beta, C + i0 * rsc, rsc, csc);
                 }
@@ -532,13 +856,18 @@ void SUF(qg_gemm)(int64_t m, int64_t n, int64_t k, real alpha, const real *A, in
     }
 #endif
     (void)nt;
-    SUF(gemm_seq)(m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
+    if (dot)
+        SUF(gemm_dot)(m, n, k, alpha, A, rsa, B, csb, beta, C, rsc, csc);
+    else
+        SUF(gemm_seq)(m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
 }
 
+#undef DM
+#undef DN
 #undef NR
 #undef MR
-#undef A_SLIVER
 #undef KC
+#undef LDA_IM
 #undef MC
 #undef NC
 #undef VFMA

@@ -46,6 +46,7 @@ static qg_tensor keepdim_view(const qg_tensor *t, const qg_tensor *x, const bool
 /* (K, R) -> (K): scale * sum of each row */
 static void row_sums(qg_dtype dt, const char *src, int64_t K, int64_t R, double scale, char *dst) {
     int nt = qg__threads_for(K * R);
+    (void)nt; /* unused without OpenMP */
     QG_FLOAT_DISPATCH(dt, {
         const real *x = (const real *)src;
         real *o = (real *)dst;
@@ -151,6 +152,7 @@ qg_tensor *qg_var(const qg_tensor *x, int ndims, const int *dims, bool unbiased,
     if (!out || !mean) return NULL;
     double denom = (double)R - (unbiased ? 1.0 : 0.0);
     int nt = qg__threads_for(K * R);
+    (void)nt; /* unused without OpenMP */
     QG_FLOAT_DISPATCH(x->dtype, {
         const real *xs = (const real *)src;
         real *o = (real *)qg__data(out), *mo = (real *)qg__data(mean);

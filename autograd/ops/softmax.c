@@ -26,10 +26,11 @@ static void place_rows(qg_tensor *dst, const bool *red, char *rows, bool add) {
     else qg_tensor_copy_(&p, &src);
 }
 
-/* x (K, R) -> y (K, R). log: y = x - (max + log(sum(exp(x - max))));
+/* x (K, R) -> y (K, R). log: y = (x - max) - log(sum(exp(x - max)));
  * else y = exp(x - max) * (1 / sum(exp(x - max))). */
 static void softmax_rows(qg_dtype dt, const char *src, int64_t K, int64_t R, char *dst, bool log_) {
     int nt = qg__threads_for(K * R * 8);
+    (void)nt; /* unused without OpenMP */
     QG_FLOAT_DISPATCH(dt, {
         const real *x = (const real *)src;
         real *y = (real *)dst;
@@ -45,8 +46,8 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if (nt > 1)")
             double s = 0;
             for (int64_t r = 0; r < R; r++) s += yr[r];
             if (log_) {
-                real shift = (real)((double)mx + log(s));
-                for (int64_t r = 0; r < R; r++) yr[r] = xr[r] - shift;
+                real ls = (real)log(s); /* (x - max) - log(s): keeps x - max exact */
+                for (int64_t r = 0; r < R; r++) yr[r] = (xr[r] - mx) - ls;
             } else {
                 real inv = (real)(1.0 / s);
                 for (int64_t r = 0; r < R; r++) yr[r] *= inv;

@@ -130,6 +130,10 @@ qg_status qg_tensor_copy_to(const qg_tensor *t, qg_dtype dt, void *buf);
 /* dst[...] = src[...] for equal shapes (src may broadcast), any strides and dtypes. */
 qg_status qg_tensor_copy_(qg_tensor *dst, const qg_tensor *src);
 qg_status qg_tensor_fill_(qg_tensor *t, double value);
+/* Gives a caller-owned tensor a new shape (contiguous), like PyTorch's resize_: the
+ * first elements are kept, new ones are zero. Only for the storage's sole owner and
+ * never for tape tensors (views of it would dangle). */
+qg_status qg_tensor_resize_(qg_tensor *t, int ndim, const int64_t *shape);
 /* Writes "f32[2, 3]" etc. into buf. */
 const char *qg_shape_str(const qg_tensor *t, char *buf, size_t n);
 
@@ -253,6 +257,35 @@ qg_tensor *qg_stack(int n, qg_tensor *const *xs, int dim);
 
 /* Cast (no gradient through integer dtypes). */
 qg_tensor *qg_to_dtype(const qg_tensor *x, qg_dtype dt);
+
+/* ---------------------------------------------------------------- nn functional
+ * The differentiable forms behind qgrad/nn.h's layers, PyTorch's F.* semantics.
+ * Array arguments give (height, width) pairs; NULL means PyTorch's default
+ * (stride 1 — for pooling, the kernel size —, padding 0, dilation 1). */
+
+/* x (N, C, H, W), w (K, C/groups, kh, kw), b (K) or NULL -> (N, K, OH, OW) */
+qg_tensor *qg_conv2d(const qg_tensor *x, const qg_tensor *w, const qg_tensor *b, const int *stride,
+                     const int *padding, const int *dilation, int groups);
+/* x (N, C, L), w (K, C/groups, k), b (K) or NULL -> (N, K, OL) */
+qg_tensor *qg_conv1d(const qg_tensor *x, const qg_tensor *w, const qg_tensor *b, int stride,
+                     int padding, int dilation, int groups);
+/* x (N, C), (N, C, L) or (N, C, H, W); statistics per channel C. Training: normalise
+ * with the batch mean and biased variance, and if running_mean/running_var are given
+ * update them in place, running = (1 - momentum) running + momentum batch, with the
+ * unbiased variance. Eval: normalise with the running statistics (required).
+ * weight, bias: (C) or NULL. */
+qg_tensor *qg_batch_norm(const qg_tensor *x, qg_tensor *running_mean, qg_tensor *running_var,
+                         const qg_tensor *weight, const qg_tensor *bias, bool training,
+                         double momentum, double eps);
+/* x (N, C, H, W) or (C, H, W) */
+qg_tensor *qg_max_pool2d(const qg_tensor *x, const int *kernel, const int *stride, const int *padding,
+                         const int *dilation, bool ceil_mode);
+qg_tensor *qg_avg_pool2d(const qg_tensor *x, const int *kernel, const int *stride, const int *padding,
+                         bool ceil_mode, bool count_include_pad, int divisor_override);
+qg_tensor *qg_adaptive_avg_pool2d(const qg_tensor *x, int64_t oh, int64_t ow);
+/* Training: zero each element with probability p (mask drawn from gen, NULL = global)
+ * and scale the rest by 1/(1-p). Eval, or p == 0: x itself. */
+qg_tensor *qg_dropout(const qg_tensor *x, double p, bool training, qg_rng *gen);
 
 /* ---------------------------------------------------------------- gradcheck
  * Central-difference check of a float64 function's gradient. fn maps the inputs to

@@ -61,6 +61,191 @@ qg_status qg_safetensors_save(const char *path, const qg_tensor_dict *d);
 
 /* ======================================================== end tensor dicts */
 
+/* ======================================================== modules
+ *
+ * A module has a type (its PyTorch class name and functions), a training flag,
+ * named children, named parameters and named buffers. Names compose into PyTorch
+ * state-dict paths ("features.0.weight", "bn.running_mean"). A module owns its
+ * parameters, buffers and children: qg_module_free frees the whole tree.
+ *
+ * Writing your own module type in C:
+ *
+ *     typedef struct { qg_module base; double alpha; } my_act;   // base comes first
+ *     static qg_tensor *my_act_forward(qg_module *m, qg_tensor *x) {
+ *         my_act *a = (my_act *)m;
+ *         return qg_add(qg_relu(x), qg_mul_scalar(qg_neg(qg_relu(qg_neg(x))), a->alpha));
+ *     }
+ *     static const qg_module_type my_act_type = {
+ *         .name = "MyAct", .size = sizeof(my_act), .forward = my_act_forward};
+ *     qg_module *m = qg_module_new(&my_act_type);
+ *     ((my_act *)m)->alpha = 0.1;
+ *     qg_module_add_param(m, "weight", qg_tensor_zeros(QG_F32, 1, (int64_t[]){8}));
+ *
+ * Parameters and buffers are caller-owned tensors handed to the module; parameters
+ * get requires_grad. A parameter slot may hold NULL (e.g. "bias" when there is
+ * none): it keeps its place but is skipped by iteration and state dicts, as in
+ * PyTorch's register_parameter(name, None).
+ */
+typedef struct qg_module qg_module;
+
+typedef struct qg_module_type {
+    const char *name;   /* PyTorch class name: "Linear", "Conv2d", ... */
+    size_t size;        /* sizeof the struct that embeds qg_module first */
+    /* Output for one input; NULL with an error on failure. */
+    qg_tensor *(*forward)(qg_module *m, qg_tensor *x);
+    /* Optional: what train(mode) does to this module and its children (default:
+     * set m->training and recurse). */
+    void (*train)(qg_module *m, bool mode);
+    /* Optional: frees what the embedding struct owns beyond params/buffers/children. */
+    void (*free)(qg_module *m);
+} qg_module_type;
+
+typedef struct qg_named {
+    char *name;
+    void *ptr;      /* qg_tensor * or qg_module * */
+    unsigned flags; /* QG_BUFFER_RESIZABLE */
+} qg_named;
+
+/* A buffer whose shape a state dict may change on load (PyTorch's observers and
+ * fake-quant modules resize min_val/max_val/scale/zero_point the same way). */
+#define QG_BUFFER_RESIZABLE 1u
+
+struct qg_module {
+    const qg_module_type *type;
+    bool training;
+    int nparams, nbuffers, nchildren;
+    qg_named *params, *buffers, *children;
+    /* Applied to the output of every forward (PyTorch's forward hook calling
+     * activation_post_process); it is also one of the children. */
+    qg_module *output_hook;
+    char *path; /* dotted path in its model, for messages (may be NULL) */
+};
+
+/* Allocates type->size zeroed bytes; training mode on. */
+qg_module *qg_module_new(const qg_module_type *type);
+void qg_module_free(qg_module *m);
+/* Register; the module takes ownership (also on failure: t/child is freed).
+ * Names are unique per kind and must not contain '.'. */
+qg_status qg_module_add_param(qg_module *m, const char *name, qg_tensor *t);
+qg_status qg_module_add_buffer(qg_module *m, const char *name, qg_tensor *t);
+qg_status qg_module_add_child(qg_module *m, const char *name, qg_module *child);
+/* Adds child under name and makes it the output hook: forward returns hook(forward(x)). */
+qg_status qg_module_set_output_hook(qg_module *m, const char *name, qg_module *hook);
+/* Marks a buffer as resizable on load (QG_BUFFER_RESIZABLE). */
+qg_status qg_module_buffer_set_flags(qg_module *m, const char *name, unsigned flags);
+/* Direct lookups by own name (no dots); NULL if absent or empty. */
+qg_tensor *qg_module_param(const qg_module *m, const char *name);
+qg_tensor *qg_module_buffer(const qg_module *m, const char *name);
+qg_module *qg_module_child(const qg_module *m, const char *name);
+/* Module at a dotted path ("features.0"); "" is m itself. NULL with an error. */
+qg_module *qg_module_get(qg_module *m, const char *path);
+/* Replaces the module at a dotted path, returning the old one (now the caller's). */
+qg_module *qg_module_replace(qg_module *m, const char *path, qg_module *new_child);
+/* Replaces (and frees) a parameter or buffer tensor, keeping its slot. */
+qg_status qg_module_set_param(qg_module *m, const char *name, qg_tensor *t);
+qg_status qg_module_set_buffer(qg_module *m, const char *name, qg_tensor *t);
+bool qg_module_is(const qg_module *m, const char *type_name);
+
+qg_tensor *qg_module_forward(qg_module *m, qg_tensor *x);
+void qg_module_train(qg_module *m, bool mode); /* recursive */
+void qg_module_eval(qg_module *m);
+/* Converts every parameter and buffer of floating dtype to dt (like .double()). */
+qg_status qg_module_to(qg_module *m, qg_dtype dt);
+/* Zeroes every parameter's grad. */
+void qg_module_zero_grad(qg_module *m);
+
+/* Flat lists in PyTorch's named_parameters() / named_buffers() order: a module's own
+ * entries first, then each child's in registration order. Names are dotted paths.
+ * The list is the caller's (qg_tensor_list_free); the tensors stay the module's. */
+typedef struct qg_tensor_list {
+    int n;
+    char **names;
+    qg_tensor **tensors;
+} qg_tensor_list;
+qg_tensor_list *qg_module_parameters(const qg_module *m);
+qg_tensor_list *qg_module_buffers(const qg_module *m);
+void qg_tensor_list_free(qg_tensor_list *l);
+/* Visits every module of the tree (pre-order) with its dotted path. */
+typedef void (*qg_module_visit_fn)(qg_module *m, const char *path, void *ctx);
+void qg_module_apply(qg_module *m, qg_module_visit_fn fn, void *ctx);
+
+/* State dict: parameters and buffers by dotted name (PyTorch's order: per module,
+ * parameters then buffers, then children), as copies. */
+qg_tensor_dict *qg_module_state_dict(const qg_module *m);
+/* Strict load: every key of the module must be in d with the same shape and dtype,
+ * and d must have no other key; otherwise an error listing the missing, unexpected
+ * and mismatched keys, and the module is left unchanged. strict=false ignores
+ * missing and unexpected keys (mismatches are still errors). */
+qg_status qg_module_load_state_dict(qg_module *m, const qg_tensor_dict *d, bool strict);
+qg_status qg_module_save(const qg_module *m, const char *path);            /* safetensors */
+qg_status qg_module_load(qg_module *m, const char *path, bool strict);
+
+/* ======================================================== layers
+ * Constructors take PyTorch's arguments; options structs use 0 for "PyTorch's
+ * default" so `&(qg_conv_opts){.padding = 1}` reads like a keyword call. Weights
+ * are initialised as PyTorch does (kaiming_uniform(a=sqrt(5)), bias
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in))) from the generator (NULL = global). Modules
+ * are float32; qg_module_to converts. */
+
+qg_module *qg_sequential_new(void);
+/* Appends child under the name str(index) (PyTorch's Sequential(*mods)). */
+qg_status qg_sequential_append(qg_module *seq, qg_module *child);
+/* Appends under a given name (PyTorch's Sequential(OrderedDict)). */
+qg_status qg_sequential_add(qg_module *seq, const char *name, qg_module *child);
+
+qg_module *qg_nn_linear_new(int64_t in_features, int64_t out_features, bool bias, qg_rng *gen);
+
+typedef struct qg_conv_opts {
+    int stride[2];   /* 0 = 1; for Conv1d only [0] is used; stride[1] 0 = same as [0] */
+    int padding[2];  /* [1] 0 = same as [0] */
+    int dilation[2]; /* 0 = 1; [1] 0 = same as [0] */
+    int groups;      /* 0 = 1 */
+    bool no_bias;    /* bias=False */
+} qg_conv_opts;
+qg_module *qg_nn_conv1d_new(int64_t in_ch, int64_t out_ch, int kernel, const qg_conv_opts *o, qg_rng *gen);
+qg_module *qg_nn_conv2d_new(int64_t in_ch, int64_t out_ch, int kh, int kw, const qg_conv_opts *o, qg_rng *gen);
+
+typedef struct qg_bn_opts {
+    double eps;          /* 0 = 1e-5 */
+    double momentum;     /* 0 = 0.1 */
+    bool cumulative;     /* momentum=None: cumulative moving average */
+    bool no_affine;      /* affine=False */
+    bool no_track;       /* track_running_stats=False */
+} qg_bn_opts;
+qg_module *qg_nn_batchnorm1d_new(int64_t num_features, const qg_bn_opts *o);
+qg_module *qg_nn_batchnorm2d_new(int64_t num_features, const qg_bn_opts *o);
+
+qg_module *qg_nn_relu_new(void);
+qg_module *qg_nn_relu6_new(void);
+qg_module *qg_nn_hardtanh_new(double min_val, double max_val);
+qg_module *qg_nn_identity_new(void);
+qg_module *qg_nn_flatten_new(int start_dim, int end_dim); /* PyTorch default: 1, -1 */
+
+typedef struct qg_pool_opts {
+    int stride[2];   /* 0 = kernel size */
+    int padding[2];
+    int dilation[2]; /* 0 = 1 (max pool only) */
+    bool ceil_mode;
+    bool no_count_include_pad; /* avg pool: count_include_pad=False */
+    int divisor_override;      /* avg pool: 0 = none */
+} qg_pool_opts;
+qg_module *qg_nn_maxpool2d_new(int kh, int kw, const qg_pool_opts *o);
+qg_module *qg_nn_avgpool2d_new(int kh, int kw, const qg_pool_opts *o);
+qg_module *qg_nn_adaptive_avgpool2d_new(int64_t oh, int64_t ow);
+qg_module *qg_nn_dropout_new(double p, qg_rng *gen); /* gen NULL = global */
+
+/* Hyper-parameters of a Linear, Conv1d/2d or BatchNorm1d/2d module (for code that
+ * rebuilds or fuses layers). Conv1d uses kernel[1], stride[0], padding[0], dilation[0]. */
+typedef struct qg_layer_info {
+    int64_t in, out;                 /* features / channels (BN: both num_features) */
+    int kernel[2], stride[2], padding[2], dilation[2], groups;
+    bool bias;
+    double eps, momentum;            /* BN */
+    bool cumulative, affine, track;  /* BN */
+} qg_layer_info;
+qg_status qg_nn_layer_info(const qg_module *m, qg_layer_info *info);
+
+
 #ifdef __cplusplus
 }
 #endif

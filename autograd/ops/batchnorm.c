@@ -1,0 +1,376 @@
+/* batch_norm: per-channel normalisation of x (N, C, *), forward and backward, with the
+ * arithmetic of PyTorch 1.13's CPU kernels (Normalization.cpp, cpu/batch_norm_kernel.cpp),
+ * so float32 results of the NCHW path match PyTorch bit for bit:
+ *  - training, per channel: sum in double, mean = (real)(sum / n); var_sum = the double
+ *    sum of (x - mean)^2 computed in x's dtype, rounded to x's dtype;
+ *    invstd = 1 / sqrt(var_sum / n + eps) in double; with m = (real)momentum:
+ *    running_mean = m * mean + (1 - m) * running_mean (in x's dtype),
+ *    running_var = m * (var_sum / (n - 1)) + (1 - m) * running_var (sum in double).
+ *  - eval: mean = running_mean, invstd = 1 / sqrt(running_var + eps) in x's dtype.
+ *  - y = x * alpha + beta with alpha = invstd * w, beta = b - mean * alpha; PyTorch's
+ *    AVX2 kernels contract both into fused multiply-adds, and so does this file when
+ *    the target has FMA (BN_MADD).
+ * Backward (training), per channel, with double sums, k = sum((x - mean) g) invstd^2 / n:
+ *   gx = (g - mean(g) - (x - mean) k) invstd w,  gw = sum((x - mean) g) invstd,
+ *   gb = sum(g);  eval: gx = g invstd w (invstd from running_var + eps in double, as
+ *   PyTorch's backward computes it).
+ * x is addressed as (N, C, S) planes (S = product of the spatial dims, merged when
+ * their strides allow, else x is copied once). Work is split over channels; every
+ * channel's sums run in one fixed order, so results do not depend on the thread
+ * count. (PyTorch sums a 2-D (N, C) input in float per thread; here it is summed in
+ * double like the other layouts, so 2-D statistics may differ from PyTorch's by an ulp.) */
+#include <tgmath.h>
+
+#include "internal.h"
+
+/* No implicit contraction (clang contracts a*b+c by default; GCC does not in ISO C
+ * mode): the fused multiply-adds below are the explicit ones PyTorch has. */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+#if defined(__FMA__)
+#define BN_MADD(a, b, c) fma((a), (b), (c)) /* tgmath: fmaf for float */
+#else
+#define BN_MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* x as (N, C, S): element (n, c, s) at data[n*sn + c*sc + s*ss] (in elements). */
+typedef struct {
+    int64_t N, C, S, sn, sc, ss;
+    char *data;
+} ncs;
+
+/* false if the spatial dims cannot be merged into one strided dim */
+static bool ncs_view(const qg_tensor *x, ncs *v) {
+    v->N = x->shape[0], v->C = x->shape[1];
+    v->sn = x->strides[0], v->sc = x->strides[1];
+    v->S = 1, v->ss = 1;
+    v->data = qg__data(x);
+    bool first = true;
+    for (int d = x->ndim - 1; d >= 2; d--) {
+        if (x->shape[d] == 1) continue;
+        if (first) v->ss = x->strides[d], first = false;
+        else if (x->strides[d] != v->ss * v->S) return false;
+        v->S *= x->shape[d];
+    }
+    return true;
+}
+
+static ncs ncs_contig(const qg_tensor *t) {
+    ncs v = {t->shape[0], t->shape[1], 1, 0, 0, 1, qg__data(t)};
+    for (int d = 2; d < t->ndim; d++) v.S *= t->shape[d];
+    v.sc = v.S, v.sn = v.C * v.S;
+    return v;
+}
+
+/* element c of a 1-D tensor (any stride), or dflt if t is NULL */
+static double vec_at(const qg_tensor *t, int64_t c, double dflt) {
+    if (!t) return dflt;
+    return qg__load(qg__data(t) + c * t->strides[0] * (int64_t)qg_dtype_size(t->dtype), t->dtype);
+}
+
+static void vec_set(qg_tensor *t, int64_t c, double v) {
+    qg__store(qg__data(t) + c * t->strides[0] * (int64_t)qg_dtype_size(t->dtype), t->dtype, v);
+}
+
+/* Threads for a pass over x: by the work, at most one per channel. */
+static int bn_threads(const ncs *v) {
+    int nt = qg__threads_for(v->N * v->C * v->S);
+    return nt > v->C ? (int)(v->C > 0 ? v->C : 1) : nt;
+}
+
+/* ---------------------------------------------------------------- kernels */
+
+/* Per channel c in [c0, c1): mean[c] = (real)(sum / n) and var_sum[c] = (real) of the
+ * double sum of (x - mean)^2 computed in real (PyTorch's collect_stats). With S == 1
+ * and channels adjacent ((N, C) row-major) rows are walked in order. */
+#define BN_STATS_BODY                                                                     \
+    {                                                                                     \
+        const real *x = (const real *)v->data;                                            \
+        const double cnt = (double)(v->N * v->S);                                         \
+        if (v->S == 1) {                                                                  \
+            for (int64_t c = c0; c < c1; c++) mean[c] = 0, var_sum[c] = 0;                \
+            for (int64_t n = 0; n < v->N; n++)                                            \
+                for (int64_t c = c0; c < c1; c++) mean[c] += x[n * v->sn + c * v->sc];    \
+            for (int64_t c = c0; c < c1; c++) mean[c] = (real)(mean[c] / cnt);           \
+            for (int64_t n = 0; n < v->N; n++)                                            \
+                for (int64_t c = c0; c < c1; c++) {                                       \
+                    real d = x[n * v->sn + c * v->sc] - (real)mean[c];                    \
+                    var_sum[c] += d * d;                                                  \
+                }                                                                         \
+            for (int64_t c = c0; c < c1; c++) var_sum[c] = (real)var_sum[c];              \
+        } else {                                                                          \
+            for (int64_t c = c0; c < c1; c++) {                                           \
+                double s = 0, ss = 0;                                                     \
+                for (int64_t n = 0; n < v->N; n++) {                                      \
+                    const real *p = x + n * v->sn + c * v->sc;                            \
+                    if (v->ss == 1)                                                       \
+                        for (int64_t i = 0; i < v->S; i++) s += p[i];                     \
+                    else                                                                  \
+                        for (int64_t i = 0; i < v->S; i++) s += p[i * v->ss];             \
+                }                                                                         \
+                const real m = (real)(s / cnt);                                           \
+                for (int64_t n = 0; n < v->N; n++) {                                      \
+                    const real *p = x + n * v->sn + c * v->sc;                            \
+                    for (int64_t i = 0; i < v->S; i++) {                                  \
+                        real d = p[i * v->ss] - m;                                        \
+                        ss += d * d;                                                      \
+                    }                                                                     \
+                }                                                                         \
+                mean[c] = m, var_sum[c] = (real)ss;                                       \
+            }                                                                             \
+        }                                                                                 \
+    }
+
+static void bn_stats(qg_dtype dt, const ncs *v, double *mean, double *var_sum) {
+    int nt = bn_threads(v);
+    QG_FLOAT_DISPATCH(dt, {
+_Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
+        for (int t = 0; t < nt; t++) {
+            int64_t c0 = v->C * t / nt, c1 = v->C * (t + 1) / nt;
+            BN_STATS_BODY
+        }
+    });
+}
+
+/* y (contiguous (N, C, S)) = x * alpha[c] + beta[c] */
+static void bn_apply(qg_dtype dt, const ncs *v, const char *alpha_, const char *beta_, char *out) {
+    int nt = bn_threads(v);
+    const int64_t N = v->N, C = v->C, S = v->S;
+    QG_FLOAT_DISPATCH(dt, {
+        const real *x = (const real *)v->data, *alpha = (const real *)alpha_, *beta = (const real *)beta_;
+        real *y = (real *)out;
+_Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
+        for (int t = 0; t < nt; t++) {
+            int64_t c0 = C * t / nt, c1 = C * (t + 1) / nt;
+            for (int64_t n = 0; n < N; n++) {
+                if (S == 1) {
+                    const real *xr = x + n * v->sn;
+                    real *yr = y + n * C;
+                    for (int64_t c = c0; c < c1; c++) yr[c] = BN_MADD(xr[c * v->sc], alpha[c], beta[c]);
+                    continue;
+                }
+                for (int64_t c = c0; c < c1; c++) {
+                    const real *p = x + n * v->sn + c * v->sc;
+                    real *q = y + (n * C + c) * S;
+                    const real a = alpha[c], b = beta[c];
+                    if (v->ss == 1)
+                        for (int64_t i = 0; i < S; i++) q[i] = BN_MADD(p[i], a, b);
+                    else
+                        for (int64_t i = 0; i < S; i++) q[i] = BN_MADD(p[i * v->ss], a, b);
+                }
+            }
+        }
+    });
+}
+
+/* Per channel: gsum[c] = sum g, dotp[c] = sum (x - mean[c]) g, in double.
+ * g is contiguous (N, C, S). */
+static void bn_grad_sums(qg_dtype dt, const ncs *v, const char *g_, const char *mean_, double *gsum,
+                         double *dotp) {
+    int nt = bn_threads(v);
+    const int64_t N = v->N, C = v->C, S = v->S;
+    QG_FLOAT_DISPATCH(dt, {
+        const real *x = (const real *)v->data, *g = (const real *)g_, *mean = (const real *)mean_;
+_Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
+        for (int t = 0; t < nt; t++) {
+            int64_t c0 = C * t / nt, c1 = C * (t + 1) / nt;
+            if (S == 1) {
+                for (int64_t c = c0; c < c1; c++) gsum[c] = 0, dotp[c] = 0;
+                for (int64_t n = 0; n < N; n++)
+                    for (int64_t c = c0; c < c1; c++) {
+                        double gv = g[n * C + c];
+                        gsum[c] += gv;
+                        dotp[c] += (x[n * v->sn + c * v->sc] - mean[c]) * gv;
+                    }
+                continue;
+            }
+            for (int64_t c = c0; c < c1; c++) {
+                double s = 0, d = 0;
+                const real m = mean[c];
+                for (int64_t n = 0; n < N; n++) {
+                    const real *p = x + n * v->sn + c * v->sc, *q = g + (n * C + c) * S;
+                    for (int64_t i = 0; i < S; i++) {
+                        s += q[i];
+                        d += (double)(p[i * v->ss] - m) * q[i];
+                    }
+                }
+                gsum[c] = s, dotp[c] = d;
+            }
+        }
+    });
+}
+
+/* gx (contiguous (N, C, S)) += training ? (g - gmean[c] - (x - mean[c]) k[c]) * invstd[c] * w[c]
+ *                                     : g * invstd[c] * w[c] */
+typedef struct {
+    const char *g, *mean, *invstd, *w, *gmean, *k; /* w: per channel weight (1 if none) */
+    bool training;
+} gx_args;
+
+static void bn_grad_input(qg_dtype dt, const ncs *v, const gx_args *a, char *gx_) {
+    int nt = bn_threads(v);
+    const int64_t N = v->N, C = v->C, S = v->S;
+    QG_FLOAT_DISPATCH(dt, {
+        const real *x = (const real *)v->data, *g = (const real *)a->g, *mean = (const real *)a->mean,
+                   *invstd = (const real *)a->invstd, *w = (const real *)a->w,
+                   *gmean = (const real *)a->gmean, *k = (const real *)a->k;
+        real *gx = (real *)gx_;
+        const bool train = a->training;
+_Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
+        for (int t = 0; t < nt; t++) {
+            int64_t c0 = C * t / nt, c1 = C * (t + 1) / nt;
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t c = c0; c < c1; c++) {
+                    const real *p = x + n * v->sn + c * v->sc, *q = g + (n * C + c) * S;
+                    real *o = gx + (n * C + c) * S;
+                    const real is = invstd[c], wc = w[c], m = mean[c];
+                    if (train) {
+                        const real gm = gmean[c], kc = k[c];
+                        for (int64_t i = 0; i < S; i++)
+                            o[i] += (q[i] - gm - (p[i * v->ss] - m) * kc) * is * wc;
+                    } else {
+                        for (int64_t i = 0; i < S; i++) o[i] += q[i] * is * wc;
+                    }
+                }
+        }
+    });
+}
+
+/* ---------------------------------------------------------------- backward */
+
+static void bn_backward(qg_node *n) {
+    qg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    qg_tensor *xs = n->saved[0], *mean = n->saved[1], *invstd = n->saved[2];
+    bool training = n->ip[0] != 0;
+    bool want_x = qg__wants_grad(x), want_w = qg__wants_grad(w), want_b = qg__wants_grad(b);
+    if (!want_x && !want_w && !want_b) return;
+    ncs v;
+    QG_ASSERT(ncs_view(xs, &v));
+    const int64_t C = v.C;
+    const double cnt = (double)(v.N * v.S);
+    qg_dtype dt = x->dtype;
+    size_t es = qg_dtype_size(dt);
+    const char *g = qg__data(n->out->grad);
+    double *gsum = qg__tape_alloc(sizeof(double) * (size_t)(2 * C + 1)), *dotp = gsum + C;
+    char *wv = qg__tape_alloc(es * (size_t)(3 * C + 1)), *gmean = wv + es * (size_t)C, *k = gmean + es * (size_t)C;
+    QG_ASSERT(gsum && wv);
+    bn_grad_sums(dt, &v, g, qg__data(mean), gsum, dotp);
+    QG_FLOAT_DISPATCH(dt, {
+        const real *is = (const real *)qg__data(invstd);
+        for (int64_t c = 0; c < C; c++) {
+            ((real *)wv)[c] = (real)vec_at(w, c, 1.0);
+            /* PyTorch: k = (scalar_t)dotp * invstd * invstd / N, grad_mean = sum / N */
+            ((real *)k)[c] = (real)dotp[c] * is[c] * is[c] / (real)cnt;
+            ((real *)gmean)[c] = (real)(gsum[c] / cnt);
+        }
+        if (want_w) {
+            qg_tensor *gw = qg__grad_of(w);
+            for (int64_t c = 0; c < C; c++) ((real *)qg__data(gw))[c] += (real)(dotp[c] * is[c]);
+        }
+        if (want_b) {
+            qg_tensor *gb = qg__grad_of(b);
+            for (int64_t c = 0; c < C; c++) ((real *)qg__data(gb))[c] += (real)gsum[c];
+        }
+    });
+    if (want_x) {
+        gx_args a = {g, qg__data(mean), qg__data(invstd), wv, gmean, k, training};
+        bn_grad_input(dt, &v, &a, qg__data(qg__grad_of(x)));
+    }
+}
+
+/* ---------------------------------------------------------------- forward */
+
+static qg_status check_vec(const char *what, const qg_tensor *t, const qg_tensor *x) {
+    char a[128], b[128];
+    if (!t) return QG_OK;
+    if (t->dtype != x->dtype)
+        return qg__err(QG_EDTYPE, "batch_norm: %s is %s but the input is %s (expected one dtype)", what,
+                       qg_dtype_name(t->dtype), qg_dtype_name(x->dtype));
+    if (t->ndim != 1 || t->shape[0] != x->shape[1])
+        return qg__err(QG_ESHAPE, "batch_norm: %s has shape %s, expected (%lld) for input %s", what,
+                       qg_shape_str(t, a, sizeof a), (long long)x->shape[1], qg_shape_str(x, b, sizeof b));
+    return QG_OK;
+}
+
+qg_tensor *qg_batch_norm(const qg_tensor *x, qg_tensor *running_mean, qg_tensor *running_var,
+                         const qg_tensor *weight, const qg_tensor *bias, bool training, double momentum,
+                         double eps) {
+    char s1[128];
+    if (qg__check_float("batch_norm", x)) return NULL;
+    if (x->ndim < 2)
+        return qg__err(QG_ESHAPE, "batch_norm: input %s must be (N, C), (N, C, L) or (N, C, H, W)",
+                       qg_shape_str(x, s1, sizeof s1)), NULL;
+    if (check_vec("running_mean", running_mean, x) || check_vec("running_var", running_var, x) ||
+        check_vec("weight", weight, x) || check_vec("bias", bias, x))
+        return NULL;
+    if (!training && (!running_mean || !running_var))
+        return qg__err(QG_EINVAL, "batch_norm: eval mode needs running_mean and running_var (got %s and %s)",
+                       running_mean ? "a tensor" : "NULL", running_var ? "a tensor" : "NULL"), NULL;
+    int64_t numel = qg_tensor_numel(x), C = x->shape[1];
+    int64_t per_channel = C ? numel / C : 0;
+    if (training && per_channel == 1)
+        return qg__err(QG_EINVAL, "batch_norm: expected more than 1 value per channel when training, got input %s",
+                       qg_shape_str(x, s1, sizeof s1)), NULL;
+
+    /* x as (N, C, S) planes, copied once if its spatial dims do not merge */
+    const qg_tensor *xs = x;
+    ncs v;
+    if (!ncs_view(x, &v)) {
+        qg_tensor *c = qg__tape_tensor(x->dtype, x->ndim, x->shape);
+        if (!c || qg_tensor_copy_(c, x)) return NULL;
+        xs = c;
+        v = ncs_contig(c);
+    }
+    qg_tensor *out = qg__tape_tensor(x->dtype, x->ndim, x->shape);
+    qg_tensor *mean = qg__tape_tensor(x->dtype, 1, &C), *invstd = qg__tape_tensor(x->dtype, 1, &C);
+    qg_tensor *invstd_bw = qg__tape_tensor(x->dtype, 1, &C);
+    qg_tensor *alpha = qg__tape_tensor(x->dtype, 1, &C), *beta = qg__tape_tensor(x->dtype, 1, &C);
+    double *bmean = qg__tape_alloc(sizeof(double) * (size_t)(2 * C + 1)), *var_sum = bmean + C;
+    if (!out || !mean || !invstd || !invstd_bw || !alpha || !beta || !bmean) return NULL;
+    if (numel == 0) return out; /* nothing to normalise; running stats untouched */
+
+    if (training) bn_stats(x->dtype, &v, bmean, var_sum);
+    QG_FLOAT_DISPATCH(x->dtype, {
+        real *m = (real *)qg__data(mean), *is = (real *)qg__data(invstd), *isb = (real *)qg__data(invstd_bw);
+        real *al = (real *)qg__data(alpha), *be = (real *)qg__data(beta);
+        const real mom = (real)momentum, n_r = (real)per_channel, n1_r = (real)(per_channel - 1);
+        for (int64_t c = 0; c < C; c++) {
+            if (training) {
+                const real vs = (real)var_sum[c];
+                const double var = vs / n_r;
+                m[c] = (real)bmean[c];
+                /* PyTorch's InvStd: 0 when var and eps are both 0 */
+                is[c] = isb[c] = (real)((var != 0 || eps != 0) ? 1.0 / sqrt(var + eps) : 0.0);
+                if (running_mean) {
+                    const real r = (real)vec_at(running_mean, c, 0);
+                    vec_set(running_mean, c, mom * m[c] + ((real)1 - mom) * r);
+                }
+                if (running_var) {
+                    const real r = (real)vec_at(running_var, c, 0);
+                    const double unbiased = vs / n1_r;
+                    vec_set(running_var, c, (double)mom * unbiased + (double)(((real)1 - mom) * r));
+                }
+            } else { /* forward in the input's dtype, backward's invstd in double, as PyTorch */
+                const real rv = (real)vec_at(running_var, c, 0);
+                m[c] = (real)vec_at(running_mean, c, 0);
+                is[c] = (real)1 / sqrt(rv + (real)eps);
+                isb[c] = (real)(1.0 / sqrt((double)rv + eps));
+            }
+            al[c] = is[c] * (real)vec_at(weight, c, 1.0);
+            be[c] = BN_MADD(-m[c], al[c], (real)vec_at(bias, c, 0.0));
+        }
+    });
+    bn_apply(x->dtype, &v, qg__data(alpha), qg__data(beta), qg__data(out));
+
+    const qg_tensor *ins[3] = {x, weight, bias};
+    if (qg__needs_grad(3, ins)) {
+        qg_node *n = qg__record("batch_norm", bn_backward, out, 3, ins);
+        if (!n) return NULL;
+        n->saved[0] = (qg_tensor *)xs;
+        n->saved[1] = mean;
+        n->saved[2] = invstd_bw;
+        n->ip[0] = training;
+    }
+    return out;
+}

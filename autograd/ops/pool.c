@@ -1,0 +1,423 @@
+/* 2-D pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d, on (N, C, H, W) or (C, H, W)
+ * inputs of any strides. Every (n, c) plane is independent, so the kernels run in
+ * parallel over planes and each plane's gradient is written by one thread in output
+ * order (results do not depend on the thread count). Window rules, divisors and the
+ * order of the sums follow PyTorch 1.13's CPU kernels, so float results match it:
+ *   max: the first maximum in row-major window order, where a NaN replaces whatever
+ *        came before it (so the last NaN wins); padding is -inf. Backward sends each
+ *        output's gradient to that input (its index is saved in forward).
+ *   avg: sum of the window inside the input, divided by the window size clipped to the
+ *        padded input (count_include_pad), or to the input, or by divisor_override
+ *        (0 = none).
+ *   adaptive avg: rows [floor(o*H/OH), ceil((o+1)*H/OH)), likewise columns; the sum
+ *        is divided by the height, then by the width. */
+#include <math.h>
+
+#include "internal.h"
+
+typedef struct {
+    int ndim;                   /* 3 or 4 */
+    int64_t N, C, H, W, OH, OW; /* N = 1 for 3-D input */
+    int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+    int64_t xs[4];              /* input strides of (N, C, H, W), in elements */
+    int64_t divisor;            /* avg: divisor_override, 0 = none */
+    bool count_include_pad;
+} pool_geom;
+
+typedef struct {
+    pool_geom g;
+    int32_t *idx;               /* max: argmax per output, as h*W + w in its plane; -1 = none */
+} pool_ctx;
+
+static inline int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* floor(a / b) for b > 0 */
+static int64_t div_floor(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+/* PyTorch's pooling output size. */
+static int64_t pool_out(int64_t in, int64_t k, int64_t pad, int64_t s, int64_t d, bool ceil_mode) {
+    int64_t o = div_floor(in + 2 * pad - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0), s) + 1;
+    if (ceil_mode && (o - 1) * s >= in + pad) o--; /* the last window must start inside */
+    return o;
+}
+
+/* Shape of x as (N, C, H, W); error unless 3-D or 4-D with non-empty C, H, W. */
+static qg_status pool_input(const char *op, const qg_tensor *x, pool_geom *g) {
+    char s[128];
+    qg_status st = qg__check_float(op, x);
+    if (st) return st;
+    int b = x->ndim - 3;
+    if ((x->ndim != 3 && x->ndim != 4) || x->shape[b] == 0 || x->shape[b + 1] == 0 || x->shape[b + 2] == 0)
+        return qg__err(QG_ESHAPE, "%s: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input with non-zero C, H, W, got %s",
+                       op, qg_shape_str(x, s, sizeof s));
+    memset(g, 0, sizeof *g);
+    g->ndim = x->ndim;
+    g->N = b ? x->shape[0] : 1;
+    g->xs[0] = b ? x->strides[0] : 0;
+    g->C = x->shape[b], g->H = x->shape[b + 1], g->W = x->shape[b + 2];
+    for (int d = 0; d < 3; d++) g->xs[1 + d] = x->strides[b + d];
+    return QG_OK;
+}
+
+/* Kernel, stride, padding, dilation and the output size, with PyTorch's checks. */
+static qg_status pool_window(const char *op, const qg_tensor *x, const int *kernel, const int *stride,
+                             const int *padding, const int *dilation, bool ceil_mode, pool_geom *g) {
+    char s[128];
+    if (!kernel) return qg__err(QG_EINVAL, "%s: kernel size is required", op);
+    g->kh = kernel[0], g->kw = kernel[1];
+    g->sh = stride && stride[0] ? stride[0] : g->kh;
+    g->sw = stride && stride[1] ? stride[1] : g->kw;
+    g->ph = padding ? padding[0] : 0, g->pw = padding ? padding[1] : 0;
+    g->dh = dilation ? dilation[0] : 1, g->dw = dilation ? dilation[1] : 1;
+    if (g->kh <= 0 || g->kw <= 0)
+        return qg__err(QG_EINVAL, "%s: kernel size must be positive, got (%lld, %lld)", op, (long long)g->kh, (long long)g->kw);
+    if (g->sh <= 0 || g->sw <= 0)
+        return qg__err(QG_EINVAL, "%s: stride must be positive, got (%lld, %lld)", op, (long long)g->sh, (long long)g->sw);
+    if (g->dh <= 0 || g->dw <= 0)
+        return qg__err(QG_EINVAL, "%s: dilation must be positive, got (%lld, %lld)", op, (long long)g->dh, (long long)g->dw);
+    if (g->ph < 0 || g->pw < 0 || g->ph > g->kh / 2 || g->pw > g->kw / 2)
+        return qg__err(QG_EINVAL, "%s: padding must be between 0 and half the kernel size, got padding (%lld, %lld) "
+                       "for kernel (%lld, %lld)", op, (long long)g->ph, (long long)g->pw, (long long)g->kh, (long long)g->kw);
+    g->OH = pool_out(g->H, g->kh, g->ph, g->sh, g->dh, ceil_mode);
+    g->OW = pool_out(g->W, g->kw, g->pw, g->sw, g->dw, ceil_mode);
+    if (g->OH < 1 || g->OW < 1)
+        return qg__err(QG_ESHAPE, "%s: given input %s, the calculated output size (%lld x %lld) is too small",
+                       op, qg_shape_str(x, s, sizeof s), (long long)g->OH, (long long)g->OW);
+    return QG_OK;
+}
+
+static qg_tensor *pool_output(const qg_tensor *x, const pool_geom *g) {
+    int64_t shape[4] = {g->N, g->C, g->OH, g->OW};
+    return g->ndim == 4 ? qg__tape_tensor(x->dtype, 4, shape) : qg__tape_tensor(x->dtype, 3, shape + 1);
+}
+
+/* Element offset of plane q = n*C + c in x. */
+static inline int64_t plane_off(const pool_geom *g, int64_t q) {
+    return (q / g->C) * g->xs[0] + (q % g->C) * g->xs[1];
+}
+
+/* ---------------------------------------------------------------- max_pool2d */
+
+/* The common 2x2 stride-2 pool, every window inside the input. */
+static bool max_2x2(const pool_geom *g) {
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && g->dh == 1 &&
+           g->dw == 1 && 2 * g->OH <= g->H && 2 * g->OW <= g->W;
+}
+
+/* x plane: (H, W) at strides (xs2, xs3) -> out: (OH, OW), idx: (OH, OW). scr: room for
+ * OH*2*OW elements and as many int32 (2x2 path only).
+ *
+ * The scan rule (first maximum in window order, a NaN replacing anything, so the last
+ * NaN wins) picks the largest element under a total order: NaN above numbers, later
+ * above earlier among NaNs, earlier above later among equal numbers. That order makes
+ * the choice associative, so the 2x2 path may reduce in any grouping and get the same
+ * element: first each column pair (rows 2oh, 2oh+1), row by row, then each horizontal
+ * pair of those winners, as one flat loop over the plane's outputs. Both loops are
+ * branch-free and vectorise, even for rows of a few elements. */
+static void max_plane(const pool_geom *g, qg_dtype dt, const char *xp, char *op, int32_t *idx, char *scr) {
+    const int64_t H = g->H, W = g->W, OW = g->OW, xs2 = g->xs[2], xs3 = g->xs[3];
+    QG_FLOAT_DISPATCH(dt, {
+        const real *x = (const real *)xp;
+        real *o = (real *)op;
+        if (max_2x2(g)) {
+            const int64_t OH = g->OH, W2 = 2 * OW;
+            real *vv = (real *)scr;                      /* (OH, 2*OW) column winners */
+            int32_t *vi = (int32_t *)(scr + (((size_t)(OH * W2) * sizeof(real) + 63) & ~(size_t)63));
+            for (int64_t oh = 0; oh < OH; oh++) {
+                const real *r0 = x + 2 * oh * xs2, *r1 = r0 + xs2;
+                real *vr = vv + oh * W2;
+                int32_t *ir = vi + oh * W2;
+                const int32_t i0 = (int32_t)(2 * oh * W), i1 = (int32_t)((2 * oh + 1) * W);
+                if (xs3 == 1) {
+                    for (int64_t iw = 0; iw < W2; iw++) {
+                        const real a = r0[iw], c = r1[iw];
+                        const bool cw = (c > a) | (c != c);
+                        vr[iw] = cw ? c : a;
+                        ir[iw] = (cw ? i1 : i0) + (int32_t)iw;
+                    }
+                } else {
+                    for (int64_t iw = 0; iw < W2; iw++) {
+                        const real a = r0[iw * xs3], c = r1[iw * xs3];
+                        const bool cw = (c > a) | (c != c);
+                        vr[iw] = cw ? c : a;
+                        ir[iw] = (cw ? i1 : i0) + (int32_t)iw;
+                    }
+                }
+            }
+            const int64_t Q = OH * OW;
+            for (int64_t q = 0; q < Q; q++) {
+                const real L = vv[2 * q], R = vv[2 * q + 1];
+                const int32_t li = vi[2 * q], ri = vi[2 * q + 1];
+                const bool lnum = L == L, rnum = R == R, rnan = R != R;
+                const bool rw = (rnan & (lnum | (ri > li))) | (rnum & lnum & ((R > L) | ((R == L) & (ri < li))));
+                o[q] = rw ? R : L;
+                idx[q] = rw ? ri : li;
+            }
+        } else {
+            for (int64_t oh = 0; oh < g->OH; oh++) {
+                int64_t ih0 = oh * g->sh - g->ph, ih1 = ih0 + (g->kh - 1) * g->dh + 1;
+                if (ih1 > H) ih1 = H;
+                while (ih0 < 0) ih0 += g->dh;
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    int64_t iw0 = ow * g->sw - g->pw, iw1 = iw0 + (g->kw - 1) * g->dw + 1;
+                    if (iw1 > W) iw1 = W;
+                    while (iw0 < 0) iw0 += g->dw;
+                    real m = -INFINITY;
+                    int64_t k = ih0 < ih1 && iw0 < iw1 ? ih0 * W + iw0 : -1;
+                    for (int64_t ih = ih0; ih < ih1; ih += g->dh)
+                        for (int64_t iw = iw0; iw < iw1; iw += g->dw) {
+                            real v = x[ih * xs2 + iw * xs3];
+                            if (v > m || v != v) m = v, k = ih * W + iw;
+                        }
+                    o[oh * OW + ow] = m;
+                    idx[oh * OW + ow] = (int32_t)k;
+                }
+            }
+        }
+    });
+}
+
+static void max_pool_backward(qg_node *n) {
+    qg_tensor *x = n->in[0];
+    if (!qg__wants_grad(x)) return;
+    const pool_ctx *c = n->ctx;
+    const pool_geom *g = &c->g;
+    const int64_t NC = g->N * g->C, HW = g->H * g->W, P = g->OH * g->OW;
+    char *gxp = qg__data(qg__grad_of(x));
+    const char *gyp = qg__data(n->out->grad);
+    const int32_t *idx = c->idx;
+    int nt = qg__threads_for(NC * (P + HW));
+    (void)nt; /* only the OpenMP pragmas use it */
+    QG_FLOAT_DISPATCH(x->dtype, {
+        real *gx = (real *)gxp;
+        const real *gy = (const real *)gyp;
+        _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
+        for (int64_t q = 0; q < NC; q++) { /* gx[q][idx] += gy[q][o] */
+            real *d = gx + q * HW;
+            const real *s = gy + q * P;
+            const int32_t *ix = idx + q * P;
+            for (int64_t o = 0; o < P; o++)
+                if (ix[o] >= 0) d[ix[o]] += s[o];
+        }
+    });
+}
+
+qg_tensor *qg_max_pool2d(const qg_tensor *x, const int *kernel, const int *stride, const int *padding,
+                         const int *dilation, bool ceil_mode) {
+    pool_geom g;
+    if (pool_input("max_pool2d", x, &g) || pool_window("max_pool2d", x, kernel, stride, padding, dilation, ceil_mode, &g))
+        return NULL;
+    if (g.H * g.W > INT32_MAX)
+        return qg__err(QG_ESHAPE, "max_pool2d: planes of more than 2^31 elements are not supported"), NULL;
+    qg_tensor *out = pool_output(x, &g);
+    const int64_t NC = g.N * g.C, P = g.OH * g.OW;
+    int32_t *idx = qg__tape_alloc(sizeof(int32_t) * (size_t)(NC * P + 1));
+    if (!out || !idx) return NULL;
+    const char *xd = qg__data(x);
+    char *od = qg__data(out);
+    size_t es = qg_dtype_size(x->dtype);
+    int nt = qg__threads_for(NC * (P * g.kh * g.kw + P));
+    /* per-thread scratch of the 2x2 path: column winners and their indices */
+    size_t ss = max_2x2(&g) ? (((size_t)(2 * P) * es + 63) & ~(size_t)63) + (size_t)(2 * P) * sizeof(int32_t) + 64 : 0;
+    char *scr = ss ? qg__tape_alloc(ss * (size_t)nt) : NULL;
+    if (ss && !scr) return NULL;
+    _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
+    for (int64_t q = 0; q < NC; q++)
+        max_plane(&g, x->dtype, xd + (size_t)plane_off(&g, q) * es, od + (size_t)(q * P) * es, idx + q * P,
+                  scr ? scr + (size_t)thread_id() * ss : NULL);
+    if (qg__needs_grad(1, &x)) {
+        pool_ctx *c = qg__tape_alloc(sizeof *c);
+        qg_node *n = c ? qg__record("max_pool2d", max_pool_backward, out, 1, &x) : NULL;
+        if (!n) return NULL;
+        c->g = g;
+        c->idx = idx;
+        n->ctx = c;
+    }
+    return out;
+}
+
+/* ---------------------------------------------------------------- avg_pool2d */
+
+/* Window of output (oh, ow) clipped to the input, and its divisor (PyTorch's rule). */
+typedef struct {
+    int64_t h0, h1, w0, w1, div;
+} avg_win;
+
+static inline avg_win avg_window(const pool_geom *g, int64_t oh, int64_t ow) {
+    avg_win a;
+    a.h0 = oh * g->sh - g->ph, a.w0 = ow * g->sw - g->pw;
+    a.h1 = a.h0 + g->kh, a.w1 = a.w0 + g->kw;
+    if (a.h1 > g->H + g->ph) a.h1 = g->H + g->ph;
+    if (a.w1 > g->W + g->pw) a.w1 = g->W + g->pw;
+    int64_t pool_size = (a.h1 - a.h0) * (a.w1 - a.w0);
+    if (a.h0 < 0) a.h0 = 0;
+    if (a.w0 < 0) a.w0 = 0;
+    if (a.h1 > g->H) a.h1 = g->H;
+    if (a.w1 > g->W) a.w1 = g->W;
+    a.div = g->divisor ? g->divisor : g->count_include_pad ? pool_size : (a.h1 - a.h0) * (a.w1 - a.w0);
+    return a;
+}
+
+/* x plane: (H, W) at strides (xs2, xs3) -> out: (OH, OW) */
+static void avg_plane(const pool_geom *g, qg_dtype dt, const char *xp, char *op) {
+    const int64_t xs2 = g->xs[2], xs3 = g->xs[3];
+    QG_FLOAT_DISPATCH(dt, {
+        const real *x = (const real *)xp;
+        real *o = (real *)op;
+        for (int64_t oh = 0; oh < g->OH; oh++)
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                avg_win a = avg_window(g, oh, ow);
+                real s = 0;
+                if (a.h0 < a.h1 && a.w0 < a.w1) {
+                    for (int64_t ih = a.h0; ih < a.h1; ih++)
+                        for (int64_t iw = a.w0; iw < a.w1; iw++) s += x[ih * xs2 + iw * xs3];
+                    s = s / (real)a.div;
+                }
+                o[oh * g->OW + ow] = s;
+            }
+    });
+}
+
+static void avg_pool_backward(qg_node *n) {
+    qg_tensor *x = n->in[0];
+    if (!qg__wants_grad(x)) return;
+    const pool_geom *g = &((const pool_ctx *)n->ctx)->g;
+    const int64_t NC = g->N * g->C, HW = g->H * g->W, P = g->OH * g->OW, W = g->W;
+    char *gxp = qg__data(qg__grad_of(x));
+    const char *gyp = qg__data(n->out->grad);
+    int nt = qg__threads_for(NC * (P * g->kh * g->kw + HW));
+    (void)nt; /* only the OpenMP pragmas use it */
+    QG_FLOAT_DISPATCH(x->dtype, {
+        real *gx = (real *)gxp;
+        const real *gy = (const real *)gyp;
+        _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
+        for (int64_t q = 0; q < NC; q++) { /* gx[q][window] += gy[q][o] / divisor */
+            real *d = gx + q * HW;
+            for (int64_t oh = 0; oh < g->OH; oh++)
+                for (int64_t ow = 0; ow < g->OW; ow++) {
+                    avg_win a = avg_window(g, oh, ow);
+                    if (a.h0 >= a.h1 || a.w0 >= a.w1) continue;
+                    const real delta = gy[q * P + oh * g->OW + ow] / (real)a.div;
+                    for (int64_t ih = a.h0; ih < a.h1; ih++)
+                        for (int64_t iw = a.w0; iw < a.w1; iw++) d[ih * W + iw] += delta;
+                }
+        }
+    });
+}
+
+qg_tensor *qg_avg_pool2d(const qg_tensor *x, const int *kernel, const int *stride, const int *padding,
+                         bool ceil_mode, bool count_include_pad, int divisor_override) {
+    pool_geom g;
+    if (pool_input("avg_pool2d", x, &g) || pool_window("avg_pool2d", x, kernel, stride, padding, NULL, ceil_mode, &g))
+        return NULL;
+    g.divisor = divisor_override;
+    g.count_include_pad = count_include_pad;
+    qg_tensor *out = pool_output(x, &g);
+    if (!out) return NULL;
+    const int64_t NC = g.N * g.C, P = g.OH * g.OW;
+    const char *xd = qg__data(x);
+    char *od = qg__data(out);
+    size_t es = qg_dtype_size(x->dtype);
+    int nt = qg__threads_for(NC * (P * g.kh * g.kw + P));
+    (void)nt; /* only the OpenMP pragmas use it */
+    _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
+    for (int64_t q = 0; q < NC; q++)
+        avg_plane(&g, x->dtype, xd + (size_t)plane_off(&g, q) * es, od + (size_t)(q * P) * es);
+    if (qg__needs_grad(1, &x)) {
+        pool_ctx *c = qg__tape_alloc(sizeof *c);
+        qg_node *n = c ? qg__record("avg_pool2d", avg_pool_backward, out, 1, &x) : NULL;
+        if (!n) return NULL;
+        c->g = g;
+        c->idx = NULL;
+        n->ctx = c;
+    }
+    return out;
+}
+
+/* ---------------------------------------------------------------- adaptive_avg_pool2d */
+
+/* floor(o*in/out) and ceil((o+1)*in/out) */
+static inline int64_t ad_start(int64_t o, int64_t out, int64_t in) { return (o / out) * in + ((o % out) * in) / out; }
+static inline int64_t ad_end(int64_t o, int64_t out, int64_t in) { return 1 + ((o + 1) * in - 1) / out; }
+
+/* x plane: (H, W) at strides (xs2, xs3) -> out: (OH, OW) */
+static void adaptive_plane(const pool_geom *g, qg_dtype dt, const char *xp, char *op) {
+    const int64_t xs2 = g->xs[2], xs3 = g->xs[3];
+    QG_FLOAT_DISPATCH(dt, {
+        const real *x = (const real *)xp;
+        real *o = (real *)op;
+        for (int64_t oh = 0; oh < g->OH; oh++) {
+            int64_t h0 = ad_start(oh, g->OH, g->H), h1 = ad_end(oh, g->OH, g->H);
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                int64_t w0 = ad_start(ow, g->OW, g->W), w1 = ad_end(ow, g->OW, g->W);
+                real s = 0;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) s += x[ih * xs2 + iw * xs3];
+                o[oh * g->OW + ow] = s / (real)(h1 - h0) / (real)(w1 - w0);
+            }
+        }
+    });
+}
+
+static void adaptive_backward(qg_node *n) {
+    qg_tensor *x = n->in[0];
+    if (!qg__wants_grad(x)) return;
+    const pool_geom *g = &((const pool_ctx *)n->ctx)->g;
+    const int64_t NC = g->N * g->C, HW = g->H * g->W, P = g->OH * g->OW, W = g->W;
+    char *gxp = qg__data(qg__grad_of(x));
+    const char *gyp = qg__data(n->out->grad);
+    int nt = qg__threads_for(NC * (P + 2 * HW));
+    (void)nt; /* only the OpenMP pragmas use it */
+    QG_FLOAT_DISPATCH(x->dtype, {
+        real *gx = (real *)gxp;
+        const real *gy = (const real *)gyp;
+        _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
+        for (int64_t q = 0; q < NC; q++) {
+            real *d = gx + q * HW;
+            for (int64_t oh = 0; oh < g->OH; oh++) {
+                int64_t h0 = ad_start(oh, g->OH, g->H), h1 = ad_end(oh, g->OH, g->H);
+                for (int64_t ow = 0; ow < g->OW; ow++) {
+                    int64_t w0 = ad_start(ow, g->OW, g->W), w1 = ad_end(ow, g->OW, g->W);
+                    const real delta = gy[q * P + oh * g->OW + ow] / (real)(h1 - h0) / (real)(w1 - w0);
+                    for (int64_t ih = h0; ih < h1; ih++)
+                        for (int64_t iw = w0; iw < w1; iw++) d[ih * W + iw] += delta;
+                }
+            }
+        }
+    });
+}
+
+qg_tensor *qg_adaptive_avg_pool2d(const qg_tensor *x, int64_t oh, int64_t ow) {
+    pool_geom g;
+    if (pool_input("adaptive_avg_pool2d", x, &g)) return NULL;
+    if (oh < 0 || ow < 0)
+        return qg__err(QG_EINVAL, "adaptive_avg_pool2d: output size must be non-negative, got (%lld, %lld)",
+                       (long long)oh, (long long)ow), NULL;
+    g.OH = oh, g.OW = ow;
+    qg_tensor *out = pool_output(x, &g);
+    if (!out) return NULL;
+    const int64_t NC = g.N * g.C, P = g.OH * g.OW;
+    const char *xd = qg__data(x);
+    char *od = qg__data(out);
+    size_t es = qg_dtype_size(x->dtype);
+    int nt = qg__threads_for(NC * (P + g.H * g.W));
+    (void)nt; /* only the OpenMP pragmas use it */
+    _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
+    for (int64_t q = 0; q < NC; q++)
+        adaptive_plane(&g, x->dtype, xd + (size_t)plane_off(&g, q) * es, od + (size_t)(q * P) * es);
+    if (qg__needs_grad(1, &x)) {
+        pool_ctx *c = qg__tape_alloc(sizeof *c);
+        qg_node *n = c ? qg__record("adaptive_avg_pool2d", adaptive_backward, out, 1, &x) : NULL;
+        if (!n) return NULL;
+        c->g = g;
+        c->idx = NULL;
+        n->ctx = c;
+    }
+    return out;
+}

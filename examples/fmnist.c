@@ -1,0 +1,385 @@
+/* fmnist: quantization-aware training on Fashion-MNIST (or any MNIST-style IDX set).
+ *
+ * Builds the float model with PyTorch's state-dict names, fuses it, prepares it for
+ * QAT with a qconfig (fbgemm by default), trains with cross-entropy and SGD, and
+ * reports the fake-quant model's test accuracy after every epoch. `fmnist --help`
+ * lists the flags. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "qgrad.h"
+
+typedef struct {
+    const char *model, *data, *qconfig, *load, *save, *log, *schedule;
+    int epochs, threads, freeze_bn_after, freeze_observer_after;
+    int64_t batch, steps, warmup;
+    double lr, momentum, weight_decay;
+    bool nesterov, use_float, shuffle, eval_only;
+    uint64_t seed;
+} options;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: fmnist [options]\n"
+            "  --model mlp|cnn           model (default cnn)\n"
+            "  --epochs N                epochs (default 5)\n"
+            "  --batch N                 batch size (default 64)\n"
+            "  --lr X                    peak learning rate (default 0.05)\n"
+            "  --schedule cosine|constant  lr schedule per step, cosine after a linear warm-up (default cosine)\n"
+            "  --warmup N                warm-up steps for the cosine schedule (default 300)\n"
+            "  --momentum X              SGD momentum (default 0.9)\n"
+            "  --weight-decay X          SGD weight decay (default 1e-4)\n"
+            "  --nesterov                Nesterov momentum\n"
+            "  --seed N                  seed of initialisation, shuffling and dropout (default 1)\n"
+            "  --threads N               threads (default: all cores)\n"
+            "  --data DIR                IDX files with the four standard names, gzipped or not\n"
+            "                            (default /usr/share/datasets/fashion-mnist)\n"
+            "  --float                   train the float model (no QAT)\n"
+            "  --qconfig NAME            fbgemm, x86, qnnpack, default, dynamic (default fbgemm)\n"
+            "  --freeze-bn-after E       freeze BN statistics after epoch E (default 4; 0 = never)\n"
+            "  --freeze-observer-after E freeze observers (scale, zero point) after epoch E (default 4; 0 = never)\n"
+            "  --load FILE               load a state dict (safetensors): a float model's before QAT\n"
+            "                            preparation, or a prepared QAT model's after it\n"
+            "  --save FILE               save the trained model's state dict (PyTorch names)\n"
+            "  --steps N                 stop after N optimizer steps\n"
+            "  --no-shuffle              batches in file order\n"
+            "  --log FILE                CSV step,epoch,loss,lr: one row per step, the batch loss before the step\n"
+            "  --eval-only               only evaluate (with --load)\n"
+            "  --help                    this text\n");
+}
+
+static bool parse_num(const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+}
+
+/* 0 on success, 1 for --help, -1 on a bad flag (usage printed) */
+static int parse(int argc, char **argv, options *o) {
+    *o = (options){.model = "cnn", .data = "/usr/share/datasets/fashion-mnist", .qconfig = "fbgemm", .schedule = "cosine",
+                   .epochs = 5, .batch = 64, .lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4, .seed = 1,
+                   .shuffle = true, .freeze_bn_after = 4, .freeze_observer_after = 4, .warmup = 300, .steps = -1};
+    static const struct option longs[] = {
+        {"model", 1, 0, 'm'}, {"epochs", 1, 0, 'e'}, {"batch", 1, 0, 'b'}, {"lr", 1, 0, 'l'},
+        {"momentum", 1, 0, 'M'}, {"weight-decay", 1, 0, 'w'}, {"nesterov", 0, 0, 'n'}, {"seed", 1, 0, 's'},
+        {"threads", 1, 0, 't'}, {"data", 1, 0, 'd'}, {"float", 0, 0, 'f'}, {"qconfig", 1, 0, 'q'},
+        {"freeze-bn-after", 1, 0, 'B'}, {"freeze-observer-after", 1, 0, 'O'}, {"load", 1, 0, 'L'},
+        {"save", 1, 0, 'S'}, {"steps", 1, 0, 'N'}, {"no-shuffle", 0, 0, 'u'}, {"log", 1, 0, 'g'},
+        {"eval-only", 0, 0, 'E'}, {"schedule", 1, 0, 'c'}, {"warmup", 1, 0, 'W'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    double v;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 'm': o->model = optarg, ok = !strcmp(optarg, "mlp") || !strcmp(optarg, "cnn"); break;
+        case 'e': ok = parse_num(optarg, 1, 1e6, &v), o->epochs = (int)v; break;
+        case 'b': ok = parse_num(optarg, 1, 1e6, &v), o->batch = (int64_t)v; break;
+        case 'l': ok = parse_num(optarg, 0, 1e3, &o->lr); break;
+        case 'M': ok = parse_num(optarg, 0, 1, &o->momentum); break;
+        case 'w': ok = parse_num(optarg, 0, 1, &o->weight_decay); break;
+        case 'n': o->nesterov = true; break;
+        case 's': ok = parse_num(optarg, 0, 1e18, &v), o->seed = (uint64_t)v; break;
+        case 't': ok = parse_num(optarg, 1, 1024, &v), o->threads = (int)v; break;
+        case 'd': o->data = optarg; break;
+        case 'f': o->use_float = true; break;
+        case 'q': o->qconfig = optarg; break;
+        case 'B': ok = parse_num(optarg, 0, 1e6, &v), o->freeze_bn_after = (int)v; break;
+        case 'O': ok = parse_num(optarg, 0, 1e6, &v), o->freeze_observer_after = (int)v; break;
+        case 'L': o->load = optarg; break;
+        case 'S': o->save = optarg; break;
+        case 'N': ok = parse_num(optarg, 0, 1e12, &v), o->steps = (int64_t)v; break;
+        case 'u': o->shuffle = false; break;
+        case 'g': o->log = optarg; break;
+        case 'E': o->eval_only = true; break;
+        case 'c': o->schedule = optarg, ok = !strcmp(optarg, "cosine") || !strcmp(optarg, "constant"); break;
+        case 'W': ok = parse_num(optarg, 0, 1e9, &v), o->warmup = (int64_t)v; break;
+        case 'h': usage(stdout); return 1;
+        default: ok = false;
+        }
+        if (!ok) {
+            if (c == '?') fprintf(stderr, "fmnist: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            else fprintf(stderr, "fmnist: bad value '%s' for --%s\n", optarg ? optarg : "", argv[optind - 1] + 2);
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "fmnist: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return -1;
+    }
+    qg_qconfig qc;
+    if (qg_qconfig_preset(o->qconfig, &qc)) {
+        fprintf(stderr, "fmnist: %s\n", qg_last_error());
+        usage(stderr);
+        return -1;
+    }
+    if (o->eval_only && !o->load) {
+        fprintf(stderr, "fmnist: --eval-only needs --load FILE\n");
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- models */
+
+static qg_module *conv3x3(int64_t in, int64_t out, qg_rng *g) {
+    return qg_nn_conv2d_new(in, out, 3, 3, &(qg_conv_opts){.padding = {1}, .no_bias = true}, g);
+}
+
+/* The float model with PyTorch's names (QuantStub "quant" first, DeQuantStub last). */
+static qg_module *build_model(const char *kind, qg_rng *g) {
+    qg_module *m = qg_sequential_new();
+    qg_sequential_add(m, "quant", qg_quant_stub_new());
+    if (!strcmp(kind, "mlp")) {
+        qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
+        qg_sequential_add(m, "l1", qg_nn_linear_new(784, 256, true, g));
+        qg_sequential_add(m, "relu1", qg_nn_relu_new());
+        qg_sequential_add(m, "l2", qg_nn_linear_new(256, 128, true, g));
+        qg_sequential_add(m, "relu2", qg_nn_relu_new());
+        qg_sequential_add(m, "l3", qg_nn_linear_new(128, 10, true, g));
+    } else {
+        qg_sequential_add(m, "c1", conv3x3(1, 32, g));
+        qg_sequential_add(m, "b1", qg_nn_batchnorm2d_new(32, NULL));
+        qg_sequential_add(m, "relu1", qg_nn_relu_new());
+        qg_sequential_add(m, "pool1", qg_nn_maxpool2d_new(2, 2, NULL));
+        qg_sequential_add(m, "c2", conv3x3(32, 64, g));
+        qg_sequential_add(m, "b2", qg_nn_batchnorm2d_new(64, NULL));
+        qg_sequential_add(m, "relu2", qg_nn_relu_new());
+        qg_sequential_add(m, "pool2", qg_nn_maxpool2d_new(2, 2, NULL));
+        qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
+        qg_sequential_add(m, "l1", qg_nn_linear_new(3136, 128, true, g));
+        qg_sequential_add(m, "relu3", qg_nn_relu_new());
+        qg_sequential_add(m, "l2", qg_nn_linear_new(128, 10, true, g));
+    }
+    qg_sequential_add(m, "dequant", qg_dequant_stub_new());
+    return m;
+}
+
+static qg_status fuse_model(qg_module *m, const char *kind) {
+    if (!strcmp(kind, "mlp")) {
+        const char *a[] = {"l1", "relu1"}, *b[] = {"l2", "relu2"};
+        return qg_fuse_modules_qat(m, 2, (const char *const *[]){a, b}, (int[]){2, 2});
+    }
+    const char *a[] = {"c1", "b1", "relu1"}, *b[] = {"c2", "b2", "relu2"}, *c[] = {"l1", "relu3"};
+    return qg_fuse_modules_qat(m, 3, (const char *const *[]){a, b, c}, (int[]){3, 3, 2});
+}
+
+/* Does a checkpoint come from a prepared QAT model (it has fake-quant state)? */
+static int is_qat_checkpoint(const char *path) {
+    qg_tensor_dict *d = qg_safetensors_load(path);
+    if (!d) return -1;
+    int qat = 0;
+    for (int i = 0; i < qg_tensor_dict_size(d) && !qat; i++)
+        qat = strstr(qg_tensor_dict_name(d, i), "activation_post_process") != NULL;
+    qg_tensor_dict_free(d);
+    return qat;
+}
+
+/* ------------------------------------------------------------- train / eval */
+
+static double now(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + tv.tv_usec * 1e-6;
+}
+
+/* test loss and accuracy; observers are paused so the test set does not move the
+ * quantization parameters */
+static qg_status evaluate(qg_module *m, qg_loader *test, bool observers_after, double *loss, double *acc) {
+    bool was_training = m->training;
+    qg_module_eval(m);
+    qg_enable_observer(m, false);
+    bool prev = qg_set_grad_enabled(false);
+    double total = 0;
+    int64_t correct = 0, n = 0;
+    qg_tensor *x, *y;
+    qg_status st = QG_OK;
+    qg_loader_start_epoch(test, 0);
+    while (qg_loader_next(test, &x, &y)) {
+        qg_tensor *logits = qg_module_forward(m, x);
+        qg_tensor *l = qg_cross_entropy(logits, y, QG_REDUCTION_SUM);
+        qg_tensor *pred = qg_argmax(logits, 1, false);
+        if (!l || !pred) {
+            st = qg_last_status();
+            break;
+        }
+        total += qg_tensor_item(l);
+        const int64_t *p = qg_tensor_data(pred), *t = qg_tensor_data(y);
+        for (int64_t i = 0; i < y->shape[0]; i++) correct += p[i] == t[i];
+        n += y->shape[0];
+        qg_tape_reset(NULL);
+    }
+    qg_set_grad_enabled(prev);
+    qg_enable_observer(m, observers_after);
+    qg_module_train(m, was_training);
+    *loss = n ? total / (double)n : NAN;
+    *acc = n ? (double)correct / (double)n : NAN;
+    return st;
+}
+
+static void progress(bool tty, int epoch, int epochs, int64_t step, int64_t steps, double loss, double ips, double eta) {
+    if (tty) {
+        int width = 24, done = steps ? (int)(width * step / steps) : width;
+        printf("\repoch %d/%d [%.*s%*s] %lld/%lld loss %.4f %6.0f img/s ETA %3.0fs ", epoch, epochs, done,
+               "========================", width - done, "", (long long)step, (long long)steps, loss, ips, eta);
+        fflush(stdout);
+    } else {
+        printf("epoch %d step %lld/%lld loss %.4f %.0f img/s\n", epoch, (long long)step, (long long)steps, loss, ips);
+    }
+}
+
+int main(int argc, char **argv) {
+    options o;
+    int pr = parse(argc, argv, &o);
+    if (pr) return pr > 0 ? 0 : 2;
+    if (o.threads) qg_set_num_threads(o.threads);
+    qg_manual_seed(o.seed);
+    bool tty = isatty(fileno(stdout));
+
+    qg_dataset train = {0}, test = {0};
+    if ((!o.eval_only && qg_dataset_load_mnist(o.data, true, &train)) || qg_dataset_load_mnist(o.data, false, &test)) {
+        fprintf(stderr, "fmnist: %s (install Debian's dataset-fashion-mnist, or pass --data DIR)\n", qg_last_error());
+        return 1;
+    }
+    qg_rng init;
+    qg_rng_init(&init, o.seed);
+    qg_module *model = build_model(o.model, &init);
+    int ckpt_qat = o.load ? is_qat_checkpoint(o.load) : 0;
+    qg_qconfig qc;
+    qg_qconfig_preset(o.qconfig, &qc);
+    qg_status st = QG_OK;
+    if (o.load && ckpt_qat < 0) st = qg_last_status();
+    if (!st && o.load && !ckpt_qat) st = qg_module_load(model, o.load, true);
+    if (!st && !o.use_float) st = fuse_model(model, o.model);
+    if (!st && !o.use_float) st = qg_prepare_qat(model, &qc);
+    if (!st && o.load && ckpt_qat) {
+        if (o.use_float) {
+            fprintf(stderr, "fmnist: %s is a QAT checkpoint; it cannot be loaded into the float model (drop --float)\n", o.load);
+            return 1;
+        }
+        st = qg_module_load(model, o.load, true);
+    }
+    if (st) {
+        fprintf(stderr, "fmnist: %s\n", qg_last_error());
+        return 1;
+    }
+
+    qg_loader *test_loader = qg_loader_new(&test, &(qg_loader_opts){.batch = 200, .mean = 0.2860, .std = 0.3530});
+    if (o.eval_only) {
+        double tl, ta;
+        double t0 = now();
+        if (evaluate(model, test_loader, true, &tl, &ta)) {
+            fprintf(stderr, "fmnist: %s\n", qg_last_error());
+            return 1;
+        }
+        printf("test_loss=%.4f test_acc=%.4f time=%.1fs\n", tl, ta, now() - t0);
+        qg_loader_free(test_loader), qg_module_free(model), qg_dataset_free(&test);
+        return 0;
+    }
+
+    qg_loader *loader = qg_loader_new(&train, &(qg_loader_opts){.batch = o.batch, .shuffle = o.shuffle, .seed = o.seed,
+                                                                  .drop_last = true, .mean = 0.2860, .std = 0.3530});
+    qg_tensor_list *params = qg_module_parameters(model);
+    qg_sgd *opt = qg_sgd_new(params, &(qg_sgd_opts){.lr = o.lr, .momentum = o.momentum, .weight_decay = o.weight_decay,
+                                                    .nesterov = o.nesterov});
+    int64_t per_epoch = qg_loader_batches_per_epoch(loader), total = per_epoch * o.epochs;
+    if (o.steps >= 0 && o.steps < total) total = o.steps;
+    qg_lr_scheduler *sched = NULL;
+    if (opt && !strcmp(o.schedule, "cosine") && total > 1) {
+        int64_t w = o.warmup < total ? o.warmup : 0;
+        qg_lr_scheduler *cos = qg_cosine_annealing_lr_new(opt, total - w, 0);
+        if (w > 0) {
+            qg_lr_scheduler *warm = qg_linear_lr_new(opt, 0.01, 1.0, w);
+            sched = qg_sequential_lr_new(opt, 2, (qg_lr_scheduler *[]){warm, cos}, &w);
+        } else {
+            sched = cos;
+        }
+    }
+    FILE *log = o.log ? fopen(o.log, "w") : NULL;
+    if (!opt || (o.log && !log) || (!strcmp(o.schedule, "cosine") && total > 1 && !sched)) {
+        fprintf(stderr, "fmnist: %s\n", o.log && !log ? strerror(errno) : qg_last_error());
+        return 1;
+    }
+    if (log) fprintf(log, "step,epoch,loss,lr\n");
+    printf("fmnist: %s %s, %lld train / %lld test images, batch %lld, %d epochs (%lld steps), lr %g %s, threads %d\n",
+           o.model, o.use_float ? "float" : o.qconfig, (long long)train.images->shape[0], (long long)test.images->shape[0],
+           (long long)o.batch, o.epochs, (long long)total, o.lr, o.schedule, qg_get_num_threads());
+
+    double t_start = now();
+    int64_t step = 0, images = 0;
+    double acc = NAN;
+    for (int epoch = 1; epoch <= o.epochs && step < total; epoch++) {
+        qg_loader_start_epoch(loader, epoch - 1);
+        double t_epoch = now(), run_loss = 0;
+        int64_t e_step = 0;
+        qg_tensor *x, *y;
+        while (step < total && qg_loader_next(loader, &x, &y)) {
+            double lr = qg_sgd_get_lr(opt);
+            qg_tensor *loss = qg_cross_entropy(qg_module_forward(model, x), y, QG_REDUCTION_MEAN);
+            qg_sgd_zero_grad(opt);
+            if (!loss || qg_backward(loss, NULL) || qg_sgd_step(opt)) {
+                fprintf(stderr, "\nfmnist: step %lld: %s\n", (long long)step + 1, qg_last_error());
+                return 1;
+            }
+            double lv = qg_tensor_item(loss);
+            qg_tape_reset(NULL);
+            if (sched) qg_lr_scheduler_step(sched);
+            step++, e_step++, images += y->shape[0];
+            run_loss = e_step == 1 ? lv : 0.98 * run_loss + 0.02 * lv;
+            if (log) fprintf(log, "%lld,%d,%.9g,%.9g\n", (long long)step, epoch, lv, lr);
+            if (!isfinite(lv)) {
+                fprintf(stderr, "\nfmnist: the loss diverged at step %lld (lr %g too high?)\n", (long long)step, lr);
+                return 1;
+            }
+            int64_t ep_total = per_epoch < total - (step - e_step) ? per_epoch : total - (step - e_step);
+            if ((tty && e_step % 10 == 0) || (!tty && e_step % 200 == 0) || e_step == ep_total) {
+                double dt = now() - t_epoch, ips = (double)e_step * (double)o.batch / dt;
+                progress(tty, epoch, o.epochs, e_step, ep_total, run_loss, ips, dt / (double)e_step * (double)(ep_total - e_step));
+            }
+        }
+        double t_train = now() - t_epoch, tl;
+        if (tty) printf("\n");
+        bool frozen_obs = o.freeze_observer_after && epoch > o.freeze_observer_after;
+        if (evaluate(model, test_loader, !frozen_obs, &tl, &acc)) {
+            fprintf(stderr, "fmnist: evaluation: %s\n", qg_last_error());
+            return 1;
+        }
+        printf("epoch %d: train %.1fs (%.0f img/s), test loss %.4f, test accuracy %.4f%s\n", epoch, t_train,
+               (double)e_step * (double)o.batch / t_train, tl, acc, o.use_float ? "" : " (fake-quant model)");
+        if (!o.use_float && o.freeze_bn_after && epoch == o.freeze_bn_after) {
+            qg_freeze_bn_stats(model);
+            printf("freezing BN statistics\n");
+        }
+        if (!o.use_float && o.freeze_observer_after && epoch == o.freeze_observer_after) {
+            qg_enable_observer(model, false);
+            printf("freezing observers\n");
+        }
+        fflush(stdout);
+    }
+    double wall = now() - t_start;
+    if (o.save && qg_module_save(model, o.save)) {
+        fprintf(stderr, "fmnist: %s\n", qg_last_error());
+        return 1;
+    }
+    printf("test_acc=%.4f wall=%.1fs images_per_s=%.0f steps=%lld\n", acc, wall, (double)images / wall, (long long)step);
+    if (log) fclose(log);
+    qg_lr_scheduler_free(sched);
+    qg_sgd_free(opt);
+    qg_tensor_list_free(params);
+    qg_loader_free(loader), qg_loader_free(test_loader);
+    qg_module_free(model);
+    qg_dataset_free(&train), qg_dataset_free(&test);
+    return 0;
+}

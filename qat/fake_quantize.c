@@ -1,0 +1,269 @@
+/* Fake-quantize modules (FakeQuantize, FusedMovingAvgObsFakeQuantize,
+ * _LearnableFakeQuantize, FixedQParamsFakeQuantize), their toggles, the qconfig
+ * presets, and QuantStub/DeQuantStub. Buffers and their order are PyTorch's, so
+ * state dicts match key for key. */
+#include <math.h>
+
+#include "internal.h"
+#include "qat_internal.h"
+
+typedef struct {
+    qg_module base;
+    qg_fq_spec spec;
+    int64_t qmin, qmax;
+    bool per_channel, symmetric;
+} fq_mod;
+
+static qg_tensor *fq_forward(qg_module *m, qg_tensor *x);
+static qg_tensor *fused_forward(qg_module *m, qg_tensor *x);
+static qg_tensor *learnable_forward(qg_module *m, qg_tensor *x);
+static qg_tensor *identity_forward(qg_module *m, qg_tensor *x) { return (void)m, x; }
+
+static const qg_module_type fq_type = {.name = "FakeQuantize", .size = sizeof(fq_mod), .forward = fq_forward};
+static const qg_module_type fused_type = {.name = "FusedMovingAvgObsFakeQuantize", .size = sizeof(fq_mod), .forward = fused_forward};
+static const qg_module_type learnable_type = {.name = "_LearnableFakeQuantize", .size = sizeof(fq_mod), .forward = learnable_forward};
+static const qg_module_type fixed_type = {.name = "FixedQParamsFakeQuantize", .size = sizeof(fq_mod), .forward = fq_forward};
+static const qg_module_type fixed_obs_type = {.name = "FixedQParamsObserver", .size = sizeof(qg_module), .forward = identity_forward};
+static const qg_module_type quant_stub_type = {.name = "QuantStub", .size = sizeof(qg_module), .forward = identity_forward};
+static const qg_module_type dequant_stub_type = {.name = "DeQuantStub", .size = sizeof(qg_module), .forward = identity_forward};
+
+static bool is_fq(const qg_module *m) {
+    return m && (m->type == &fq_type || m->type == &fused_type || m->type == &learnable_type || m->type == &fixed_type);
+}
+
+qg_module *qg_quant_stub_new(void) { return qg_module_new(&quant_stub_type); }
+qg_module *qg_dequant_stub_new(void) { return qg_module_new(&dequant_stub_type); }
+
+/* ------------------------------------------------------------- specs */
+
+qg_status qg__check_spec(const char *op, const qg_fq_spec *s) {
+    if ((unsigned)s->kind > QG_FQ_FIXED) return qg__err(QG_EINVAL, "%s: unknown fake-quant kind %d", op, (int)s->kind);
+    if ((unsigned)s->observer > QG_OBS_MINMAX) return qg__err(QG_EINVAL, "%s: unknown observer kind %d", op, (int)s->observer);
+    if ((unsigned)s->dtype > QG_QINT32) return qg__err(QG_EINVAL, "%s: unknown quantized dtype %d", op, (int)s->dtype);
+    if ((unsigned)s->qscheme > QG_PER_CHANNEL_SYMMETRIC) return qg__err(QG_EINVAL, "%s: unknown qscheme %d", op, (int)s->qscheme);
+    if (s->quant_min < s->quant_max) {
+        int64_t lo = s->dtype == QG_QUINT8 ? 0 : s->dtype == QG_QINT8 ? -128 : INT32_MIN;
+        int64_t hi = s->dtype == QG_QUINT8 ? 255 : s->dtype == QG_QINT8 ? 127 : INT32_MAX;
+        if (s->quant_min < lo || s->quant_max > hi)
+            return qg__err(QG_EINVAL, "%s: quant range [%lld, %lld] is outside the dtype's [%lld, %lld]", op,
+                           (long long)s->quant_min, (long long)s->quant_max, (long long)lo, (long long)hi);
+    } else if (s->quant_min > s->quant_max) {
+        return qg__err(QG_EINVAL, "%s: quant_min %lld must not exceed quant_max %lld", op, (long long)s->quant_min,
+                       (long long)s->quant_max);
+    }
+    if (s->averaging_constant < 0 || s->averaging_constant > 1)
+        return qg__err(QG_EINVAL, "%s: averaging_constant %g outside (0, 1]", op, s->averaging_constant);
+    if (s->kind == QG_FQ_FUSED_MOVING_AVG && s->observer != QG_OBS_MOVING_AVERAGE_MINMAX)
+        return qg__err(QG_EINVAL, "%s: FusedMovingAvgObsFakeQuantize needs a moving-average observer", op);
+    if (s->kind == QG_FQ_FIXED && qg_qscheme_is_per_channel(s->qscheme))
+        return qg__err(QG_EINVAL, "%s: FixedQParamsFakeQuantize is per tensor only", op);
+    if (s->kind == QG_FQ_FIXED && !(s->fixed_scale > 0))
+        return qg__err(QG_EINVAL, "%s: FixedQParamsFakeQuantize needs a positive fixed_scale", op);
+    return QG_OK;
+}
+
+/* ------------------------------------------------------------- construction */
+
+static qg_tensor *u8_one(qg_dtype dt) { return qg_tensor_ones(dt, 1, (int64_t[]){1}); }
+
+qg_module *qg_fake_quant_new(const qg_fq_spec *s) {
+    if (!s) return qg__err_null("fake_quant_new"), NULL;
+    if (qg__check_spec("fake_quant_new", s)) return NULL;
+    const qg_module_type *t = s->kind == QG_FQ_FUSED_MOVING_AVG ? &fused_type
+                            : s->kind == QG_FQ_LEARNABLE        ? &learnable_type
+                            : s->kind == QG_FQ_FIXED            ? &fixed_type
+                                                                : &fq_type;
+    qg_module *m = qg_module_new(t);
+    if (!m) return NULL;
+    fq_mod *f = (fq_mod *)m;
+    f->spec = *s;
+    f->per_channel = qg_qscheme_is_per_channel(s->qscheme);
+    f->symmetric = qg_qscheme_is_symmetric(s->qscheme);
+    qg_quant_range(s->dtype, s->reduce_range, s->quant_min, s->quant_max, &f->qmin, &f->qmax);
+    qg_dtype toggle = s->kind == QG_FQ_FUSED_MOVING_AVG ? QG_I64 : QG_U8;
+    int64_t one = 1;
+    float eps = s->eps > 0 ? (float)s->eps : 1.1920928955078125e-07f;
+    qg_status st = QG_OK;
+    if (s->kind == QG_FQ_LEARNABLE) { /* parameters first, then its buffers, then the observer */
+        st = qg_module_add_param(m, "scale", qg_tensor_ones(QG_F32, 1, &one));
+        if (!st) st = qg_module_add_param(m, "zero_point", qg_tensor_zeros(QG_F32, 1, &one));
+        if (!st) st = qg_module_add_buffer(m, "fake_quant_enabled", u8_one(QG_U8));
+        if (!st) st = qg_module_add_buffer(m, "observer_enabled", u8_one(QG_U8));
+        if (!st) st = qg_module_add_buffer(m, "static_enabled", u8_one(QG_U8));
+        if (!st) st = qg_module_add_buffer(m, "learning_enabled", qg_tensor_zeros(QG_U8, 1, &one));
+        if (!st) st = qg_module_add_buffer(m, "eps", qg_tensor_from_data(QG_F32, 1, &one, &eps));
+        if (!st) st = qg_module_add_child(m, "activation_post_process", qg__observer_make(s));
+    } else {
+        st = qg_module_add_buffer(m, "fake_quant_enabled", u8_one(toggle));
+        if (!st) st = qg_module_add_buffer(m, "observer_enabled", u8_one(toggle));
+        float sc = s->kind == QG_FQ_FIXED ? (float)s->fixed_scale : 1.0f;
+        int32_t zp = s->kind == QG_FQ_FIXED ? (int32_t)s->fixed_zero_point : 0;
+        if (!st) st = qg_module_add_buffer(m, "scale", qg_tensor_from_data(QG_F32, 1, &one, &sc));
+        if (!st) st = qg_module_add_buffer(m, "zero_point", qg_tensor_from_data(QG_I32, 1, &one, &zp));
+        if (!st) st = qg_module_buffer_set_flags(m, "scale", QG_BUFFER_RESIZABLE);
+        if (!st) st = qg_module_buffer_set_flags(m, "zero_point", QG_BUFFER_RESIZABLE);
+        if (s->kind == QG_FQ_FIXED) {
+            qg_module *o = qg_module_new(&fixed_obs_type);
+            st = st ? st : qg_module_add_child(m, "activation_post_process", o);
+            if (!st) st = qg_module_add_buffer(o, "scale", qg_tensor_from_data(QG_F32, 1, &one, &sc));
+            if (!st) st = qg_module_add_buffer(o, "zero_point", qg_tensor_from_data(QG_I32, 1, &one, &zp));
+        } else if (!st) {
+            st = qg_module_add_child(m, "activation_post_process", qg__observer_make(s));
+        }
+    }
+    if (st) {
+        qg_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static bool flag_on(const qg_module *m, const char *name) {
+    qg_tensor *t = qg_module_buffer(m, name);
+    return t && qg_tensor_item(t) != 0;
+}
+
+/* ------------------------------------------------------------- forwards */
+
+/* FakeQuantize: observe, formula A into scale/zero_point, then fake-quantize */
+static qg_tensor *fq_forward(qg_module *m, qg_tensor *x) {
+    fq_mod *f = (fq_mod *)m;
+    qg_tensor *scale = qg_module_buffer(m, "scale"), *zp = qg_module_buffer(m, "zero_point");
+    qg_module *obs = qg_module_child(m, "activation_post_process");
+    if (m->type == &fq_type && flag_on(m, "observer_enabled")) {
+        qg_tensor *s = NULL, *z = NULL;
+        if (!qg_module_forward(obs, qg_detach(x))) return NULL;
+        if (qg_observer_calculate_qparams(obs, &s, &z)) return NULL;
+        bool ok = !qg_tensor_resize_(scale, 1, s->shape) && !qg_tensor_resize_(zp, 1, z->shape);
+        if (ok) qg_tensor_copy_(scale, s), qg_tensor_copy_(zp, z);
+        qg_tensor_free(s), qg_tensor_free(z);
+        if (!ok) return NULL;
+    }
+    if (!flag_on(m, "fake_quant_enabled")) return x;
+    if (f->per_channel) return qg_fake_quantize_per_channel(x, scale, zp, f->spec.ch_axis, f->qmin, f->qmax);
+    return qg_fake_quantize_per_tensor(x, *(float *)qg_tensor_data(scale), *(int32_t *)qg_tensor_data(zp), f->qmin, f->qmax);
+}
+
+/* FusedMovingAvgObsFakeQuantize: the fused op does observer, formula B and fake-quant */
+static qg_tensor *fused_forward(qg_module *m, qg_tensor *x) {
+    fq_mod *f = (fq_mod *)m;
+    qg_module *obs = qg_module_child(m, "activation_post_process");
+    qg__observer *o = (qg__observer *)obs;
+    if (flag_on(m, "observer_enabled")) o->steps++;
+    qg_tensor *y = qg_fused_moving_avg_obs_fake_quant(
+        x, qg_module_buffer(m, "observer_enabled"), qg_module_buffer(m, "fake_quant_enabled"),
+        qg_module_buffer(obs, "min_val"), qg_module_buffer(obs, "max_val"), qg_module_buffer(m, "scale"),
+        qg_module_buffer(m, "zero_point"), o->averaging_constant, f->qmin, f->qmax, f->spec.ch_axis, f->per_channel,
+        f->symmetric);
+    if (!y) qg__err(qg_last_status(), "%s: %s (step %lld)", qg__module_label(m), qg_last_error(), (long long)o->steps);
+    return y;
+}
+
+/* _LearnableFakeQuantize: static observation sets scale/zero_point, else they are
+ * learned (scale kept >= eps) */
+static qg_tensor *learnable_forward(qg_module *m, qg_tensor *x) {
+    fq_mod *f = (fq_mod *)m;
+    qg_tensor *scale = qg_module_param(m, "scale"), *zp = qg_module_param(m, "zero_point");
+    qg_module *obs = qg_module_child(m, "activation_post_process");
+    float *sd = qg_tensor_data(scale), *zd = qg_tensor_data(zp);
+    int64_t n = qg_tensor_numel(scale);
+    if (flag_on(m, "static_enabled")) {
+        qg_tensor *s = NULL, *z = NULL;
+        if (!qg_module_forward(obs, qg_detach(x)) || qg_observer_calculate_qparams(obs, &s, &z)) return NULL;
+        if (qg_tensor_numel(s) != n) { /* per channel: the parameters take the channel count */
+            if (qg_tensor_resize_(scale, 1, s->shape) || qg_tensor_resize_(zp, 1, z->shape)) {
+                qg_tensor_free(s), qg_tensor_free(z);
+                return NULL;
+            }
+            sd = qg_tensor_data(scale), zd = qg_tensor_data(zp), n = qg_tensor_numel(scale);
+        }
+        qg_tensor_copy_(scale, s), qg_tensor_copy_(zp, z);
+        qg_tensor_free(s), qg_tensor_free(z);
+    } else {
+        float eps = *(float *)qg_tensor_data(qg_module_buffer(m, "eps"));
+        for (int64_t i = 0; i < n; i++) sd[i] = sd[i] < eps ? eps : sd[i];
+    }
+    if (!flag_on(m, "fake_quant_enabled")) return x;
+    if (f->symmetric) memset(zd, 0, sizeof(float) * (size_t)n);
+    double gf = f->spec.use_grad_scaling ? 1.0 / sqrt((double)qg_tensor_numel(x) * (double)f->qmax) : 1.0;
+    if (f->per_channel) return qg_fake_quantize_learnable_per_channel(x, scale, zp, f->spec.ch_axis, f->qmin, f->qmax, gf);
+    return qg_fake_quantize_learnable_per_tensor(x, scale, zp, f->qmin, f->qmax, gf);
+}
+
+/* ------------------------------------------------------------- toggles */
+
+typedef struct {
+    const char *flag;
+    bool on;
+} toggle_ctx;
+
+static void toggle(qg_module *m, const char *path, void *vctx) {
+    (void)path;
+    toggle_ctx *c = vctx;
+    if (!is_fq(m)) return;
+    qg_tensor *t = qg_module_buffer(m, c->flag);
+    if (t) qg_tensor_fill_(t, c->on ? 1 : 0);
+    if (m->type == &learnable_type && !strcmp(c->flag, "observer_enabled")) {
+        /* PyTorch's learnable fake-quant observes through static_enabled */
+        qg_tensor *s = qg_module_buffer(m, "static_enabled");
+        if (s) qg_tensor_fill_(s, c->on ? 1 : 0);
+    }
+}
+
+void qg_enable_fake_quant(qg_module *m, bool on) { qg_module_apply(m, toggle, &(toggle_ctx){"fake_quant_enabled", on}); }
+void qg_enable_observer(qg_module *m, bool on) { qg_module_apply(m, toggle, &(toggle_ctx){"observer_enabled", on}); }
+
+void qg_module_set_path(qg_module *m, const char *path) {
+    if (!m) return;
+    qg__free(m->path);
+    m->path = NULL;
+    if (!path) return;
+    size_t n = strlen(path) + 1;
+    m->path = qg__alloc(n);
+    if (m->path) memcpy(m->path, path, n);
+}
+
+/* ------------------------------------------------------------- qconfigs */
+
+static const qg_fq_spec act_quint8_fused = {.kind = QG_FQ_FUSED_MOVING_AVG, .dtype = QG_QUINT8,
+                                            .qscheme = QG_PER_TENSOR_AFFINE, .quant_min = 0, .quant_max = 255};
+static const qg_fq_spec w_qint8_fused = {.kind = QG_FQ_FUSED_MOVING_AVG, .dtype = QG_QINT8,
+                                         .qscheme = QG_PER_TENSOR_SYMMETRIC, .quant_min = -128, .quant_max = 127};
+
+qg_status qg_qconfig_preset(const char *name, qg_qconfig *out) {
+    if (!name || !out) return qg__err_null("qconfig_preset");
+    qg_qconfig q = {act_quint8_fused, w_qint8_fused};
+    if (!strcmp(name, "fbgemm") || !strcmp(name, "x86")) {
+        q.activation.reduce_range = true; /* [0, 127] */
+        q.weight.qscheme = QG_PER_CHANNEL_SYMMETRIC;
+        q.weight.ch_axis = 0;
+    } else if (!strcmp(name, "qnnpack")) {
+        /* activation [0, 255], weight per tensor symmetric */
+    } else if (!strcmp(name, "default")) {
+        q.activation.kind = q.weight.kind = QG_FQ_FAKE_QUANTIZE;
+        q.activation.reduce_range = true;
+    } else if (!strcmp(name, "dynamic")) {
+        q.activation.kind = q.weight.kind = QG_FQ_FAKE_QUANTIZE;
+        q.activation.averaging_constant = 1; /* memoryless */
+    } else {
+        return qg__err(QG_EINVAL, "qconfig_preset: unknown qconfig '%s' (known: fbgemm, x86, qnnpack, default, dynamic)", name);
+    }
+    *out = q;
+    return QG_OK;
+}
+
+qg_status qg_qconfig_nbit(int act_bits, int weight_bits, qg_qconfig *out) {
+    if (!out) return qg__err_null("qconfig_nbit");
+    if (act_bits < 2 || act_bits > 16 || weight_bits < 2 || weight_bits > 16)
+        return qg__err(QG_EINVAL, "qconfig_nbit: bits must be in 2..16, got activation %d, weight %d", act_bits, weight_bits);
+    qg_qconfig q = {act_quint8_fused, w_qint8_fused};
+    q.activation.dtype = act_bits > 8 ? QG_QINT32 : QG_QUINT8;
+    q.activation.quant_min = 0;
+    q.activation.quant_max = ((int64_t)1 << act_bits) - 1;
+    q.weight.dtype = weight_bits > 8 ? QG_QINT32 : QG_QINT8;
+    q.weight.qscheme = QG_PER_CHANNEL_SYMMETRIC;
+    q.weight.quant_min = -((int64_t)1 << (weight_bits - 1));
+    q.weight.quant_max = ((int64_t)1 << (weight_bits - 1)) - 1;
+    *out = q;
+    return QG_OK;
+}

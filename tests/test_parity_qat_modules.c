@@ -1,0 +1,325 @@
+/* PyTorch parity of every QAT module (fixtures: tools/gen_fixtures.py qat_modules,
+ * qat_cnn). Each module is made by from_float from the float module PyTorch started
+ * with, put in its mode (train, eval, or train with BN frozen), and run 3 forward +
+ * backward steps; outputs and input gradients of every step, then the whole state
+ * dict (names included: scale, zero_point, observer min/max, BN running stats) and
+ * the parameter gradients are compared within 1e-5, measured per tensor as
+ * max|ours - PyTorch's| / max|PyTorch's| (integer tensors exactly). The bias gradient
+ * of a Bn variant in training is 0 in exact arithmetic (BN removes the bias), so it is
+ * checked to be rounding noise instead. Then the small CNN: fused,
+ * prepared with fbgemm and trained 5 SGD steps from PyTorch's float weights; every
+ * parameter and buffer within 1e-4.
+ * usage: test_parity_qat_modules qat_modules.safetensors qat_cnn.safetensors qat_cnn_float.safetensors */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parity.h"
+#include "qgrad/optim.h"
+#include "qgrad/qat.h"
+
+static int qg__is_float_dtype(qg_dtype d) { return d == QG_F32 || d == QG_F64; }
+
+static int passed, failed;
+static const qg_tensor_dict *fx;
+
+static qg_tensor *get(const char *c, const char *what) {
+    char k[600];
+    if (snprintf(k, sizeof k, "%s.%s", c, what) >= (int)sizeof k) return NULL;
+    qg_tensor *t = qg_tensor_dict_get(fx, k);
+    if (!t) qg_clear_error();
+    return t;
+}
+
+/* Tensor-level relative error: max|a - b| / max|b| (integers must match exactly). */
+static double rel_err(const qg_tensor *a, const qg_tensor *b, char *why, size_t n) {
+    char sa[96], sb[96];
+    if (!a || a->dtype != b->dtype || a->ndim != b->ndim || memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim))
+        return snprintf(why, n, "got %s, want %s", a ? qg_shape_str(a, sa, sizeof sa) : "nothing",
+                        qg_shape_str(b, sb, sizeof sb)), INFINITY;
+    int64_t k = qg_tensor_numel(b);
+    double *x = malloc(sizeof(double) * (size_t)(k + 1)), *y = malloc(sizeof(double) * (size_t)(k + 1));
+    qg_tensor_copy_to(a, QG_F64, x), qg_tensor_copy_to(b, QG_F64, y);
+    double diff = 0, scale = 0;
+    int64_t worst = 0;
+    for (int64_t i = 0; i < k; i++) {
+        double d = x[i] == y[i] ? 0 : fabs(x[i] - y[i]); /* equal infinities are equal */
+        if (!(d <= diff)) diff = d, worst = i;
+        if (isfinite(y[i])) scale = fmax(scale, fabs(y[i]));
+    }
+    if (diff > 0) snprintf(why, n, "worst at %lld: %.9g vs %.9g", (long long)worst, x[worst], y[worst]);
+    free(x), free(y);
+    if (diff == 0) return 0;
+    return !qg__is_float_dtype(b->dtype) ? INFINITY : diff / fmax(scale, 1e-30);
+}
+
+static void expect(const char *c, const char *what, const qg_tensor *ours, const qg_tensor *want, double tol) {
+    char why[256] = "";
+    double e = want ? rel_err(ours, want, why, sizeof why) : INFINITY;
+    if (e <= tol) {
+        passed++;
+    } else {
+        failed++;
+        printf("FAIL %s %s: rel_err=%.3g tol=%.3g %s\n", c, what, e, tol, want ? why : "(not in fixture)");
+    }
+}
+
+/* float modules as the generator builds them */
+static qg_module *lin(void) { return qg_nn_linear_new(6, 5, true, NULL); }
+static qg_module *c2(bool bias) { return qg_nn_conv2d_new(3, 4, 3, 3, &(qg_conv_opts){.padding = {1}, .no_bias = !bias}, NULL); }
+static qg_module *c1(bool bias) { return qg_nn_conv1d_new(3, 4, 3, &(qg_conv_opts){.padding = {1}, .no_bias = !bias}, NULL); }
+static qg_module *fused(const char *t, qg_module *a, qg_module *b, qg_module *c) {
+    /* fuse through the public API: a Sequential of the parts, fused in place */
+    qg_module *s = qg_sequential_new();
+    qg_sequential_append(s, a), qg_sequential_append(s, b);
+    if (c) qg_sequential_append(s, c);
+    const char *g3[] = {"0", "1", "2"};
+    const char *const *groups[] = {g3};
+    int n = c ? 3 : 2;
+    if (qg_fuse_modules_qat(s, 1, groups, &n)) {
+        printf("FAIL fuse %s: %s\n", t, qg_last_error());
+        return s;
+    }
+    qg_module *f = qg_module_replace(s, "0", qg_nn_identity_new());
+    qg_module_free(s);
+    if (!qg_module_is(f, t)) printf("FAIL fused type %s, expected %s\n", f->type->name, t);
+    return f;
+}
+
+typedef struct {
+    const char *name, *qconfig;
+    int kind; /* builder below */
+    bool dynamic;
+} qcase;
+
+enum { LIN, LIN_RELU, LIN_BN, CONV2D, CONV1D, CBN2D, CBN2D_BIAS, CBNR2D, CBNR2D_BIAS, CR2D, CBN1D, CBNR1D_BIAS, CR1D };
+
+static qg_module *build(int kind) {
+    switch (kind) {
+    case LIN: return lin();
+    case LIN_RELU: return fused("intrinsic.LinearReLU", lin(), qg_nn_relu_new(), NULL);
+    case LIN_BN: return fused("intrinsic.LinearBn1d", lin(), qg_nn_batchnorm1d_new(5, NULL), NULL);
+    case CONV2D: return c2(true);
+    case CONV1D: return c1(true);
+    case CBN2D: return fused("intrinsic.ConvBn2d", c2(false), qg_nn_batchnorm2d_new(4, NULL), NULL);
+    case CBN2D_BIAS: return fused("intrinsic.ConvBn2d", c2(true), qg_nn_batchnorm2d_new(4, NULL), NULL);
+    case CBNR2D: return fused("intrinsic.ConvBnReLU2d", c2(false), qg_nn_batchnorm2d_new(4, NULL), qg_nn_relu_new());
+    case CBNR2D_BIAS: return fused("intrinsic.ConvBnReLU2d", c2(true), qg_nn_batchnorm2d_new(4, NULL), qg_nn_relu_new());
+    case CR2D: return fused("intrinsic.ConvReLU2d", c2(true), qg_nn_relu_new(), NULL);
+    case CBN1D: return fused("intrinsic.ConvBn1d", c1(false), qg_nn_batchnorm1d_new(4, NULL), NULL);
+    case CBNR1D_BIAS: return fused("intrinsic.ConvBnReLU1d", c1(true), qg_nn_batchnorm1d_new(4, NULL), qg_nn_relu_new());
+    case CR1D: return fused("intrinsic.ConvReLU1d", c1(true), qg_nn_relu_new(), NULL);
+    }
+    return NULL;
+}
+
+static const qcase cases[] = {
+    {"linear", "fbgemm", LIN, false},
+    {"linear_eval", "fbgemm", LIN, false},
+    {"linear_default", "default", LIN, false},
+    {"linear_qnnpack", "qnnpack", LIN, false},
+    {"dynamic_linear", "dynamic", LIN, true},
+    {"conv2d", "fbgemm", CONV2D, false},
+    {"conv1d", "fbgemm", CONV1D, false},
+    {"linear_relu", "fbgemm", LIN_RELU, false},
+    {"linear_bn1d", "fbgemm", LIN_BN, false},
+    {"linear_bn1d_frozen", "fbgemm", LIN_BN, false},
+    {"conv_bn2d", "fbgemm", CBN2D, false},
+    {"conv_bn2d_bias", "fbgemm", CBN2D_BIAS, false},
+    {"conv_bn2d_frozen", "fbgemm", CBN2D, false},
+    {"conv_bn2d_eval", "fbgemm", CBN2D, false},
+    {"conv_bn_relu2d", "fbgemm", CBNR2D, false},
+    {"conv_bn_relu2d_frozen", "fbgemm", CBNR2D, false},
+    {"conv_bn_relu2d_qnnpack", "qnnpack", CBNR2D_BIAS, false},
+    {"conv_relu2d", "fbgemm", CR2D, false},
+    {"conv_bn1d", "fbgemm", CBN1D, false},
+    {"conv_bn_relu1d", "fbgemm", CBNR1D_BIAS, false},
+    {"conv_relu1d", "fbgemm", CR1D, false},
+};
+
+/* the entries of fx named "<prefix>.<key>" as a dict keyed <key> (clones) */
+static qg_tensor_dict *sub_dict(const char *prefix) {
+    qg_tensor_dict *d = qg_tensor_dict_new();
+    size_t n = strlen(prefix);
+    for (int i = 0; i < qg_tensor_dict_size(fx); i++) {
+        const char *k = qg_tensor_dict_name(fx, i);
+        if (!strncmp(k, prefix, n) && k[n] == '.') qg_tensor_dict_put(d, k + n + 1, qg_tensor_clone(qg_tensor_dict_at(fx, i)));
+    }
+    return d;
+}
+
+static void run_case(const qcase *c) {
+    int f0 = failed;
+    char key[600];
+    qg_module *f = build(c->kind);
+    snprintf(key, sizeof key, "%s.float", c->name);
+    qg_tensor_dict *fs = sub_dict(key);
+    qg_qconfig qc;
+    qg_qconfig_preset(c->qconfig, &qc);
+    qg_module *q = NULL;
+    if (qg_module_load_state_dict(f, fs, true)) {
+        printf("FAIL %s: float state: %s\n", c->name, qg_last_error());
+        failed++;
+        qg_module_free(f);
+    } else if (!(q = c->dynamic ? qg_qat_dynamic_linear_from_float(f, &qc) : qg_qat_from_float(f, &qc))) {
+        printf("FAIL %s: from_float: %s\n", c->name, qg_last_error());
+        failed++;
+        qg_module_free(f);
+    }
+    qg_tensor_dict_free(fs);
+    if (!q) return;
+    char mkey[96];
+    snprintf(mkey, sizeof mkey, "mode.%s", c->name);
+    const char *mode = qg_tensor_dict_meta(fx, mkey);
+    if (mode && !strcmp(mode, "eval")) qg_module_eval(q);
+    if (mode && !strcmp(mode, "frozen")) qg_freeze_bn_stats(q);
+    for (int step = 0; step < 3; step++) {
+        char w[8];
+        snprintf(w, sizeof w, "x%d", step);
+        qg_tensor *x = qg_tensor_clone(get(c->name, w));
+        qg_tensor_set_requires_grad(x, true);
+        qg_tensor *y = qg_module_forward(q, x);
+        snprintf(w, sizeof w, "g%d", step);
+        if (!y || qg_backward(y, get(c->name, w))) {
+            printf("FAIL %s step %d: %s\n", c->name, step, qg_last_error());
+            failed++;
+            qg_tensor_free(x);
+            break;
+        }
+        snprintf(w, sizeof w, "y%d", step);
+        expect(c->name, w, y, get(c->name, w), TOL_RED);
+        snprintf(w, sizeof w, "gx%d", step);
+        expect(c->name, w, x->grad, get(c->name, w), TOL_RED);
+        qg_tensor_free(x);
+        qg_tape_reset(NULL);
+    }
+    /* the state dict: same names in the same order, same values */
+    qg_tensor_dict *sd = qg_module_state_dict(q);
+    snprintf(key, sizeof key, "%s.state", c->name);
+    qg_tensor_dict *want = sub_dict(key);
+    if (qg_tensor_dict_size(sd) != qg_tensor_dict_size(want)) {
+        printf("FAIL %s: state dict has %d entries, PyTorch's %d\n", c->name, qg_tensor_dict_size(sd), qg_tensor_dict_size(want));
+        for (int i = 0; i < qg_tensor_dict_size(sd); i++) printf("   ours: %s\n", qg_tensor_dict_name(sd, i));
+        failed++;
+    }
+    for (int i = 0; i < qg_tensor_dict_size(want); i++) {
+        const char *k = qg_tensor_dict_name(want, i);
+        if (i < qg_tensor_dict_size(sd) && strcmp(qg_tensor_dict_name(sd, i), k))
+            printf("FAIL %s: state entry %d is %s, PyTorch's %s\n", c->name, i, qg_tensor_dict_name(sd, i), k), failed++;
+        qg_tensor *ours = qg_tensor_dict_get(sd, k);
+        if (!ours) qg_clear_error();
+        expect(c->name, k, ours, qg_tensor_dict_at(want, i), TOL_RED);
+    }
+    qg_tensor_dict_free(sd), qg_tensor_dict_free(want);
+    qg_tensor_list *ps = qg_module_parameters(q);
+    for (int i = 0; i < ps->n; i++) {
+        snprintf(key, sizeof key, "grad.%s", ps->names[i]);
+        qg_tensor *w = get(c->name, key);
+        bool bn_train = strstr(c->name, "bn") && !strstr(c->name, "frozen") && !strstr(c->name, "eval");
+        if (w && bn_train && !strcmp(ps->names[i], "bias")) {
+            /* BN in training removes a bias before it: its gradient is 0 up to rounding,
+             * on both sides, so check it is noise next to the weight gradient */
+            double gmax = 0, wmax = 0;
+            qg_tensor *gb = ps->tensors[i]->grad, *gw = qg_module_param(q, "weight")->grad;
+            for (int64_t k = 0; k < qg_tensor_numel(gb); k++) gmax = fmax(gmax, fabs(((float *)qg_tensor_data(gb))[k]));
+            for (int64_t k = 0; k < qg_tensor_numel(gw); k++) wmax = fmax(wmax, fabs(((float *)qg_tensor_data(gw))[k]));
+            if (gmax <= 1e-5 * wmax) passed++;
+            else failed++, printf("FAIL %s grad.bias %.3g is not noise next to grad.weight %.3g\n", c->name, gmax, wmax);
+        } else if (w) {
+            expect(c->name, key, ps->tensors[i]->grad, w, TOL_RED);
+        }
+    }
+    qg_tensor_list_free(ps);
+    qg_module_free(q);
+    printf("%s %s\n", failed == f0 ? "ok" : "FAIL", c->name);
+}
+
+/* ------------------------------------------------------------- small CNN, 5 steps */
+
+static qg_module *qat_cnn_float(void) {
+    qg_module *m = qg_sequential_new();
+    qg_sequential_add(m, "quant", qg_quant_stub_new());
+    qg_sequential_add(m, "c1", qg_nn_conv2d_new(1, 4, 3, 3, &(qg_conv_opts){.padding = {1}, .no_bias = true}, NULL));
+    qg_sequential_add(m, "b1", qg_nn_batchnorm2d_new(4, NULL));
+    qg_sequential_add(m, "relu1", qg_nn_relu_new());
+    qg_sequential_add(m, "pool", qg_nn_maxpool2d_new(2, 2, NULL));
+    qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
+    qg_sequential_add(m, "l1", qg_nn_linear_new(64, 16, true, NULL));
+    qg_sequential_add(m, "relu2", qg_nn_relu_new());
+    qg_sequential_add(m, "l2", qg_nn_linear_new(16, 3, true, NULL));
+    qg_sequential_add(m, "dequant", qg_dequant_stub_new());
+    return m;
+}
+
+static void qat_cnn(const char *io_path, const char *float_path) {
+    qg_tensor_dict *io = qg_safetensors_load(io_path);
+    qg_module *m = qat_cnn_float();
+    const char *g1[] = {"c1", "b1", "relu1"}, *g2[] = {"l1", "relu2"};
+    const char *const *groups[] = {g1, g2};
+    int sizes[] = {3, 2};
+    qg_qconfig qc;
+    qg_qconfig_preset("fbgemm", &qc);
+    if (!io || qg_module_load(m, float_path, true) || qg_fuse_modules_qat(m, 2, groups, sizes) || qg_prepare_qat(m, &qc)) {
+        printf("FAIL qat_cnn setup: %s\n", qg_last_error());
+        failed++;
+        qg_module_free(m);
+        qg_tensor_dict_free(io);
+        return;
+    }
+    qg_tensor_list *ps = qg_module_parameters(m);
+    qg_sgd *opt = qg_sgd_new(ps, &(qg_sgd_opts){.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4});
+    int f0 = failed;
+    for (int step = 0; step < 5 && opt; step++) {
+        char k[16];
+        snprintf(k, sizeof k, "x%d", step);
+        qg_tensor *x = qg_tensor_dict_get(io, k);
+        snprintf(k, sizeof k, "t%d", step);
+        qg_tensor *loss = qg_cross_entropy(qg_module_forward(m, x), qg_tensor_dict_get(io, k), QG_REDUCTION_MEAN);
+        qg_sgd_zero_grad(opt);
+        if (!loss || qg_backward(loss, NULL) || qg_sgd_step(opt)) {
+            printf("FAIL qat_cnn step %d: %s\n", step, qg_last_error());
+            failed++;
+            break;
+        }
+        snprintf(k, sizeof k, "loss%d", step);
+        expect("qat_cnn", k, loss, qg_tensor_dict_get(io, k), 1e-4);
+        qg_tape_reset(NULL);
+    }
+    qg_tensor_dict *sd = qg_module_state_dict(m);
+    int n = 0;
+    for (int i = 0; i < qg_tensor_dict_size(io); i++) {
+        const char *k = qg_tensor_dict_name(io, i);
+        if (strncmp(k, "state.", 6)) continue;
+        n++;
+        qg_tensor *ours = qg_tensor_dict_get(sd, k + 6);
+        if (!ours) qg_clear_error();
+        expect("qat_cnn", k + 6, ours, qg_tensor_dict_at(io, i), 1e-4);
+    }
+    if (n != qg_tensor_dict_size(sd)) printf("FAIL qat_cnn: %d state entries, PyTorch %d\n", qg_tensor_dict_size(sd), n), failed++;
+    printf("%s qat_cnn: 5 SGD steps, %d state tensors compared\n", failed == f0 ? "ok" : "FAIL", n);
+    qg_tensor_dict_free(sd);
+    qg_sgd_free(opt);
+    qg_tensor_list_free(ps);
+    qg_module_free(m);
+    qg_tensor_dict_free(io);
+    qg_tape_reset(NULL);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s qat_modules.safetensors qat_cnn.safetensors qat_cnn_float.safetensors\n", argv[0]);
+        return 2;
+    }
+    qg_tensor_dict *d = qg_safetensors_load(argv[1]);
+    if (!d) {
+        printf("FAIL %s\n", qg_last_error());
+        return 1;
+    }
+    fx = d;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
+    qg_tensor_dict_free(d);
+    qat_cnn(argv[2], argv[3]);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,177 @@
+/* The QAT flow's rules: from_float/to_float round trips (BN folding), frozen BN
+ * surviving train(), model-wide toggles, qconfig presets, and every error path
+ * (wrong type, missing qconfig, dynamic with a non-memoryless observer, non-finite
+ * input, bad fuse groups, preparing twice). */
+#include <string.h>
+
+#include "qgrad/qat.h"
+#include "test_util.h"
+
+static qg_qconfig preset(const char *name) {
+    qg_qconfig q;
+    qg_qconfig_preset(name, &q);
+    return q;
+}
+
+static qg_module *fused(const char *const *paths, int n, qg_module *a, qg_module *b, qg_module *c) {
+    qg_module *s = qg_sequential_new();
+    qg_sequential_append(s, a), qg_sequential_append(s, b);
+    if (c) qg_sequential_append(s, c);
+    const char *const *groups[] = {paths};
+    CHECK(qg_fuse_modules_qat(s, 1, groups, &n) == QG_OK, "fuse: %s", qg_last_error());
+    qg_module *f = qg_module_replace(s, "0", qg_nn_identity_new());
+    qg_module_free(s);
+    return f;
+}
+
+static double max_abs_diff(const qg_tensor *a, const qg_tensor *b) {
+    double m = 0;
+    for (int64_t i = 0; i < qg_tensor_numel(a); i++) {
+        double d = fabs(((float *)qg_tensor_data(a))[i] - ((float *)qg_tensor_data(b))[i]);
+        m = d > m ? d : m;
+    }
+    return m;
+}
+
+/* to_float of a ConvBnReLU2d folds BN: with fake-quant off and BN frozen, the QAT
+ * module and its float version compute the same function */
+static void test_round_trip(void) {
+    qg_qconfig qc = preset("fbgemm");
+    const char *g[] = {"0", "1", "2"};
+    qg_module *conv = qg_nn_conv2d_new(3, 4, 3, 3, &(qg_conv_opts){.padding = {1}}, NULL);
+    qg_module *bn = qg_nn_batchnorm2d_new(4, NULL);
+    qg_tensor_uniform_(qg_module_buffer(bn, "running_var"), NULL, 0.5, 2);
+    qg_tensor_normal_(qg_module_buffer(bn, "running_mean"), NULL, 0, 0.3);
+    qg_tensor_uniform_(qg_module_param(bn, "weight"), NULL, 0.5, 1.5);
+    qg_module *f = fused(g, 3, conv, bn, qg_nn_relu_new());
+    CHECK(qg_module_is(f, "intrinsic.ConvBnReLU2d"), "fused type %s", f->type->name);
+    qg_module *q = qg_qat_from_float(f, &qc);
+    CHECK(q && qg_module_is(q, "intrinsic.qat.ConvBnReLU2d"), "from_float: %s", qg_last_error());
+    qg_freeze_bn_stats(q);
+    qg_enable_fake_quant(q, false);
+    qg_module *back = qg_qat_to_float(q);
+    CHECK(back && qg_module_is(back, "intrinsic.ConvReLU2d"), "to_float gives ConvReLU2d: %s", back ? back->type->name : qg_last_error());
+    qg_tensor *x = qg_tensor_randn(NULL, QG_F32, 4, SHAPE(2, 3, 5, 5));
+    qg_tensor *y1 = qg_module_forward(q, x), *y2 = qg_module_forward(back, x);
+    CHECK(y1 && y2 && max_abs_diff(y1, y2) < 1e-5, "folded float module computes the same: diff %g", y1 && y2 ? max_abs_diff(y1, y2) : -1);
+    /* train() keeps a frozen BN frozen; update_bn_stats unfreezes */
+    qg_module_train(q, true);
+    CHECK(!qg_module_child(q, "bn")->training, "frozen BN stays in eval through train()");
+    qg_update_bn_stats(q);
+    CHECK(qg_module_child(q, "bn")->training, "update_bn_stats puts BN back in training");
+    /* Linear round trip: to_float then from_float keeps the weights */
+    qg_module *l = qg_nn_linear_new(4, 3, true, NULL);
+    qg_tensor *w0 = qg_tensor_clone(qg_module_param(l, "weight"));
+    qg_module *ql = qg_qat_from_float(l, &qc);
+    qg_module *fl = qg_qat_to_float(ql);
+    CHECK(fl && qg_module_is(fl, "Linear") && max_abs_diff(qg_module_param(fl, "weight"), w0) == 0, "Linear round trip exact");
+    qg_tensor_free(w0), qg_tensor_free(x);
+    qg_module_free(q), qg_module_free(back), qg_module_free(ql), qg_module_free(fl);
+    qg_tape_reset(NULL);
+}
+
+static void test_errors(void) {
+    qg_qconfig qc = preset("fbgemm"), dyn = preset("dynamic");
+    qg_module *relu = qg_nn_relu_new();
+    CHECK(!qg_qat_from_float(relu, &qc) && strstr(qg_last_error(), "only works for"), "wrong type: %s", qg_last_error());
+    qg_module *l = qg_nn_linear_new(3, 2, true, NULL);
+    CHECK(!qg_qat_from_float(l, NULL) && strstr(qg_last_error(), "qconfig must be provided"), "missing qconfig: %s", qg_last_error());
+    CHECK(!qg_qat_dynamic_linear_from_float(l, &qc) && strstr(qg_last_error(), "memoryless"), "dynamic needs memoryless: %s",
+          qg_last_error());
+    qg_module *d = qg_qat_dynamic_linear_from_float(l, &dyn);
+    CHECK(d && qg_module_is(d, "qat.dynamic.Linear"), "dynamic Linear with the dynamic qconfig: %s", qg_last_error());
+    qg_qconfig bad;
+    CHECK(qg_qconfig_preset("fbgemmm", &bad) == QG_EINVAL && strstr(qg_last_error(), "known:"), "unknown preset");
+    CHECK(qg_qconfig_nbit(1, 8, &bad) == QG_EINVAL, "1-bit rejected");
+    qg_qconfig q4;
+    CHECK(qg_qconfig_nbit(4, 4, &q4) == QG_OK && q4.weight.quant_min == -8 && q4.weight.quant_max == 7 &&
+              q4.activation.quant_max == 15, "4-bit qconfig ranges");
+
+    /* non-finite input reaching an observer names the module path and the step */
+    qg_module *m = qg_sequential_new();
+    qg_sequential_add(m, "quant", qg_quant_stub_new());
+    qg_sequential_add(m, "fc", qg_nn_linear_new(3, 2, true, NULL));
+    CHECK(qg_prepare_qat(m, &qc) == QG_OK, "prepare: %s", qg_last_error());
+    qg_tensor *x = qg_tensor_ones(QG_F32, 2, SHAPE(2, 3));
+    CHECK(qg_module_forward(m, x) != NULL, "finite input passes");
+    qg_tensor_set(x, SHAPE(1, 2), NAN);
+    qg_tensor *y = qg_module_forward(m, x);
+    CHECK(!y && strstr(qg_last_error(), "quant.activation_post_process") && strstr(qg_last_error(), "step 2"),
+          "non-finite input: %s", qg_last_error());
+    /* the default (non-fused) FakeQuantize path reports the same way */
+    qg_qconfig dq = preset("default");
+    qg_module *m2 = qg_sequential_new();
+    qg_sequential_add(m2, "quant", qg_quant_stub_new());
+    qg_prepare_qat(m2, &dq);
+    qg_tensor_set(x, SHAPE(1, 2), INFINITY);
+    CHECK(!qg_module_forward(m2, x) && strstr(qg_last_error(), "quant.activation_post_process") &&
+              strstr(qg_last_error(), "non-finite"), "FakeQuantize non-finite: %s", qg_last_error());
+    /* preparing twice */
+    CHECK(qg_prepare_qat(m, &qc) == QG_EINVAL && strstr(qg_last_error(), "already a QAT module"), "prepare twice: %s",
+          qg_last_error());
+    /* fuse errors */
+    qg_module *s = qg_sequential_new();
+    qg_sequential_append(s, qg_nn_conv2d_new(1, 4, 3, 3, NULL, NULL));
+    qg_sequential_append(s, qg_nn_batchnorm2d_new(5, NULL));
+    qg_sequential_append(s, qg_nn_linear_new(2, 2, true, NULL));
+    const char *g1[] = {"0", "1"}, *g2[] = {"0", "2"}, *g3[] = {"0", "9"};
+    int two = 2;
+    CHECK(qg_fuse_modules_qat(s, 1, (const char *const *[]){g1}, &two) == QG_ESHAPE && strstr(qg_last_error(), "num_features"),
+          "channel mismatch: %s", qg_last_error());
+    CHECK(qg_fuse_modules_qat(s, 1, (const char *const *[]){g2}, &two) == QG_EINVAL && strstr(qg_last_error(), "cannot fuse"),
+          "unknown pattern: %s", qg_last_error());
+    CHECK(qg_fuse_modules_qat(s, 1, (const char *const *[]){g3}, &two) == QG_EINVAL && strstr(qg_last_error(), "no child"),
+          "missing module: %s", qg_last_error());
+    CHECK(qg_module_is(qg_module_get(s, "0"), "Conv2d"), "failed fuse leaves the model as it was");
+    qg_tensor_free(x);
+    qg_module_free(m), qg_module_free(m2), qg_module_free(s), qg_module_free(relu), qg_module_free(d); /* l was consumed by from_float */
+    qg_tape_reset(NULL);
+}
+
+static void count_fq(qg_module *m, const char *path, void *ctx) {
+    (void)path;
+    qg_tensor *t = qg_module_buffer(m, "fake_quant_enabled");
+    if (t && qg_tensor_item(t) == 0) ++*(int *)ctx;
+}
+
+static void test_toggles_and_prepare(void) {
+    qg_qconfig qc = preset("fbgemm");
+    qg_module *m = qg_sequential_new();
+    qg_sequential_add(m, "quant", qg_quant_stub_new());
+    qg_sequential_add(m, "fc1", qg_nn_linear_new(4, 4, true, NULL));
+    qg_sequential_add(m, "relu", qg_nn_relu_new());
+    qg_sequential_add(m, "fc2", qg_nn_linear_new(4, 2, true, NULL));
+    const char *g[] = {"fc1", "relu"};
+    int two = 2;
+    CHECK(qg_fuse_modules_qat(m, 1, (const char *const *[]){g}, &two) == QG_OK, "fuse linear+relu");
+    CHECK(qg_prepare_qat(m, &qc) == QG_OK, "prepare: %s", qg_last_error());
+    CHECK(qg_module_is(qg_module_get(m, "fc1"), "intrinsic.qat.LinearReLU") && qg_module_is(qg_module_get(m, "relu"), "Identity"),
+          "fused and swapped");
+    CHECK(qg_module_get(m, "fc1.activation_post_process") && qg_module_get(m, "quant.activation_post_process") &&
+              !qg_module_child(qg_module_get(m, "relu"), "activation_post_process"),
+          "output fake-quant where PyTorch puts it");
+    qg_enable_fake_quant(m, false);
+    int off = 0;
+    qg_module_apply(m, count_fq, &off);
+    CHECK(off == 5, "disable_fake_quant reaches all 5 fake-quant modules (got %d)", off);
+    qg_enable_fake_quant(m, true);
+    qg_enable_observer(m, false);
+    qg_tensor *x = qg_tensor_randn(NULL, QG_F32, 2, SHAPE(3, 4));
+    qg_module_forward(m, x);
+    qg_tensor *mn = qg_module_buffer(qg_module_get(m, "quant.activation_post_process.activation_post_process"), "min_val");
+    CHECK(mn && isinf(qg_tensor_item(mn)), "observer off: min_val untouched");
+    qg_enable_observer(m, true);
+    qg_module_forward(m, x);
+    CHECK(isfinite(qg_tensor_item(mn)), "observer on: min_val observed");
+    qg_tensor_free(x);
+    qg_module_free(m);
+    qg_tape_reset(NULL);
+}
+
+int main(void) {
+    qg_manual_seed(3);
+    test_round_trip();
+    test_errors();
+    test_toggles_and_prepare();
+    return test_summary("qat");
+}
