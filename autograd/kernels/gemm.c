@@ -285,6 +285,14 @@ QG_INLINE void SUF(tile)(const int mrk, const int nv, int64_t kc, const real *re
 #define ZERO_ROW(i) acc[i][0] = acc[i][1] = (vec){0};
     QG_ROWS(ZERO_ROW)
 #undef ZERO_ROW
+    /* C's tile is needed only at the end: start fetching it now. */
+#define PREFETCH_ROW(i)                                                                   \
+    if ((i) < mrk && (i) < mr) {                                                          \
+        __builtin_prefetch(c + (i) * rsc, 1);                                             \
+        if (nv > 1) __builtin_prefetch(c + (i) * rsc + NR - 1, 1);                        \
+    }
+    if (csc == 1) QG_ROWS(PREFETCH_ROW)
+#undef PREFETCH_ROW
     for (int64_t p = 0; p < kc; p++) {
         vec b0 = SUF(vload)(b), b1 = nv > 1 ? SUF(vload)(b + VL) : b0;
 #define FMA_ROW(i)                                                                        \
