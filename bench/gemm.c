@@ -69,7 +69,7 @@ static void run_openblas(const problem *p) {
 
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    if (ms > 0) nanosleep(&ts, NULL);
 }
 
 /* Calls per batch so that a batch takes at least 40 ms (after a warm-up call that
@@ -92,24 +92,26 @@ static double batch(void (*fn)(const problem *), const problem *p, long reps) {
     return (now() - t0) / (double)reps;
 }
 
-/* Seconds per call for both libraries: best of ROUNDS batches each. Idle worker
+/* Seconds per call for both libraries: best of ROUNDS batches each, the two taking
+ * turns so that a passing disturbance does not hit only one of them. Idle worker
  * threads spin for a while after a threaded run before they sleep (OpenBLAS's for a
  * few hundred ms, also after being told the thread count; LLVM libomp's for 200 ms by
- * default) and would take a core from the other library: so at 2 threads, qgrad goes
- * first after waiting out OpenBLAS's, then OpenBLAS after waiting out OpenMP's. */
+ * default) and would take a core from the other library: at 2 threads each batch
+ * waits that out first. */
 #define ROUNDS 5
 static void time_both(const problem *p, int nt, double *tq, double *to) {
-    if (nt > 1) sleep_ms(600);
+    int wait_q = nt > 1 ? 600 : 0, wait_o = nt > 1 ? 250 : 0;
+    sleep_ms(wait_q);
     long rq = calibrate(run_qgrad, p);
+    sleep_ms(wait_o);
+    long ro = calibrate(run_openblas, p);
     *tq = *to = 1e30;
     for (int r = 0; r < ROUNDS; r++) {
+        sleep_ms(wait_q);
         double t = batch(run_qgrad, p, rq);
         if (t < *tq) *tq = t;
-    }
-    sleep_ms(nt > 1 ? 300 : 5);
-    long ro = calibrate(run_openblas, p);
-    for (int r = 0; r < ROUNDS; r++) {
-        double t = batch(run_openblas, p, ro);
+        sleep_ms(wait_o);
+        t = batch(run_openblas, p, ro);
         if (t < *to) *to = t;
     }
 }

@@ -267,3 +267,13 @@ qg_status qg_qconfig_nbit(int act_bits, int weight_bits, qg_qconfig *out) {
     *out = q;
     return QG_OK;
 }
+
+qg_fq_spec qg_fq_spec_fixed_sigmoid(void) {
+    return (qg_fq_spec){.kind = QG_FQ_FIXED, .dtype = QG_QUINT8, .qscheme = QG_PER_TENSOR_AFFINE, .quant_min = 0,
+                        .quant_max = 255, .fixed_scale = 1.0 / 256.0, .fixed_zero_point = 0};
+}
+
+qg_fq_spec qg_fq_spec_fixed_tanh(void) {
+    return (qg_fq_spec){.kind = QG_FQ_FIXED, .dtype = QG_QUINT8, .qscheme = QG_PER_TENSOR_AFFINE, .quant_min = 0,
+                        .quant_max = 255, .fixed_scale = 2.0 / 256.0, .fixed_zero_point = 128};
+}

@@ -278,3 +278,45 @@ qg_module *qg_qat_to_float(const qg_module *m) {
     }
     return f;
 }
+
+/* ------------------------------------------------------------- constructors */
+
+qg_module *qg_qat_new(const char *type_name, const qg_qat_args *a, const qg_qconfig *qc, qg_rng *gen) {
+    if (!type_name || !a) return qg__err_null("qat_new"), NULL;
+    const qat_kind *k = NULL;
+    for (int i = 0; i < NKINDS && !k; i++)
+        if (!strcmp(kinds[i].name, type_name)) k = &kinds[i];
+    if (!k) return qg__err(QG_EINVAL, "qat_new: unknown QAT type '%s'", type_name), NULL;
+    if (check_qconfig(k->name, qc)) return NULL;
+    /* the float parts as PyTorch's constructor makes them, then from_float */
+    qg_module *base;
+    if (k->op == OP_LINEAR) {
+        base = qg_nn_linear_new(a->in, a->out, !a->no_bias, gen);
+    } else {
+        qg_conv_opts o = {.groups = a->groups, .no_bias = a->no_bias};
+        memcpy(o.stride, a->stride, sizeof o.stride);
+        memcpy(o.padding, a->padding, sizeof o.padding);
+        memcpy(o.dilation, a->dilation, sizeof o.dilation);
+        base = k->op == OP_CONV1D ? qg_nn_conv1d_new(a->in, a->out, a->kernel[1], &o, gen)
+                                  : qg_nn_conv2d_new(a->in, a->out, a->kernel[0], a->kernel[1], &o, gen);
+    }
+    if (!base) return NULL;
+    qg_module *f = base;
+    if (k->bn || k->relu) {
+        qg_module *bn = NULL;
+        if (k->bn) {
+            qg_bn_opts bo = {.eps = a->eps, .momentum = a->momentum};
+            bn = k->op == OP_CONV2D ? qg_nn_batchnorm2d_new(a->out, &bo) : qg_nn_batchnorm1d_new(a->out, &bo);
+            if (bn) qg_tensor_uniform_(qg_module_param(bn, "weight"), gen, 0, 1); /* reset_bn_parameters */
+        }
+        f = qg__fused_float_new(k->float_name, base, bn ? bn : qg_nn_relu_new(), bn && k->relu ? qg_nn_relu_new() : NULL);
+        if (!f) return NULL;
+    }
+    qg_module *q = from_float(f, qc, k->dynamic);
+    if (!q) {
+        qg_module_free(f);
+        return NULL;
+    }
+    if (a->freeze_bn) qg_freeze_bn_stats(q);
+    return q;
+}

@@ -168,7 +168,77 @@ static void test_toggles_and_prepare(void) {
     qg_tape_reset(NULL);
 }
 
+/* every QAT type from PyTorch-style constructor arguments; forward and backward run */
+static void test_constructors(void) {
+    qg_qconfig qc = preset("fbgemm"), dyn = preset("dynamic");
+    const char *types[] = {"qat.Linear", "qat.Conv1d", "qat.Conv2d", "qat.dynamic.Linear", "intrinsic.qat.LinearReLU",
+                           "intrinsic.qat.LinearBn1d", "intrinsic.qat.ConvBn1d", "intrinsic.qat.ConvBn2d",
+                           "intrinsic.qat.ConvBnReLU1d", "intrinsic.qat.ConvBnReLU2d", "intrinsic.qat.ConvReLU1d",
+                           "intrinsic.qat.ConvReLU2d"};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        bool lin = strstr(types[i], "Linear") != NULL, one = strstr(types[i], "1d") && !lin;
+        qg_qat_args a = {.in = 4, .out = 6, .kernel = {3, 3}, .padding = {1, 1}, .freeze_bn = strstr(types[i], "Bn") != NULL};
+        qg_module *m = qg_qat_new(types[i], &a, strstr(types[i], "dynamic") ? &dyn : &qc, NULL);
+        CHECK(m && qg_module_is(m, types[i]), "qat_new %s: %s", types[i], qg_last_error());
+        if (!m) continue;
+        qg_tensor *x = lin ? qg_tensor_randn(NULL, QG_F32, 2, SHAPE(5, 4))
+                       : one ? qg_tensor_randn(NULL, QG_F32, 3, SHAPE(2, 4, 7)) : qg_tensor_randn(NULL, QG_F32, 4, SHAPE(2, 4, 5, 5));
+        qg_tensor *y = qg_module_forward(m, x);
+        CHECK(y && y->shape[1] == 6 && qg_backward(qg_sum(y, 0, NULL, false), NULL) == QG_OK, "%s forward/backward: %s", types[i],
+              qg_last_error());
+        if (a.freeze_bn) CHECK(!qg_module_child(m, "bn")->training, "%s built with freeze_bn", types[i]);
+        qg_tensor_free(x);
+        qg_module_free(m);
+        qg_tape_reset(NULL);
+    }
+    CHECK(!qg_qat_new("qat.Conv3d", &(qg_qat_args){.in = 1, .out = 1}, &qc, NULL) && strstr(qg_last_error(), "unknown"),
+          "unknown QAT type");
+}
+
+/* fake-quant modules' state-dict names and dtypes, as PyTorch 1.13 prints them */
+static void test_fake_quant_names(void) {
+    qg_qconfig fb = preset("fbgemm"), dflt = preset("default");
+    qg_fq_spec learn = dflt.activation;
+    learn.kind = QG_FQ_LEARNABLE;
+    qg_fq_spec fixed = qg_fq_spec_fixed_sigmoid();
+    struct {
+        const qg_fq_spec *spec;
+        const char *names;
+    } want[] = {
+        {&fb.weight, "fake_quant_enabled:i64 observer_enabled:i64 scale:f32 zero_point:i32 activation_post_process.eps:f32 "
+                     "activation_post_process.min_val:f32 activation_post_process.max_val:f32 "},
+        {&dflt.activation, "fake_quant_enabled:u8 observer_enabled:u8 scale:f32 zero_point:i32 activation_post_process.eps:f32 "
+                           "activation_post_process.min_val:f32 activation_post_process.max_val:f32 "},
+        {&learn, "scale:f32 zero_point:f32 fake_quant_enabled:u8 observer_enabled:u8 static_enabled:u8 learning_enabled:u8 "
+                 "eps:f32 activation_post_process.eps:f32 activation_post_process.min_val:f32 activation_post_process.max_val:f32 "},
+        {&fixed, "fake_quant_enabled:u8 observer_enabled:u8 scale:f32 zero_point:i32 activation_post_process.scale:f32 "
+                 "activation_post_process.zero_point:i32 "},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        qg_module *m = qg_fake_quant_new(want[i].spec);
+        qg_tensor_dict *d = qg_module_state_dict(m);
+        char got[512] = "";
+        size_t n = 0;
+        for (int k = 0; d && k < qg_tensor_dict_size(d); k++)
+            n += (size_t)snprintf(got + n, sizeof got - n, "%s:%s ", qg_tensor_dict_name(d, k),
+                                  qg_dtype_name(qg_tensor_dict_at(d, k)->dtype));
+        CHECK(!strcmp(got, want[i].names), "%s state dict:\n  got  %s\n  want %s", m ? m->type->name : "?", got, want[i].names);
+        qg_tensor_dict_free(d);
+        qg_module_free(m);
+    }
+    qg_fq_spec t = qg_fq_spec_fixed_tanh();
+    qg_module *fq = qg_fake_quant_new(&t);
+    qg_tensor *x = qg_tensor_full(QG_F32, 1, SHAPE(3), 0.5);
+    qg_tensor *y = qg_module_forward(fq, x);
+    CHECK(y && qg_tensor_get(y, SHAPE(0)) == 0.5, "tanh fixed qparams: 0.5 is on the grid (2/256 steps)");
+    qg_tensor_free(x);
+    qg_module_free(fq);
+    qg_tape_reset(NULL);
+}
+
 int main(void) {
+    test_constructors();
+    test_fake_quant_names();
     qg_manual_seed(3);
     test_round_trip();
     test_errors();

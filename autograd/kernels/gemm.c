@@ -285,14 +285,6 @@ QG_INLINE void SUF(tile)(const int mrk, const int nv, int64_t kc, const real *re
 #define ZERO_ROW(i) acc[i][0] = acc[i][1] = (vec){0};
     QG_ROWS(ZERO_ROW)
 #undef ZERO_ROW
-    /* C's tile is needed only at the end: start fetching it now. */
-#define PREFETCH_ROW(i)                                                                   \
-    if ((i) < mrk && (i) < mr) {                                                          \
-        __builtin_prefetch(c + (i) * rsc, 1);                                             \
-        if (nv > 1) __builtin_prefetch(c + (i) * rsc + NR - 1, 1);                        \
-    }
-    if (csc == 1) QG_ROWS(PREFETCH_ROW)
-#undef PREFETCH_ROW
     for (int64_t p = 0; p < kc; p++) {
         vec b0 = SUF(vload)(b), b1 = nv > 1 ? SUF(vload)(b + VL) : b0;
 #define FMA_ROW(i)                                                                        \
@@ -830,6 +822,7 @@ void SUF(qg_gemm)(int64_t m, int64_t n, int64_t k, real alpha, const real *A, in
     }
     int nt = qg__threads_for(work / (QG_GEMM_PAR_WORK / QG_PAR_THRESHOLD));
 #ifdef _OPENMP
+    if (nt > 1 && omp_in_parallel()) nt = 1; /* called from a parallel loop: no nesting */
     if (nt > 1) {
         /* Blocked path: split n (each thread packs all of A) or m (each packs all of B),
          * whichever duplicates less packing, at whole micro-tiles. Dot path: split m. */

@@ -169,6 +169,11 @@ qg_status qg_qconfig_preset(const char *name, qg_qconfig *out);
  * Bits from 2 to 16. */
 qg_status qg_qconfig_nbit(int act_bits, int weight_bits, qg_qconfig *out);
 
+/* FixedQParamsFakeQuantize specs for sigmoid-like [0, 1] outputs (scale 1/256, zero
+ * point 0) and tanh-like [-1, 1] outputs (scale 2/256, zero point 128), quint8. */
+qg_fq_spec qg_fq_spec_fixed_sigmoid(void);
+qg_fq_spec qg_fq_spec_fixed_tanh(void);
+
 qg_module *qg_observer_new(const qg_fq_spec *spec);
 qg_module *qg_fake_quant_new(const qg_fq_spec *spec);
 /* Observer / fake-quant introspection (for tests and convert). */
@@ -191,6 +196,22 @@ qg_module *qg_dequant_stub_new(void);
  * Float fused modules made by fuse: "intrinsic.LinearReLU", "intrinsic.LinearBn1d",
  * "intrinsic.ConvBn1d", ... (children "0", "1", "2" as PyTorch's nni.* Sequentials).
  * State dicts: weight, bias, bn.*, weight_fake_quant.*, activation_post_process.*. */
+
+/* PyTorch's constructors: qat.Linear(in, out, bias, qconfig), qat.Conv2d(in, out, k,
+ * stride, padding, dilation, groups, bias, qconfig), ConvBn2d(..., eps, momentum,
+ * freeze_bn, qconfig), ... as one call: type_name is any QAT type above. Weights are
+ * initialised as PyTorch's layers are; the Bn variants' BN weight ~ U(0, 1), bias 0,
+ * as their reset_bn_parameters does. Conv1d reads kernel[1], stride[0], padding[0],
+ * dilation[0]; zero fields mean PyTorch's defaults (stride 1, dilation 1, groups 1,
+ * eps 1e-5, momentum 0.1). */
+typedef struct qg_qat_args {
+    int64_t in, out;
+    int kernel[2], stride[2], padding[2], dilation[2], groups;
+    bool no_bias;
+    double eps, momentum;
+    bool freeze_bn;
+} qg_qat_args;
+qg_module *qg_qat_new(const char *type_name, const qg_qat_args *args, const qg_qconfig *qconfig, qg_rng *gen);
 
 /* from_float: a float module (nn Linear/Conv, or a fused float module) becomes its QAT
  * version with the given qconfig, taking its parameters and BN state. The float
