@@ -75,10 +75,10 @@ static int parse(int argc, char **argv, options *o) {
         {"freeze-bn-after", 1, 0, 'B'}, {"freeze-observer-after", 1, 0, 'O'}, {"load", 1, 0, 'L'},
         {"save", 1, 0, 'S'}, {"steps", 1, 0, 'N'}, {"no-shuffle", 0, 0, 'u'}, {"log", 1, 0, 'g'},
         {"eval-only", 0, 0, 'E'}, {"schedule", 1, 0, 'c'}, {"warmup", 1, 0, 'W'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    int c;
+    int c, li = -1;
     double v;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+    while ((li = -1, c = getopt_long(argc, argv, "", longs, &li)) != -1) {
         bool ok = true;
         switch (c) {
         case 'm': o->model = optarg, ok = !strcmp(optarg, "mlp") || !strcmp(optarg, "cnn"); break;
@@ -108,7 +108,7 @@ static int parse(int argc, char **argv, options *o) {
         }
         if (!ok) {
             if (c == '?') fprintf(stderr, "fmnist: unknown or incomplete option '%s'\n", argv[optind - 1]);
-            else fprintf(stderr, "fmnist: bad value '%s' for --%s\n", optarg ? optarg : "", argv[optind - 1] + 2);
+            else fprintf(stderr, "fmnist: bad value '%s' for --%s\n", optarg ? optarg : "", li >= 0 ? longs[li].name : "?");
             usage(stderr);
             return -1;
         }
@@ -250,7 +250,8 @@ int main(int argc, char **argv) {
 
     qg_dataset train = {0}, test = {0};
     if ((!o.eval_only && qg_dataset_load_mnist(o.data, true, &train)) || qg_dataset_load_mnist(o.data, false, &test)) {
-        fprintf(stderr, "fmnist: %s (install Debian's dataset-fashion-mnist, or pass --data DIR)\n", qg_last_error());
+        fprintf(stderr, "fmnist: %s%s\n", qg_last_error(),
+                qg_last_status() == QG_EIO ? " (install Debian's dataset-fashion-mnist, or pass --data DIR)" : "");
         return 1;
     }
     qg_rng init;

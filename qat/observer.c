@@ -35,18 +35,34 @@ qg_status qg__minmax(const qg_tensor *x, int axis, float *mn, float *mx, int64_t
     if (K > nmax) return qg__err(QG_ESHAPE, "observer: %lld channels, at most %lld", (long long)K, (long long)nmax);
     *nout = K;
     bool finite = true;
+    enum { L = 64 }; /* independent lanes, so the compiler vectorizes the scan */
     QG_FLOAT_DISPATCH(x->dtype, {
         const real *p = (const real *)src;
         for (int64_t k = 0; k < K; k++) {
-            real lo = INFINITY, hi = -INFINITY, bad = 0;
-            for (int64_t r = 0; r < R; r++) {
-                real v = p[k * R + r];
-                lo = v < lo ? v : lo;
-                hi = v > hi ? v : hi;
-                bad += v - v; /* NaN for inf or NaN */
+            const real *row = p + k * R;
+            real lo[L], hi[L], bad[L];
+            for (int l = 0; l < L; l++) lo[l] = INFINITY, hi[l] = -INFINITY, bad[l] = 0;
+            int64_t r = 0;
+            for (; r + L <= R; r += L)
+                for (int l = 0; l < L; l++) {
+                    real v = row[r + l];
+                    lo[l] = v < lo[l] ? v : lo[l];
+                    hi[l] = v > hi[l] ? v : hi[l];
+                    bad[l] += v - v; /* NaN once an inf or NaN went by */
+                }
+            for (int l = 0; r < R; r++, l++) {
+                real v = row[r];
+                lo[l] = v < lo[l] ? v : lo[l];
+                hi[l] = v > hi[l] ? v : hi[l];
+                bad[l] += v - v;
             }
-            if (bad != 0 || bad != bad) finite = false;
-            mn[k] = (float)lo, mx[k] = (float)hi;
+            for (int l = 1; l < L; l++) {
+                lo[0] = lo[l] < lo[0] ? lo[l] : lo[0];
+                hi[0] = hi[l] > hi[0] ? hi[l] : hi[0];
+                bad[0] += bad[l];
+            }
+            if (bad[0] != 0 || bad[0] != bad[0]) finite = false;
+            mn[k] = (float)lo[0], mx[k] = (float)hi[0];
         }
     });
     if (!finite) return qg__err(QG_EINVAL, "non-finite value (inf or nan)");
