@@ -8,10 +8,14 @@ weights and the same data order, trained the same number of steps.
 1. builds the float model in PyTorch (the names of examples/fmnist.c), writes its
    weights as safetensors;
 2. runs `fmnist --load <weights> --no-shuffle --steps N --schedule constant --log ...
-   --save ...` (fbgemm qconfig, lr 0.01, momentum 0.9, weight decay 1e-4);
+   --save ...` (fbgemm qconfig, lr 0.001 or --lr, momentum 0.9, weight decay 1e-4);
 3. trains the same fused + prepared model in PyTorch on batches i*64 .. (i+1)*64-1 of
    the training set in file order, normalised as fmnist does;
-4. compares the per-step losses (must agree within 1e-3 relative);
+4. compares the per-step losses (must agree within 1e-3 relative, or twice the
+   distance between PyTorch and PyTorch itself when that is larger). Fake-quant
+   rounding amplifies 1-ulp differences of summation order: at lr 0.01 the CNN's
+   losses drift apart by ~1e-2 within 20 steps between PyTorch with and without
+   mkldnn too, so the default lr is 0.001, where both distances stay near 1e-3;
 5. loads the checkpoint qgrad saved into PyTorch's prepared model with strict
    load_state_dict, and checks that it gives the same test-batch logits as qgrad's
    own eval would (by comparing with the PyTorch-trained model).
@@ -119,6 +123,7 @@ def main():
     ap.add_argument("--fmnist", default=os.path.join(ROOT, "build", "examples", "fmnist"))
     ap.add_argument("--model", default="cnn", choices=["cnn", "mlp"])
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--lr", type=float, default=0.001)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -130,7 +135,7 @@ def main():
     write_safetensors(wpath, dict(float_state), {"format": "pt"})
 
     cmd = [args.fmnist, "--model", args.model, "--load", wpath, "--no-shuffle", "--steps", str(args.steps),
-           "--epochs", "1", "--schedule", "constant", "--lr", "0.01", "--momentum", "0.9", "--weight-decay", "1e-4",
+           "--epochs", "1", "--schedule", "constant", "--lr", str(args.lr), "--momentum", "0.9", "--weight-decay", "1e-4",
            "--freeze-bn-after", "0", "--freeze-observer-after", "0", "--log", log, "--save", saved,
            "--data", args.data, "--threads", "1"]
     print("running:", " ".join(cmd))
@@ -145,7 +150,7 @@ def main():
     def train(mkldnn):
         torch.backends.mkldnn.enabled = mkldnn
         m = prepared(cls, float_state)
-        opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        opt = torch.optim.SGD(m.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
         losses = []
         for i in range(args.steps):
             x = torch.from_numpy(images[i * 64:(i + 1) * 64].copy()).float().div(255).unsqueeze(1)
