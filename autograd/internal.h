@@ -176,6 +176,10 @@ void qg_gemm_f64(int64_t m, int64_t n, int64_t k, double alpha, const double *A,
                  int64_t csa, const double *B, int64_t rsb, int64_t csb, double beta, double *C,
                  int64_t rsc, int64_t csc);
 
+/* The same with alpha 1 for a float dtype on untyped pointers (what ops call). */
+void qg__gemm(qg_dtype dt, int64_t m, int64_t n, int64_t k, const char *A, int64_t rsa, int64_t csa, const char *B,
+              int64_t rsb, int64_t csb, double beta, char *C, int64_t rsc, int64_t csc);
+
 /* Vector math on contiguous arrays (SLEEF where the build has it). y may alias x. */
 void qg_vexp_f32(int64_t n, const float *x, float *y);
 void qg_vexp_f64(int64_t n, const double *x, double *y);

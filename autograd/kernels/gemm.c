@@ -203,6 +203,16 @@ static inline int64_t qg__kc_block(int64_t k, int64_t kc_max) {
 #undef VL
 #undef QG_GEMM_TEMPLATE
 
+/* C = A B + beta C for a float dtype, on untyped pointers (ops dispatch through it). */
+void qg__gemm(qg_dtype dt, int64_t m, int64_t n, int64_t k, const char *A, int64_t rsa, int64_t csa, const char *B,
+              int64_t rsb, int64_t csb, double beta, char *C, int64_t rsc, int64_t csc) {
+    if (dt == QG_F32)
+        qg_gemm_f32(m, n, k, 1.0f, (const float *)A, rsa, csa, (const float *)B, rsb, csb, (float)beta, (float *)C, rsc,
+                    csc);
+    else
+        qg_gemm_f64(m, n, k, 1.0, (const double *)A, rsa, csa, (const double *)B, rsb, csb, beta, (double *)C, rsc, csc);
+}
+
 #else /* ------------------------------------------------------------------ template */
 
 _Static_assert(VL * sizeof(real) == QG_VB, "VL is the lanes of a vector");
@@ -874,3 +884,4 @@ void SUF(qg_gemm)(int64_t m, int64_t n, int64_t k, real alpha, const real *A, in
 #undef VFMA
 
 #endif /* QG_GEMM_TEMPLATE */
+

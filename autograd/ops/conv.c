@@ -62,17 +62,6 @@ static inline int thread_id(void) {
 #endif
 }
 
-static void gemm(qg_dtype dt, int64_t m, int64_t n, int64_t k, const char *A, int64_t rsa,
-                 int64_t csa, const char *B, int64_t rsb, int64_t csb, double beta, char *C,
-                 int64_t rsc, int64_t csc) {
-    if (dt == QG_F32)
-        qg_gemm_f32(m, n, k, 1.0f, (const float *)A, rsa, csa, (const float *)B, rsb, csb,
-                    (float)beta, (float *)C, rsc, csc);
-    else
-        qg_gemm_f64(m, n, k, 1.0, (const double *)A, rsa, csa, (const double *)B, rsb, csb,
-                    beta, (double *)C, rsc, csc);
-}
-
 /* Outputs o in [*lo, *hi) read input o*s + off, which lies in [0, n). */
 static void valid_range(int64_t n, int64_t nout, int64_t s, int64_t off, int64_t *lo, int64_t *hi) {
     int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
@@ -356,9 +345,9 @@ static void fwd_image(const conv_geom *g, qg_dtype dt, const char *x, const char
         const char *Wg = w + (size_t)(gr * g->Kg * g->wrs) * es, *Bg = B.data + (size_t)(gr * g->CKg * B.rs) * es;
         char *Og = on + (size_t)(gr * g->Kg * g->P) * es;
         if (!g->fwd_t) {
-            gemm(dt, g->Kg, g->P, g->CKg, Wg, g->wrs, 1, Bg, B.rs, B.cs, 0.0, Og, g->P, 1);
+            qg__gemm(dt, g->Kg, g->P, g->CKg, Wg, g->wrs, 1, Bg, B.rs, B.cs, 0.0, Og, g->P, 1);
         } else { /* tmp (P, Kg) = cols_g^T W_g^T, then out_g = tmp^T + b_g */
-            gemm(dt, g->P, g->Kg, g->CKg, Bg, B.cs, B.rs, Wg, 1, g->wrs, 0.0, s.tmp, g->Kg, 1);
+            qg__gemm(dt, g->P, g->Kg, g->CKg, Bg, B.cs, B.rs, Wg, 1, g->wrs, 0.0, s.tmp, g->Kg, 1);
             transpose_to(dt, g->P, g->Kg, s.tmp, g->Kg, Og, g->P, b ? b + (size_t)(gr * g->Kg * bs) * es : NULL, bs,
                          false, nt);
         }
@@ -378,9 +367,9 @@ static void dx_image(const conv_geom *g, qg_dtype dt, const char *w, const char 
         const char *Wg = w + (size_t)(gr * g->Kg * g->wrs) * es, *Dg = dyn + (size_t)(gr * g->Kg * g->P) * es;
         char *Cg = dcol + (size_t)(gr * g->CKg * g->P) * es;
         if (!g->dx_t) {
-            gemm(dt, g->CKg, g->P, g->Kg, Wg, 1, g->wrs, Dg, g->P, 1, g->pointwise ? 1.0 : 0.0, Cg, g->P, 1);
+            qg__gemm(dt, g->CKg, g->P, g->Kg, Wg, 1, g->wrs, Dg, g->P, 1, g->pointwise ? 1.0 : 0.0, Cg, g->P, 1);
         } else { /* tmp (P, CKg) = dY_g^T W_g, then dcol_g (+)= tmp^T */
-            gemm(dt, g->P, g->CKg, g->Kg, Dg, 1, g->P, Wg, g->wrs, 1, 0.0, s.tmp, g->CKg, 1);
+            qg__gemm(dt, g->P, g->CKg, g->Kg, Dg, 1, g->P, Wg, g->wrs, 1, 0.0, s.tmp, g->CKg, 1);
             transpose_to(dt, g->P, g->CKg, s.tmp, g->CKg, Cg, g->P, NULL, 0, g->pointwise, nt);
         }
     }
@@ -398,9 +387,9 @@ static void dw_image(const conv_geom *g, qg_dtype dt, const char *x, const char 
         const char *Dg = dyn + (size_t)(gr * g->Kg * g->P) * es, *Bg = B.data + (size_t)(gr * g->CKg * B.rs) * es;
         char *Cg = dwb + (size_t)(gr * g->Kg * g->CKg) * es;
         if (!g->dw_t) /* (Kg, CKg) += dY_g (Kg, P) cols_g^T (P, CKg) */
-            gemm(dt, g->Kg, g->CKg, g->P, Dg, g->P, 1, Bg, B.cs, B.rs, beta, Cg, g->CKg, 1);
+            qg__gemm(dt, g->Kg, g->CKg, g->P, Dg, g->P, 1, Bg, B.cs, B.rs, beta, Cg, g->CKg, 1);
         else /* (CKg, Kg) += cols_g (CKg, P) dY_g^T (P, Kg) */
-            gemm(dt, g->CKg, g->Kg, g->P, Bg, B.rs, B.cs, Dg, 1, g->P, beta, Cg, g->Kg, 1);
+            qg__gemm(dt, g->CKg, g->Kg, g->P, Bg, B.rs, B.cs, Dg, 1, g->P, beta, Cg, g->Kg, 1);
     }
 }
 

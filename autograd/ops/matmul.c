@@ -2,17 +2,6 @@
  * place through their strides: a transposed view costs nothing. */
 #include "internal.h"
 
-static void gemm(qg_dtype dt, int64_t m, int64_t n, int64_t k, const char *A, int64_t rsa,
-                 int64_t csa, const char *B, int64_t rsb, int64_t csb, double beta, char *C,
-                 int64_t rsc, int64_t csc) {
-    if (dt == QG_F32)
-        qg_gemm_f32(m, n, k, 1.0f, (const float *)A, rsa, csa, (const float *)B, rsb, csb,
-                    (float)beta, (float *)C, rsc, csc);
-    else
-        qg_gemm_f64(m, n, k, 1.0, (const double *)A, rsa, csa, (const double *)B, rsb, csb,
-                    beta, (double *)C, rsc, csc);
-}
-
 /* A batch of matrices: element (b, i, j) at data[b*bs + i*rs + j*cs] (in elements). */
 typedef struct {
     int64_t batch, rows, cols, bs, rs, cs;
@@ -39,7 +28,7 @@ static void batched_gemm(qg_dtype dt, int64_t nb, const mats *A, bool ta, const 
                          const mats *C, double beta) {
     int64_t m = ta ? A->cols : A->rows, k = ta ? A->rows : A->cols, n = tb ? B->rows : B->cols;
     for (int64_t b = 0; b < nb; b++)
-        gemm(dt, m, n, k, mat_at(A, b), ta ? A->cs : A->rs, ta ? A->rs : A->cs, mat_at(B, b),
+        qg__gemm(dt, m, n, k, mat_at(A, b), ta ? A->cs : A->rs, ta ? A->rs : A->cs, mat_at(B, b),
              tb ? B->cs : B->rs, tb ? B->rs : B->cs, beta, mat_at(C, b), C->rs, C->cs);
 }
 
@@ -138,13 +127,13 @@ static void linear_backward(qg_node *n) {
     const char *gd = qg__data(g), *wd = qg__data(w);
     if (qg__wants_grad(x)) { /* dx (rows, in) += g (rows, out) @ W (out, in) */
         qg_tensor *gx = qg__grad_of(x);
-        gemm(dt, rows, in, outf, gd, outf, 1, wd, w->strides[0], w->strides[1], 1.0, qg__data(gx), in, 1);
+        qg__gemm(dt, rows, in, outf, gd, outf, 1, wd, w->strides[0], w->strides[1], 1.0, qg__data(gx), in, 1);
     }
     if (qg__wants_grad(w)) { /* dW (out, in) += g^T (out, rows) @ x (rows, in) */
         int64_t xr = 0, xrs = 0;
         const qg_tensor *xm = x;
         if (!lead_rows(x, &xr, &xrs)) xm = qg_contiguous(x), lead_rows(xm, &xr, &xrs);
-        gemm(dt, outf, in, rows, gd, 1, outf, qg__data(xm), xrs, xm->strides[xm->ndim - 1], 1.0,
+        qg__gemm(dt, outf, in, rows, gd, 1, outf, qg__data(xm), xrs, xm->strides[xm->ndim - 1], 1.0,
              qg__data(qg__grad_of(w)), in, 1);
     }
     if (qg__wants_grad(b)) qg__unbroadcast_add(qg__grad_of(b), g);
@@ -174,7 +163,7 @@ qg_tensor *qg_linear(const qg_tensor *x, const qg_tensor *w, const qg_tensor *b)
     if (!out) return NULL;
     int64_t outf = w->shape[0];
     if (b) qg_tensor_copy_(out, b); /* start from the bias in every row, then C += x W^T */
-    gemm(x->dtype, rows, outf, w->shape[1], qg__data(xm), rs, xm->strides[xm->ndim - 1],
+    qg__gemm(x->dtype, rows, outf, w->shape[1], qg__data(xm), rs, xm->strides[xm->ndim - 1],
          qg__data(w), w->strides[1], w->strides[0], b ? 1.0 : 0.0, qg__data(out), outf, 1);
     const qg_tensor *ins[3] = {x, w, b};
     if (qg__needs_grad(b ? 3 : 2, ins) && !qg__record("linear", linear_backward, out, b ? 3 : 2, ins))
