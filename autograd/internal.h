@@ -44,6 +44,14 @@ void qg__free(void *p);
 /* Work (roughly elements touched) above which a kernel goes parallel. */
 #define QG_PAR_THRESHOLD 32768
 int qg__threads_for(int64_t work);
+/* This thread's number inside a parallel region (0 outside, or without OpenMP). */
+static inline int qg__thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 /* ------------------------------------------------------------- storage */
 

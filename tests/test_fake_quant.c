@@ -26,17 +26,7 @@
 
 static qg_tensor_dict *fx;
 
-static qg_tensor *fxt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static qg_tensor *fxt(const char *fmt, ...) {
-    char k[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(k, sizeof k, fmt, ap);
-    va_end(ap);
-    qg_tensor *t = qg_tensor_dict_get(fx, k);
-    if (!t) printf("fixture tensor %s missing\n", k);
-    return t;
-}
+#define fxt(...) tst_fixture(fx, __VA_ARGS__)
 
 /* Number of elements of a that differ from b (NaN equals NaN, -0 equals 0); -1 on a
  * shape/numel mismatch. *worst gets the first differing index. */

@@ -14,17 +14,7 @@
 
 static qg_tensor_dict *fx;
 
-static qg_tensor *fxt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static qg_tensor *fxt(const char *fmt, ...) {
-    char k[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(k, sizeof k, fmt, ap);
-    va_end(ap);
-    qg_tensor *t = qg_tensor_dict_get(fx, k);
-    if (!t) printf("fixture tensor %s missing: %s\n", k, qg_last_error());
-    return t;
-}
+#define fxt(...) tst_fixture(fx, __VA_ARGS__)
 
 /* Gives p the gradient g, as a backward pass would (the leaf owns its .grad). */
 static void set_grad(qg_tensor *p, const qg_tensor *g) {

@@ -14,17 +14,7 @@
 
 static qg_tensor_dict *fx;
 
-static qg_tensor *fxt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static qg_tensor *fxt(const char *fmt, ...) {
-    char k[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(k, sizeof k, fmt, ap);
-    va_end(ap);
-    qg_tensor *t = qg_tensor_dict_get(fx, k);
-    if (!t) printf("fixture tensor %s missing\n", k);
-    return t;
-}
+#define fxt(...) tst_fixture(fx, __VA_ARGS__)
 
 static bool same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
 

@@ -3,6 +3,7 @@
 #ifndef QG_TEST_UTIL_H
 #define QG_TEST_UTIL_H
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "qgrad.h"
@@ -32,4 +33,17 @@ static inline int test_summary(const char *name) {
 }
 
 #define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+
+/* The fixture tensor named by a printf-style key, or NULL with a line saying so. */
+static inline qg_tensor *tst_fixture(const qg_tensor_dict *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline qg_tensor *tst_fixture(const qg_tensor_dict *d, const char *fmt, ...) {
+    char k[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(k, sizeof k, fmt, ap);
+    va_end(ap);
+    qg_tensor *t = qg_tensor_dict_get(d, k);
+    if (!t) printf("fixture tensor %s missing: %s\n", k, qg_last_error());
+    return t;
+}
 #endif

@@ -54,14 +54,6 @@ typedef struct {
     const qg_tensor *wm;         /* the weight, laid out as a (K, CKg) matrix */
 } conv_ctx;
 
-static inline int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* Outputs o in [*lo, *hi) read input o*s + off, which lies in [0, n). */
 static void valid_range(int64_t n, int64_t nout, int64_t s, int64_t off, int64_t *lo, int64_t *hi) {
     int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
@@ -413,7 +405,7 @@ static qg_status conv_forward(const conv_geom *g, qg_dtype dt, const char *x, co
     if (outer) {
         const int64_t N = g->N;
         _Pragma("omp parallel for num_threads(nt) schedule(static)")
-        for (int64_t n = 0; n < N; n++) fwd_image(g, dt, x, w, b, bs, out, thread_bufs(&bp, base, thread_id()), n, 1);
+        for (int64_t n = 0; n < N; n++) fwd_image(g, dt, x, w, b, bs, out, thread_bufs(&bp, base, qg__thread_id()), n, 1);
     } else {
         for (int64_t n = 0; n < g->N; n++) fwd_image(g, dt, x, w, b, bs, out, thread_bufs(&bp, base, 0), n, nt);
     }
@@ -480,7 +472,7 @@ static void conv_backward(qg_node *node) {
         QG_ASSERT(base);
         _Pragma("omp parallel for num_threads(ntb) schedule(static) if(ntb > 1)")
         for (int64_t bi = 0; bi < nb; bi++)
-            bwd_block(g, dt, xd, w, dy, dx, part + (size_t)(bi * wn) * es, thread_bufs(&bp, base, thread_id()),
+            bwd_block(g, dt, xd, w, dy, dx, part + (size_t)(bi * wn) * es, thread_bufs(&bp, base, qg__thread_id()),
                       bi * N / nb, (bi + 1) * N / nb, direct, 1);
     } else {
         if (want_x) { /* images in parallel, or one after another with threads inside */
@@ -491,7 +483,7 @@ static void conv_backward(qg_node *node) {
             QG_ASSERT(base);
             if (outer) {
                 _Pragma("omp parallel for num_threads(nt) schedule(static)")
-                for (int64_t n = 0; n < N; n++) dx_image(g, dt, w, dy, dx, thread_bufs(&bp, base, thread_id()), n, 1);
+                for (int64_t n = 0; n < N; n++) dx_image(g, dt, w, dy, dx, thread_bufs(&bp, base, qg__thread_id()), n, 1);
             } else {
                 for (int64_t n = 0; n < N; n++) dx_image(g, dt, w, dy, dx, thread_bufs(&bp, base, 0), n, nt);
             }
@@ -503,7 +495,7 @@ static void conv_backward(qg_node *node) {
             if (outer_b) {
                 _Pragma("omp parallel for num_threads(ntb) schedule(static)")
                 for (int64_t bi = 0; bi < nb; bi++)
-                    bwd_block(g, dt, xd, w, dy, NULL, part + (size_t)(bi * wn) * es, thread_bufs(&bp, base, thread_id()),
+                    bwd_block(g, dt, xd, w, dy, NULL, part + (size_t)(bi * wn) * es, thread_bufs(&bp, base, qg__thread_id()),
                               bi * N / nb, (bi + 1) * N / nb, direct, 1);
             } else {
                 for (int64_t bi = 0; bi < nb; bi++)

@@ -29,14 +29,6 @@ typedef struct {
     int32_t *idx;               /* max: argmax per output, as h*W + w in its plane; -1 = none */
 } pool_ctx;
 
-static inline int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* floor(a / b) for b > 0 */
 static int64_t div_floor(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
@@ -230,7 +222,7 @@ qg_tensor *qg_max_pool2d(const qg_tensor *x, const int *kernel, const int *strid
     _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
     for (int64_t q = 0; q < NC; q++)
         max_plane(&g, x->dtype, xd + (size_t)plane_off(&g, q) * es, od + (size_t)(q * P) * es, idx + q * P,
-                  scr ? scr + (size_t)thread_id() * ss : NULL);
+                  scr ? scr + (size_t)qg__thread_id() * ss : NULL);
     if (qg__needs_grad(1, &x)) {
         pool_ctx *c = qg__tape_alloc(sizeof *c);
         qg_node *n = c ? qg__record("max_pool2d", max_pool_backward, out, 1, &x) : NULL;
