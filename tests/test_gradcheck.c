@@ -4,21 +4,7 @@
 #include <string.h>
 
 #include "test_util.h"
-
-typedef qg_tensor *(*op_fn)(qg_tensor *const *x);
-
-enum { D_ANY, D_POS }; /* input domain: N(0,1), or U(0.5, 2) */
-typedef struct {
-    const char *name;
-    op_fn fn;
-    int n;           /* inputs */
-    int ndim[4];
-    int64_t shape[4][4];
-    int domain[4];
-} gc_case;
-
-enum { L_CONTIG, L_TRANSPOSED, L_SLICED, L_COUNT };
-static const char *const layout_names[] = {"contiguous", "transposed", "sliced"};
+#include "gc_layouts.h"
 
 static qg_tensor *target_i64, *mask_u8; /* fixed non-float inputs */
 
@@ -165,52 +151,6 @@ static const gc_case cases[] = {
     {"mlp", f_mlp, 4, {2, 2, 1, 2}, {{4, 6}, {5, 6}, {5}, {5, 5}}, {D_ANY, D_ANY, D_ANY, D_ANY}},
 };
 
-/* The gradcheck inputs are base tensors; the layout turns them into the op's
- * inputs: as they are, through a transpose of the last two dims, or through a
- * step-2 slice of the last dim. */
-typedef struct {
-    const gc_case *c;
-    int layout;
-} gc_ctx;
-
-static qg_tensor *run_case(qg_tensor *const *base, void *vctx) {
-    gc_ctx *ctx = vctx;
-    qg_tensor *in[4];
-    for (int i = 0; i < ctx->c->n; i++) {
-        qg_tensor *b = base[i];
-        if (ctx->layout == L_TRANSPOSED && b->ndim >= 2) b = qg_transpose(b, -1, -2);
-        else if (ctx->layout == L_SLICED && b->ndim >= 1) b = qg_slice(b, -1, 1, INT64_MAX, 2);
-        in[i] = b;
-    }
-    return ctx->c->fn(in);
-}
-
-static int64_t case_count = 0;
-
-static void check_case(const gc_case *c, int layout, qg_rng *g) {
-    qg_tensor *base[4];
-    for (int i = 0; i < c->n; i++) {
-        int nd = c->ndim[i];
-        int64_t shape[4];
-        memcpy(shape, c->shape[i], sizeof shape);
-        if (layout == L_TRANSPOSED && nd >= 2) { /* stored transposed, so the view has the case's shape */
-            int64_t t = shape[nd - 1];
-            shape[nd - 1] = shape[nd - 2], shape[nd - 2] = t;
-        } else if (layout == L_SLICED && nd >= 1) {
-            shape[nd - 1] = 2 * shape[nd - 1] + 1;
-        }
-        base[i] = qg_tensor_empty(QG_F64, nd, shape);
-        if (c->domain[i] == D_POS) qg_tensor_uniform_(base[i], g, 0.5, 2.0);
-        else qg_tensor_normal_(base[i], g, 0, 1);
-        qg_tensor_set_requires_grad(base[i], true);
-    }
-    gc_ctx ctx = {c, layout};
-    qg_status st = qg_gradcheck(run_case, &ctx, c->n, base, NULL);
-    CHECK(st == QG_OK, "gradcheck %s (%s): %s", c->name, layout_names[layout], qg_last_error());
-    case_count++;
-    for (int i = 0; i < c->n; i++) qg_tensor_free(base[i]);
-}
-
 /* the checker itself must catch a wrong gradient: x * detach(x) has gradient x, not 2x */
 static qg_tensor *broken(qg_tensor *const *x, void *ctx) {
     (void)ctx;
@@ -235,10 +175,10 @@ int main(void) {
         for (int k = 0; k < cases[i].n; k++) any2d |= cases[i].ndim[k] >= 2;
         for (int l = 0; l < L_COUNT; l++) {
             if (l == L_TRANSPOSED && !any2d) continue;
-            check_case(&cases[i], l, &g);
+            gc_check_case(&cases[i], l, &g);
         }
     }
-    printf("gradcheck: %lld op/layout combinations checked\n", (long long)case_count);
+    printf("gradcheck: %lld op/layout combinations checked\n", (long long)gc_case_count);
     qg_tensor_free(target_i64), qg_tensor_free(mask_u8);
     return test_summary("gradcheck");
 }

@@ -4,19 +4,7 @@
 #include <string.h>
 
 #include "test_util.h"
-
-typedef qg_tensor *(*op_fn)(qg_tensor *const *x);
-
-typedef struct {
-    const char *name;
-    op_fn fn;
-    int n;           /* inputs */
-    int ndim[3];
-    int64_t shape[3][4];
-} gc_case;
-
-enum { L_CONTIG, L_TRANSPOSED, L_SLICED, L_COUNT };
-static const char *const layout_names[] = {"contiguous", "transposed", "sliced"};
+#include "gc_layouts.h"
 
 /* ------------------------------------------------------------- ops under test */
 #define ONE(name, expr) static qg_tensor *name(qg_tensor *const *x) { return (expr); }
@@ -57,86 +45,42 @@ ONE(aap_1x1, qg_adaptive_avg_pool2d(x[0], 1, 1))
 ONE(aap_up, qg_adaptive_avg_pool2d(x[0], 5, 4))
 
 static const gc_case cases[] = {
-    {"conv2d", c2_plain, 3, {4, 4, 1}, {{2, 3, 6, 5}, {4, 3, 3, 3}, {4}}},
-    {"conv2d stride 2 pad 1", c2_s2p1, 3, {4, 4, 1}, {{2, 3, 7, 6}, {4, 3, 3, 3}, {4}}},
-    {"conv2d stride/pad/dilation mixed", c2_mixed, 3, {4, 4, 1}, {{2, 2, 7, 6}, {3, 2, 3, 2}, {3}}},
-    {"conv2d groups 2", c2_groups, 3, {4, 4, 1}, {{2, 4, 5, 5}, {6, 2, 3, 3}, {6}}},
-    {"conv2d no bias", c2_nobias, 2, {4, 4}, {{2, 3, 5, 5}, {2, 3, 2, 3}}},
-    {"conv2d depthwise dilated", c2_depthwise, 2, {4, 4}, {{2, 3, 5, 6}, {3, 1, 3, 2}}},
-    {"conv2d 1x1", c2_1x1, 3, {4, 4, 1}, {{2, 3, 4, 5}, {4, 3, 1, 1}, {4}}},
-    {"conv2d 1x1 width 1", c2_1x1, 3, {4, 4, 1}, {{2, 3, 4, 1}, {2, 3, 1, 1}, {2}}},
-    {"conv2d 1x1 stride 2", c2_1x1_s2, 3, {4, 4, 1}, {{2, 3, 5, 5}, {2, 3, 1, 1}, {2}}},
-    {"conv2d taps only in padding", c2_bigpad, 3, {4, 4, 1}, {{1, 2, 2, 3}, {2, 2, 5, 5}, {2}}},
-    {"conv2d stride 3 dilation 3", c2_s3d2, 3, {4, 4, 1}, {{2, 2, 9, 8}, {2, 2, 2, 3}, {2}}},
-    {"conv2d unbatched", c2_unbatched, 3, {3, 4, 1}, {{3, 5, 4}, {2, 3, 3, 2}, {2}}},
-    {"conv2d chain", c2_chain, 3, {4, 4, 4}, {{2, 2, 6, 6}, {3, 2, 3, 3}, {2, 3, 2, 2}}},
-    {"conv1d", c1_plain, 3, {3, 3, 1}, {{2, 3, 9}, {4, 3, 3}, {4}}},
-    {"conv1d stride 2 pad 1 dilation 2", c1_s2p1d2, 3, {3, 3, 1}, {{2, 2, 10}, {3, 2, 3}, {3}}},
-    {"conv1d groups 2 no bias", c1_groups, 2, {3, 3}, {{2, 4, 8}, {4, 2, 3}}},
-    {"conv1d unbatched", c1_unbatched, 3, {2, 3, 1}, {{3, 7}, {2, 3, 2}, {2}}},
-    {"conv1d kernel 1", c1_pointwise, 3, {3, 3, 1}, {{2, 3, 6}, {2, 3, 1}, {2}}},
-    {"max_pool2d 2x2", mp_2x2, 1, {4}, {{2, 3, 6, 6}}},
-    {"max_pool2d k3 s2 p1", mp_k3s2p1, 1, {4}, {{2, 2, 7, 7}}},
-    {"max_pool2d dilation", mp_dil, 1, {4}, {{1, 2, 8, 6}}},
-    {"max_pool2d ceil_mode", mp_ceil, 1, {4}, {{2, 2, 8, 7}}},
-    {"max_pool2d 2x2 ceil_mode odd", mp_ceil2, 1, {4}, {{1, 2, 5, 5}}},
-    {"max_pool2d ceil pad dilation", mp_ceil_pad_dil, 1, {4}, {{1, 2, 7, 6}}},
-    {"max_pool2d unbatched stride 1", mp_s1, 1, {3}, {{3, 5, 6}}},
-    {"avg_pool2d count_include_pad", ap_incl, 1, {4}, {{2, 2, 7, 6}}},
-    {"avg_pool2d exclude pad", ap_excl, 1, {4}, {{2, 2, 7, 6}}},
-    {"avg_pool2d divisor_override", ap_div, 1, {4}, {{1, 2, 6, 5}}},
-    {"avg_pool2d ceil include pad", ap_ceil_incl, 1, {4}, {{1, 2, 6, 8}}},
-    {"avg_pool2d ceil exclude pad", ap_ceil_excl, 1, {3}, {{2, 7, 6}}},
-    {"avg_pool2d 2x2", ap_2x2, 1, {4}, {{2, 2, 4, 6}}},
-    {"adaptive_avg_pool2d 7x5 -> 3x2", aap_7x5, 1, {4}, {{2, 2, 7, 5}}},
-    {"adaptive_avg_pool2d 6x6 -> 4x4", aap_6x6, 1, {4}, {{1, 3, 6, 6}}},
-    {"adaptive_avg_pool2d -> 1x1", aap_1x1, 1, {4}, {{2, 2, 5, 7}}},
-    {"adaptive_avg_pool2d 3x3 -> 5x4 unbatched", aap_up, 1, {3}, {{2, 3, 3}}},
+    {"conv2d", c2_plain, 3, {4, 4, 1}, {{2, 3, 6, 5}, {4, 3, 3, 3}, {4}}, {D_ANY}},
+    {"conv2d stride 2 pad 1", c2_s2p1, 3, {4, 4, 1}, {{2, 3, 7, 6}, {4, 3, 3, 3}, {4}}, {D_ANY}},
+    {"conv2d stride/pad/dilation mixed", c2_mixed, 3, {4, 4, 1}, {{2, 2, 7, 6}, {3, 2, 3, 2}, {3}}, {D_ANY}},
+    {"conv2d groups 2", c2_groups, 3, {4, 4, 1}, {{2, 4, 5, 5}, {6, 2, 3, 3}, {6}}, {D_ANY}},
+    {"conv2d no bias", c2_nobias, 2, {4, 4}, {{2, 3, 5, 5}, {2, 3, 2, 3}}, {D_ANY}},
+    {"conv2d depthwise dilated", c2_depthwise, 2, {4, 4}, {{2, 3, 5, 6}, {3, 1, 3, 2}}, {D_ANY}},
+    {"conv2d 1x1", c2_1x1, 3, {4, 4, 1}, {{2, 3, 4, 5}, {4, 3, 1, 1}, {4}}, {D_ANY}},
+    {"conv2d 1x1 width 1", c2_1x1, 3, {4, 4, 1}, {{2, 3, 4, 1}, {2, 3, 1, 1}, {2}}, {D_ANY}},
+    {"conv2d 1x1 stride 2", c2_1x1_s2, 3, {4, 4, 1}, {{2, 3, 5, 5}, {2, 3, 1, 1}, {2}}, {D_ANY}},
+    {"conv2d taps only in padding", c2_bigpad, 3, {4, 4, 1}, {{1, 2, 2, 3}, {2, 2, 5, 5}, {2}}, {D_ANY}},
+    {"conv2d stride 3 dilation 3", c2_s3d2, 3, {4, 4, 1}, {{2, 2, 9, 8}, {2, 2, 2, 3}, {2}}, {D_ANY}},
+    {"conv2d unbatched", c2_unbatched, 3, {3, 4, 1}, {{3, 5, 4}, {2, 3, 3, 2}, {2}}, {D_ANY}},
+    {"conv2d chain", c2_chain, 3, {4, 4, 4}, {{2, 2, 6, 6}, {3, 2, 3, 3}, {2, 3, 2, 2}}, {D_ANY}},
+    {"conv1d", c1_plain, 3, {3, 3, 1}, {{2, 3, 9}, {4, 3, 3}, {4}}, {D_ANY}},
+    {"conv1d stride 2 pad 1 dilation 2", c1_s2p1d2, 3, {3, 3, 1}, {{2, 2, 10}, {3, 2, 3}, {3}}, {D_ANY}},
+    {"conv1d groups 2 no bias", c1_groups, 2, {3, 3}, {{2, 4, 8}, {4, 2, 3}}, {D_ANY}},
+    {"conv1d unbatched", c1_unbatched, 3, {2, 3, 1}, {{3, 7}, {2, 3, 2}, {2}}, {D_ANY}},
+    {"conv1d kernel 1", c1_pointwise, 3, {3, 3, 1}, {{2, 3, 6}, {2, 3, 1}, {2}}, {D_ANY}},
+    {"max_pool2d 2x2", mp_2x2, 1, {4}, {{2, 3, 6, 6}}, {D_ANY}},
+    {"max_pool2d k3 s2 p1", mp_k3s2p1, 1, {4}, {{2, 2, 7, 7}}, {D_ANY}},
+    {"max_pool2d dilation", mp_dil, 1, {4}, {{1, 2, 8, 6}}, {D_ANY}},
+    {"max_pool2d ceil_mode", mp_ceil, 1, {4}, {{2, 2, 8, 7}}, {D_ANY}},
+    {"max_pool2d 2x2 ceil_mode odd", mp_ceil2, 1, {4}, {{1, 2, 5, 5}}, {D_ANY}},
+    {"max_pool2d ceil pad dilation", mp_ceil_pad_dil, 1, {4}, {{1, 2, 7, 6}}, {D_ANY}},
+    {"max_pool2d unbatched stride 1", mp_s1, 1, {3}, {{3, 5, 6}}, {D_ANY}},
+    {"avg_pool2d count_include_pad", ap_incl, 1, {4}, {{2, 2, 7, 6}}, {D_ANY}},
+    {"avg_pool2d exclude pad", ap_excl, 1, {4}, {{2, 2, 7, 6}}, {D_ANY}},
+    {"avg_pool2d divisor_override", ap_div, 1, {4}, {{1, 2, 6, 5}}, {D_ANY}},
+    {"avg_pool2d ceil include pad", ap_ceil_incl, 1, {4}, {{1, 2, 6, 8}}, {D_ANY}},
+    {"avg_pool2d ceil exclude pad", ap_ceil_excl, 1, {3}, {{2, 7, 6}}, {D_ANY}},
+    {"avg_pool2d 2x2", ap_2x2, 1, {4}, {{2, 2, 4, 6}}, {D_ANY}},
+    {"adaptive_avg_pool2d 7x5 -> 3x2", aap_7x5, 1, {4}, {{2, 2, 7, 5}}, {D_ANY}},
+    {"adaptive_avg_pool2d 6x6 -> 4x4", aap_6x6, 1, {4}, {{1, 3, 6, 6}}, {D_ANY}},
+    {"adaptive_avg_pool2d -> 1x1", aap_1x1, 1, {4}, {{2, 2, 5, 7}}, {D_ANY}},
+    {"adaptive_avg_pool2d 3x3 -> 5x4 unbatched", aap_up, 1, {3}, {{2, 3, 3}}, {D_ANY}},
 };
-
-/* The gradcheck inputs are base tensors; the layout turns them into the op's inputs:
- * as they are, through a transpose of the last two dims, or through a step-2 slice of
- * the last dim. */
-typedef struct {
-    const gc_case *c;
-    int layout;
-} gc_ctx;
-
-static qg_tensor *run_case(qg_tensor *const *base, void *vctx) {
-    gc_ctx *ctx = vctx;
-    qg_tensor *in[3];
-    for (int i = 0; i < ctx->c->n; i++) {
-        qg_tensor *b = base[i];
-        if (ctx->layout == L_TRANSPOSED && b->ndim >= 2) b = qg_transpose(b, -1, -2);
-        else if (ctx->layout == L_SLICED && b->ndim >= 1) b = qg_slice(b, -1, 1, INT64_MAX, 2);
-        in[i] = b;
-    }
-    return ctx->c->fn(in);
-}
-
-static int64_t case_count;
-
-static void check_case(const gc_case *c, int layout, qg_rng *g) {
-    qg_tensor *base[3];
-    for (int i = 0; i < c->n; i++) {
-        int nd = c->ndim[i];
-        int64_t shape[4];
-        memcpy(shape, c->shape[i], sizeof shape);
-        if (layout == L_TRANSPOSED && nd >= 2) { /* stored transposed, so the view has the case's shape */
-            int64_t t = shape[nd - 1];
-            shape[nd - 1] = shape[nd - 2], shape[nd - 2] = t;
-        } else if (layout == L_SLICED) {
-            shape[nd - 1] = 2 * shape[nd - 1] + 1;
-        }
-        base[i] = qg_tensor_randn(g, QG_F64, nd, shape);
-        qg_tensor_set_requires_grad(base[i], true);
-    }
-    gc_ctx ctx = {c, layout};
-    qg_status st = qg_gradcheck(run_case, &ctx, c->n, base, NULL);
-    CHECK(st == QG_OK, "gradcheck %s (%s): %s", c->name, layout_names[layout], qg_last_error());
-    case_count++;
-    for (int i = 0; i < c->n; i++) qg_tensor_free(base[i]);
-}
 
 /* ------------------------------------------------------------- forward values */
 
@@ -498,14 +442,14 @@ int main(void) {
         qg__conv_orientation = orient;
         for (int i = 0; i < ncases; i++) {
             if (orient == 1 && strncmp(cases[i].name, "conv", 4)) continue;
-            for (int l = 0; l < L_COUNT; l++) check_case(&cases[i], l, &g);
+            for (int l = 0; l < L_COUNT; l++) gc_check_case(&cases[i], l, &g);
         }
         against_naive(QG_F32, &g);
         against_naive(QG_F64, &g);
         thread_invariance(&g);
     }
     qg__conv_orientation = -1;
-    printf("gradcheck_nn: %lld op/layout combinations checked\n", (long long)case_count);
+    printf("gradcheck_nn: %lld op/layout combinations checked\n", (long long)gc_case_count);
     forward_values(QG_F32);
     forward_values(QG_F64);
     max_pool_ties(QG_F32, &g);
