@@ -43,7 +43,7 @@
 #include <tgmath.h>
 
 #include "internal.h"
-#include "qgrad/qat.h"
+#include "qat_internal.h"
 
 /* No implicit contraction (clang contracts a*b+c by default): the only fused
  * multiply-adds are the explicit fma() calls, where PyTorch's kernels have them. */
@@ -151,10 +151,6 @@ static bool narrow_range(const fq_params *p, int64_t C) {
     return true;
 }
 
-/* Threads split [0, n) at multiples of 64 elements. */
-static inline int64_t split_at(int64_t n, int t, int nt) {
-    return t >= nt ? n : (n / nt * t) & ~(int64_t)63;
-}
 
 /* The period over which per-element parameters repeat: 1 (scalar per run) when runs
  * are long, else C * inner. */
@@ -211,7 +207,7 @@ static qg_status fq_forward_kernel(qg_dtype dt, const fq_layout *L, const fq_par
         const bool fz = p->float_zp;
 _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int t = 0; t < nt; t++) {
-            int64_t a = split_at(L->n, t, nt), b = split_at(L->n, t + 1, nt);
+            int64_t a = qg__split_at(L->n, t, nt), b = qg__split_at(L->n, t + 1, nt);
             FQ_WALK(L, period, a, b, {
                 const real *xs = X + i;
                 real *ys = Y + i;
@@ -276,7 +272,7 @@ static void ste_backward(qg_node *n) {
         const real *g = (const real *)g_;
 _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int t = 0; t < nt; t++) {
-            int64_t a = split_at(N, t, nt), b = split_at(N, t + 1, nt);
+            int64_t a = qg__split_at(N, t, nt), b = qg__split_at(N, t + 1, nt);
             for (int64_t i = a; i < b; i++) gx[i] += g[i] * (real)m[i];
         }
     });
@@ -469,7 +465,7 @@ static void lsq_backward(qg_node *n) {
         real *GX = (real *)gx_, *DS = (real *)ds_, *DZ = (real *)dz_;
 _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int t = 0; t < nt; t++) {
-            int64_t a = split_at(L.n, t, nt), b = split_at(L.n, t + 1, nt);
+            int64_t a = qg__split_at(L.n, t, nt), b = qg__split_at(L.n, t + 1, nt);
             FQ_WALK(&L, period, a, b, {
                 const int64_t st = period == 1 ? 0 : 1; /* parameter stride */
                 const real *iv = inv + pj, *z1 = zr + pj, *s = sc + pj, *d0 = dsm + pj, *d1 = dbg + pj;

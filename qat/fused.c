@@ -25,7 +25,7 @@
 #include <math.h>
 
 #include "internal.h"
-#include "qgrad/qat.h"
+#include "qat_internal.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
@@ -44,9 +44,6 @@ static void vec_put(qg_tensor *t, int64_t c, double v) {
     qg__store(qg__data(t) + c * st * (int64_t)qg_dtype_size(t->dtype), t->dtype, v);
 }
 
-static inline int64_t split_at(int64_t n, int t, int nt) {
-    return t >= nt ? n : (n / nt * t) & ~(int64_t)63;
-}
 
 /* ---------------------------------------------------------------- min/max pass */
 
@@ -68,7 +65,7 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int t = 0; t < nt; t++) {
             real *lo = acc + 3 * slots * t, *hi = lo + slots, *bad = hi + slots;
             for (int64_t j = 0; j < slots; j++) lo[j] = INFINITY, hi[j] = -INFINITY, bad[j] = 0;
-            int64_t i = split_at(n, t, nt), b = split_at(n, t + 1, nt);
+            int64_t i = qg__split_at(n, t, nt), b = qg__split_at(n, t + 1, nt);
             while (i < b) {
                 int64_t len, pj;
                 if (period == 1) {
@@ -132,18 +129,7 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
 
 static void identity_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
-    if (!qg__wants_grad(x)) return;
-    const int64_t N = qg_tensor_numel(x);
-    char *gx_ = qg__data(qg__grad_of(x));
-    const char *g_ = qg__data(n->out->grad);
-    const int nt = qg__threads_for(N);
-    QG_FLOAT_DISPATCH(x->dtype, {
-        real *gx = (real *)gx_;
-        const real *g = (const real *)g_;
-_Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
-        for (int t = 0; t < nt; t++)
-            for (int64_t i = split_at(N, t, nt); i < split_at(N, t + 1, nt); i++) gx[i] += g[i];
-    });
+    if (qg__wants_grad(x)) qg__unbroadcast_add(qg__grad_of(x), n->out->grad); /* same shape: gx += g */
 }
 
 /* y = x (a view; its own contiguous copy when x is strided, so the gradient's C order

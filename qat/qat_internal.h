@@ -36,4 +36,10 @@ bool qg__is_qat_module(const qg_module *m);
  * ownership of a, b, c (c may be NULL) also on failure. */
 qg_module *qg__fused_float_new(const char *type_name, qg_module *a, qg_module *b, qg_module *c);
 
+/* Start of thread t's share of n elements split nt ways, on 64-element boundaries
+ * (so threads never share a cache line of output); n for t == nt. */
+static inline int64_t qg__split_at(int64_t n, int t, int nt) {
+    return t >= nt ? n : (n / nt * t) & ~(int64_t)63;
+}
+
 #endif

@@ -29,6 +29,18 @@ typedef struct {
     int32_t *idx;               /* max: argmax per output, as h*W + w in its plane; -1 = none */
 } pool_ctx;
 
+/* Records a pool node whose backward reads the geometry (and max's argmax indices). */
+static qg_node *record_pool(const char *name, qg_backward_fn bw, qg_tensor *out, const qg_tensor *x,
+                            const pool_geom *g, int32_t *idx) {
+    pool_ctx *c = qg__tape_alloc(sizeof *c);
+    qg_node *n = c ? qg__record(name, bw, out, 1, &x) : NULL;
+    if (!n) return NULL;
+    c->g = *g;
+    c->idx = idx;
+    n->ctx = c;
+    return n;
+}
+
 /* floor(a / b) for b > 0 */
 static int64_t div_floor(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
@@ -224,12 +236,7 @@ qg_tensor *qg_max_pool2d(const qg_tensor *x, const int *kernel, const int *strid
         max_plane(&g, x->dtype, xd + (size_t)plane_off(&g, q) * es, od + (size_t)(q * P) * es, idx + q * P,
                   scr ? scr + (size_t)qg__thread_id() * ss : NULL);
     if (qg__needs_grad(1, &x)) {
-        pool_ctx *c = qg__tape_alloc(sizeof *c);
-        qg_node *n = c ? qg__record("max_pool2d", max_pool_backward, out, 1, &x) : NULL;
-        if (!n) return NULL;
-        c->g = g;
-        c->idx = idx;
-        n->ctx = c;
+        if (!record_pool("max_pool2d", max_pool_backward, out, x, &g, idx)) return NULL;
     }
     return out;
 }
@@ -322,12 +329,7 @@ qg_tensor *qg_avg_pool2d(const qg_tensor *x, const int *kernel, const int *strid
     for (int64_t q = 0; q < NC; q++)
         avg_plane(&g, x->dtype, xd + (size_t)plane_off(&g, q) * es, od + (size_t)(q * P) * es);
     if (qg__needs_grad(1, &x)) {
-        pool_ctx *c = qg__tape_alloc(sizeof *c);
-        qg_node *n = c ? qg__record("avg_pool2d", avg_pool_backward, out, 1, &x) : NULL;
-        if (!n) return NULL;
-        c->g = g;
-        c->idx = NULL;
-        n->ctx = c;
+        if (!record_pool("avg_pool2d", avg_pool_backward, out, x, &g, NULL)) return NULL;
     }
     return out;
 }
@@ -404,12 +406,7 @@ qg_tensor *qg_adaptive_avg_pool2d(const qg_tensor *x, int64_t oh, int64_t ow) {
     for (int64_t q = 0; q < NC; q++)
         adaptive_plane(&g, x->dtype, xd + (size_t)plane_off(&g, q) * es, od + (size_t)(q * P) * es);
     if (qg__needs_grad(1, &x)) {
-        pool_ctx *c = qg__tape_alloc(sizeof *c);
-        qg_node *n = c ? qg__record("adaptive_avg_pool2d", adaptive_backward, out, 1, &x) : NULL;
-        if (!n) return NULL;
-        c->g = g;
-        c->idx = NULL;
-        n->ctx = c;
+        if (!record_pool("adaptive_avg_pool2d", adaptive_backward, out, x, &g, NULL)) return NULL;
     }
     return out;
 }
