@@ -243,6 +243,7 @@ qg_status qg_module_to(qg_module *m, qg_dtype dt) {
         for (int i = 0; i < counts[k]; i++) {
             qg_tensor *t = lists[k][i].ptr;
             if (!t || !qg__is_float(t->dtype) || t->dtype == dt) continue;
+            if (k == 1 && (m->buffers[i].flags & QG_BUFFER_FIXED_DTYPE)) continue;
             qg_tensor *c = qg_tensor_empty(dt, t->ndim, t->shape);
             if (!c) return qg_last_status();
             qg_tensor_copy_(c, t);

@@ -92,6 +92,7 @@ qg_module *qg_fake_quant_new(const qg_fq_spec *s) {
         if (!st) st = qg_module_add_buffer(m, "static_enabled", u8_one(QG_U8));
         if (!st) st = qg_module_add_buffer(m, "learning_enabled", qg_tensor_zeros(QG_U8, 1, &one));
         if (!st) st = qg_module_add_buffer(m, "eps", qg_tensor_from_data(QG_F32, 1, &one, &eps));
+        if (!st) st = qg_module_buffer_set_flags(m, "eps", QG_BUFFER_FIXED_DTYPE);
         if (!st) st = qg_module_add_child(m, "activation_post_process", qg__observer_make(s));
     } else {
         st = qg_module_add_buffer(m, "fake_quant_enabled", u8_one(toggle));
@@ -100,12 +101,13 @@ qg_module *qg_fake_quant_new(const qg_fq_spec *s) {
         int32_t zp = s->kind == QG_FQ_FIXED ? (int32_t)s->fixed_zero_point : 0;
         if (!st) st = qg_module_add_buffer(m, "scale", qg_tensor_from_data(QG_F32, 1, &one, &sc));
         if (!st) st = qg_module_add_buffer(m, "zero_point", qg_tensor_from_data(QG_I32, 1, &one, &zp));
-        if (!st) st = qg_module_buffer_set_flags(m, "scale", QG_BUFFER_RESIZABLE);
+        if (!st) st = qg_module_buffer_set_flags(m, "scale", QG_BUFFER_RESIZABLE | QG_BUFFER_FIXED_DTYPE);
         if (!st) st = qg_module_buffer_set_flags(m, "zero_point", QG_BUFFER_RESIZABLE);
         if (s->kind == QG_FQ_FIXED) {
             qg_module *o = qg_module_new(&fixed_obs_type);
             st = st ? st : qg_module_add_child(m, "activation_post_process", o);
             if (!st) st = qg_module_add_buffer(o, "scale", qg_tensor_from_data(QG_F32, 1, &one, &sc));
+            if (!st) st = qg_module_buffer_set_flags(o, "scale", QG_BUFFER_FIXED_DTYPE);
             if (!st) st = qg_module_add_buffer(o, "zero_point", qg_tensor_from_data(QG_I32, 1, &one, &zp));
         } else if (!st) {
             st = qg_module_add_child(m, "activation_post_process", qg__observer_make(s));

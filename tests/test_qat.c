@@ -236,9 +236,54 @@ static void test_fake_quant_names(void) {
     qg_tape_reset(NULL);
 }
 
+/* qg_module_to(F64) on a prepared model converts weights and BN state, but leaves the
+ * quantization parameters float32 (the fake-quant kernels read them as float); the
+ * model then trains in float64 with the same quantization grid as in float32. */
+static void test_module_to_f64(void) {
+    qg_qconfig qc = preset("fbgemm"), dq = preset("default");
+    const char *g[] = {"0", "1", "2"};
+    for (int k = 0; k < 2; k++) {
+        qg_module *f = fused(g, 3, qg_nn_conv2d_new(2, 3, 3, 3, &(qg_conv_opts){.padding = {1}}, NULL),
+                             qg_nn_batchnorm2d_new(3, NULL), qg_nn_relu_new());
+        qg_module *q = qg_qat_from_float(f, k ? &dq : &qc), *q32 = NULL;
+        qg_tensor_dict *sd = qg_module_state_dict(q);
+        q32 = qg_qat_from_float(fused(g, 3, qg_nn_conv2d_new(2, 3, 3, 3, &(qg_conv_opts){.padding = {1}}, NULL),
+                                      qg_nn_batchnorm2d_new(3, NULL), qg_nn_relu_new()),
+                                k ? &dq : &qc);
+        CHECK(q && q32 && !qg_module_load_state_dict(q32, sd, true), "%s", qg_last_error());
+        CHECK(qg_module_to(q, QG_F64) == QG_OK, "%s", qg_last_error());
+        CHECK(qg_module_param(q, "weight")->dtype == QG_F64 && qg_module_buffer(qg_module_child(q, "bn"), "running_var")->dtype == QG_F64,
+              "weights and BN state become f64");
+        qg_module *wfq = qg_module_child(q, "weight_fake_quant");
+        CHECK(qg_module_buffer(wfq, "scale")->dtype == QG_F32 &&
+                  qg_module_buffer(qg_module_child(wfq, "activation_post_process"), "min_val")->dtype == QG_F32 &&
+                  qg_module_buffer(qg_module_child(wfq, "activation_post_process"), "eps")->dtype == QG_F32,
+              "quantization parameters stay f32");
+        qg_tensor *x = qg_tensor_randn(NULL, QG_F32, 4, SHAPE(2, 2, 5, 5)), *x64 = qg_tensor_empty(QG_F64, 4, SHAPE(2, 2, 5, 5));
+        qg_tensor_copy_(x64, x);
+        qg_tensor *y = qg_module_forward(q32, x), *y64 = qg_module_forward(q, x64);
+        CHECK(y && y64 && y64->dtype == QG_F64, "f64 forward: %s", qg_last_error());
+        double d = 0, m = 0;
+        for (int64_t i = 0; y && y64 && i < qg_tensor_numel(y); i++) {
+            d = fmax(d, fabs(((float *)qg_tensor_data(y))[i] - ((double *)qg_tensor_data(y64))[i]));
+            m = fmax(m, fabs(((double *)qg_tensor_data(y64))[i]));
+        }
+        /* default's per-tensor symmetric scale puts the extreme weight on a rounding tie
+         * (amax / s = 127.5), which float32 and float64 may round apart: one weight step */
+        CHECK(m > 0 && d <= (k ? 2e-2 : 1e-5) * m, "%s: f64 forward differs from f32 by %g of %g", k ? "default" : "fbgemm", d, m);
+        qg_tensor *s = qg_module_buffer(wfq, "scale");
+        CHECK(s->dtype == QG_F32 && qg_tensor_numel(s) == (k ? 1 : 3), "scale after the f64 forward");
+        qg_tensor_dict_free(sd);
+        qg_tensor_free(x), qg_tensor_free(x64);
+        qg_module_free(q), qg_module_free(q32);
+        qg_tape_reset(NULL);
+    }
+}
+
 int main(void) {
     test_constructors();
     test_fake_quant_names();
+    test_module_to_f64();
     qg_manual_seed(3);
     test_round_trip();
     test_errors();

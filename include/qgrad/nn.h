@@ -103,12 +103,16 @@ typedef struct qg_module_type {
 typedef struct qg_named {
     char *name;
     void *ptr;      /* qg_tensor * or qg_module * */
-    unsigned flags; /* QG_BUFFER_RESIZABLE */
+    unsigned flags; /* QG_BUFFER_RESIZABLE, QG_BUFFER_FIXED_DTYPE */
 } qg_named;
 
 /* A buffer whose shape a state dict may change on load (PyTorch's observers and
  * fake-quant modules resize min_val/max_val/scale/zero_point the same way). */
 #define QG_BUFFER_RESIZABLE 1u
+/* A buffer whose dtype is part of its meaning, which qg_module_to leaves as it is:
+ * quantization parameters (scale, min_val/max_val, eps) stay float32 in a model
+ * converted to float64, as the fake-quant kernels read them. */
+#define QG_BUFFER_FIXED_DTYPE 2u
 
 struct qg_module {
     const qg_module_type *type;
@@ -131,7 +135,7 @@ qg_status qg_module_add_buffer(qg_module *m, const char *name, qg_tensor *t);
 qg_status qg_module_add_child(qg_module *m, const char *name, qg_module *child);
 /* Adds child under name and makes it the output hook: forward returns hook(forward(x)). */
 qg_status qg_module_set_output_hook(qg_module *m, const char *name, qg_module *hook);
-/* Marks a buffer as resizable on load (QG_BUFFER_RESIZABLE). */
+/* Sets a buffer's flags (QG_BUFFER_RESIZABLE | QG_BUFFER_FIXED_DTYPE). */
 qg_status qg_module_buffer_set_flags(qg_module *m, const char *name, unsigned flags);
 /* Direct lookups by own name (no dots); NULL if absent or empty. */
 qg_tensor *qg_module_param(const qg_module *m, const char *name);
@@ -149,7 +153,8 @@ bool qg_module_is(const qg_module *m, const char *type_name);
 qg_tensor *qg_module_forward(qg_module *m, qg_tensor *x);
 void qg_module_train(qg_module *m, bool mode); /* recursive */
 void qg_module_eval(qg_module *m);
-/* Converts every parameter and buffer of floating dtype to dt (like .double()). */
+/* Converts every parameter and buffer of floating dtype to dt (like .double()), except
+ * buffers flagged QG_BUFFER_FIXED_DTYPE. */
 qg_status qg_module_to(qg_module *m, qg_dtype dt);
 /* Zeroes every parameter's grad. */
 void qg_module_zero_grad(qg_module *m);
