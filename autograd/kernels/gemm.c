@@ -33,19 +33,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "internal.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
-#endif
-
-/* Vector width in bytes, following the build's ISA. */
-#if defined(__AVX512F__)
-#define QG_VB 64
-#elif defined(__AVX__)
-#define QG_VB 32
-#else
-#define QG_VB 16
 #endif
 
 typedef float qg_vf32 __attribute__((vector_size(QG_VB)));
@@ -82,16 +74,8 @@ static inline qg_vf64 qg__vfma_f64(qg_vf64 a, qg_vf64 b, qg_vf64 c) { return a *
 
 #define QG_INLINE static inline __attribute__((always_inline))
 
-/* Micro-tile height (rows of C, broadcasts of A per k step). With NR = 2 vectors the
- * tile takes 2*MR accumulators + 2 B vectors + 1 broadcast: 27 of the 32 registers
- * of AVX-512 with MR = 12, 15 of the 16 of AVX2/SSE with MR = 6. Edge tiles use
- * kernels of height 2, 4, ..., MR; a narrow tile (one vector wide) uses height MR when
- * mr > QG_NARROW_MIN. */
-#if defined(__AVX512F__)
-#define QG_MR 12
-#else
-#define QG_MR 6
-#endif
+/* The tile is QG_MR x QG_NR (gemm.h). Edge tiles use kernels of height 2, 4, ..., MR;
+ * a narrow tile (one vector wide) uses height MR when mr > QG_NARROW_MIN. */
 #define QG_NARROW_MIN (QG_MR - 4)
 /* Row loops of the kernel written out, guarded by the tile height (<= QG_ROWS_MAX). */
 #define QG_ROWS_MAX 12

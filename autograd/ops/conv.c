@@ -30,6 +30,7 @@
  *
  * conv1d is conv2d on a height-1 view, through the differentiable view ops. */
 #include "internal.h"
+#include "kernels/gemm.h"
 
 /* Image blocks for the deterministic dW sum (see above). */
 #define DW_BLOCKS 16
@@ -235,16 +236,8 @@ static void col2im_par(const conv_geom *g, qg_dtype dt, char *col, char *dxn, in
  * into scratch that is then transposed into place. The packed GEMM covers C with
  * MR x NR register tiles (NR = two vectors, along C's rows); a conv's small dims (K or
  * C*kh*kw of a first layer, OH*OW of a late one) waste much of each tile on the wrong
- * side. The cheaper of the two, counting padded tiles and the transpose, wins. MR and
- * NR mirror kernels/gemm.c; they only steer speed, never results' correctness. */
-#if defined(__AVX512F__)
-#define VEC_BYTES 64
-#elif defined(__AVX__)
-#define VEC_BYTES 32
-#else
-#define VEC_BYTES 16
-#endif
-#define GEMM_MR 12
+ * side. The cheaper of the two, counting padded tiles and the transpose, wins. The tile
+ * shape is the GEMM's own (kernels/gemm.h); it only steers speed, never results. */
 
 /* Test hook (tests/test_gradcheck_nn.c declares it): -1 chooses by cost, 0 computes
  * every product as written, 1 every product transposed. */
@@ -252,15 +245,15 @@ int qg__conv_orientation = -1;
 
 /* Cost, in multiply-adds, of C (m, n) = A (m, k) B (k, n) with padded tiles. */
 static double tile_cost(int64_t m, int64_t n, int64_t k, int64_t nr) {
-    return (double)((m + GEMM_MR - 1) / GEMM_MR * GEMM_MR) * (double)((n + nr - 1) / nr * nr) * (double)k;
+    return (double)((m + QG_MR - 1) / QG_MR * QG_MR) * (double)((n + nr - 1) / nr * nr) * (double)k;
 }
 
 /* True when computing C^T is cheaper; `moved` elements are transposed afterwards
  * (about a cycle each, against two vector FMAs a cycle). */
 static bool transposed_cheaper(int64_t m, int64_t n, int64_t k, size_t es, int64_t moved) {
     if (qg__conv_orientation >= 0) return qg__conv_orientation == 1;
-    int64_t vl = VEC_BYTES / (int64_t)es;
-    return tile_cost(n, m, k, 2 * vl) + (double)moved * 2.0 * (double)vl < tile_cost(m, n, k, 2 * vl);
+    int64_t nr = QG_NR(es);
+    return tile_cost(n, m, k, nr) + (double)moved * (double)nr < tile_cost(m, n, k, nr);
 }
 
 /* ---------------------------------------------------------------- drivers */

@@ -1,0 +1,29 @@
+/* The packed GEMM's tile shape, for callers that steer by it (conv.c picks the
+ * cheaper orientation of each product). One definition, following the build's ISA,
+ * so that a caller never mirrors kernels/gemm.c by hand. The shape only steers speed:
+ * results are correct for any shape. */
+#ifndef QG_GEMM_H
+#define QG_GEMM_H
+
+/* Vector width in bytes. */
+#if defined(__AVX512F__)
+#define QG_VB 64
+#elif defined(__AVX__)
+#define QG_VB 32
+#else
+#define QG_VB 16
+#endif
+
+/* Micro-tile height (rows of C, broadcasts of A per k step). With NR = 2 vectors the
+ * tile takes 2*MR accumulators + 2 B vectors + 1 broadcast: 27 of the 32 registers
+ * of AVX-512 with MR = 12, 15 of the 16 of AVX2/SSE with MR = 6. */
+#if defined(__AVX512F__)
+#define QG_MR 12
+#else
+#define QG_MR 6
+#endif
+
+/* Micro-tile width (columns of C: two vectors) for elements of es bytes. */
+#define QG_NR(es) (2 * QG_VB / (int64_t)(es))
+
+#endif
