@@ -137,7 +137,7 @@ static void fq_parity(void) {
     }
 }
 
-/* QAT-SEMANTICS: at scale 1, [-128, 127], -128.4 and 127.4 pass the gradient, -128.6 and
+/* docs/quantization.md: at scale 1, [-128, 127], -128.4 and 127.4 pass the gradient, -128.6 and
  * 127.6 do not; ties round to even (127.5 -> 128, out of range). */
 static void ste_edges(void) {
     const float xs[] = {-128.4f, -128.6f, 127.4f, 127.6f, 127.5f, -128.5f, 2.5f, -2.5f};
@@ -197,7 +197,7 @@ static void lsq_parity(void) {
 }
 
 /* LSQ's per-element scale gradient exactly: one element per call, so PyTorch's sum is
- * the element itself — compared with the formula of QAT-SEMANTICS.md in float with
+ * the element itself — compared with the formula of docs/quantization.md in float with
  * PyTorch's fused multiply-add. */
 static void lsq_elementwise(void) {
     const float s = 0.1f, inv = 1.0f / s;

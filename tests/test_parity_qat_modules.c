@@ -3,12 +3,14 @@
  * with, put in its mode (train, eval, or train with BN frozen), and run 3 forward +
  * backward steps; outputs and input gradients of every step, then the whole state
  * dict (names included: scale, zero_point, observer min/max, BN running stats) and
- * the parameter gradients are compared within 1e-5, measured per tensor as
- * max|ours - PyTorch's| / max|PyTorch's| (integer tensors exactly). The bias gradient
- * of a Bn variant in training is 0 in exact arithmetic (BN removes the bias), so it is
- * checked to be rounding noise instead. Then the small CNN: fused,
- * prepared with fbgemm and trained 5 SGD steps from PyTorch's float weights; every
- * parameter and buffer within 1e-4.
+ * the parameter gradients are judged by the rule of tests/parity.h, against the
+ * fixture's float64 reference (<c>.ref.*: the module in float64 with its fake-quant
+ * modules in float32, as PyTorch's kernels take float32 only). The bias gradient of a Bn variant in
+ * training is 0 in exact arithmetic (BN removes the bias), so it is checked to be
+ * rounding noise instead. Then the small CNN: fused, prepared with fbgemm and trained
+ * 5 SGD steps from PyTorch's float weights: each step's loss, the fused blocks' fake-quantized outputs (integer levels equal but
+ * for a few flips, parity_judge_grid) and their scales, and every final parameter and
+ * buffer.
  * usage: test_parity_qat_modules qat_modules.safetensors qat_cnn.safetensors qat_cnn_float.safetensors */
 #include <math.h>
 #include <stdio.h>
@@ -19,9 +21,8 @@
 #include "qgrad/optim.h"
 #include "qgrad/qat.h"
 
-static int qg__is_float_dtype(qg_dtype d) { return d == QG_F32 || d == QG_F64; }
-
-static int passed, failed;
+#define passed parity.passed
+#define failed parity.failed
 static const qg_tensor_dict *fx;
 
 static qg_tensor *get(const char *c, const char *what) {
@@ -32,38 +33,12 @@ static qg_tensor *get(const char *c, const char *what) {
     return t;
 }
 
-/* Tensor-level relative error: max|a - b| / max|b| (integers must match exactly). */
-static double rel_err(const qg_tensor *a, const qg_tensor *b, char *why, size_t n) {
-    char sa[96], sb[96];
-    if (!a || a->dtype != b->dtype || a->ndim != b->ndim || memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim))
-        return snprintf(why, n, "got %s, want %s", a ? qg_shape_str(a, sa, sizeof sa) : "nothing",
-                        qg_shape_str(b, sb, sizeof sb)), INFINITY;
-    int64_t k = qg_tensor_numel(b);
-    double *x = malloc(sizeof(double) * (size_t)(k + 1)), *y = malloc(sizeof(double) * (size_t)(k + 1));
-    qg_tensor_copy_to(a, QG_F64, x), qg_tensor_copy_to(b, QG_F64, y);
-    double diff = 0, scale = 0;
-    int64_t worst = 0;
-    for (int64_t i = 0; i < k; i++) {
-        double d = x[i] == y[i] ? 0 : fabs(x[i] - y[i]); /* equal infinities are equal */
-        if (!(d <= diff)) diff = d, worst = i;
-        if (isfinite(y[i])) scale = fmax(scale, fabs(y[i]));
-    }
-    if (diff > 0) snprintf(why, n, "worst at %lld: %.9g vs %.9g", (long long)worst, x[worst], y[worst]);
-    free(x), free(y);
-    if (diff == 0) return 0;
-    return !qg__is_float_dtype(b->dtype) ? INFINITY : diff / fmax(scale, 1e-30);
+static void expect(const char *c, const char *what, const qg_tensor *ours, const qg_tensor *want, const qg_tensor *ref) {
+    char label[700];
+    snprintf(label, sizeof label, "%s %s", c, what);
+    parity_judge(label, ours, want, ref);
 }
 
-static void expect(const char *c, const char *what, const qg_tensor *ours, const qg_tensor *want, double tol) {
-    char why[256] = "";
-    double e = want ? rel_err(ours, want, why, sizeof why) : INFINITY;
-    if (e <= tol) {
-        passed++;
-    } else {
-        failed++;
-        printf("FAIL %s %s: rel_err=%.3g tol=%.3g %s\n", c, what, e, tol, want ? why : "(not in fixture)");
-    }
-}
 
 /* float modules as the generator builds them */
 static qg_module *lin(void) { return qg_nn_linear_new(6, 5, true, NULL); }
@@ -149,31 +124,37 @@ static qg_tensor_dict *sub_dict(const char *prefix) {
     return d;
 }
 
-static void run_case(const qcase *c) {
-    int f0 = failed;
+/* The case's QAT module made by from_float from the generator's float module, in its
+ * mode. */
+static qg_module *make(const qcase *c) {
     char key[600];
-    qg_module *f = build(c->kind);
+    qg_module *f = build(c->kind), *q = NULL;
     snprintf(key, sizeof key, "%s.float", c->name);
     qg_tensor_dict *fs = sub_dict(key);
     qg_qconfig qc;
     qg_qconfig_preset(c->qconfig, &qc);
-    qg_module *q = NULL;
-    if (qg_module_load_state_dict(f, fs, true)) {
-        printf("FAIL %s: float state: %s\n", c->name, qg_last_error());
-        failed++;
-        qg_module_free(f);
-    } else if (!(q = c->dynamic ? qg_qat_dynamic_linear_from_float(f, &qc) : qg_qat_from_float(f, &qc))) {
+    if (qg_module_load_state_dict(f, fs, true)) printf("FAIL %s: float state: %s\n", c->name, qg_last_error());
+    else if (!(q = c->dynamic ? qg_qat_dynamic_linear_from_float(f, &qc) : qg_qat_from_float(f, &qc)))
         printf("FAIL %s: from_float: %s\n", c->name, qg_last_error());
+    qg_tensor_dict_free(fs);
+    if (!q) {
         failed++;
         qg_module_free(f);
+        return NULL;
     }
-    qg_tensor_dict_free(fs);
-    if (!q) return;
     char mkey[96];
     snprintf(mkey, sizeof mkey, "mode.%s", c->name);
     const char *mode = qg_tensor_dict_meta(fx, mkey);
     if (mode && !strcmp(mode, "eval")) qg_module_eval(q);
     if (mode && !strcmp(mode, "frozen")) qg_freeze_bn_stats(q);
+    return q;
+}
+
+static void run_case(const qcase *c) {
+    int f0 = failed;
+    char key[600], rk[600];
+    qg_module *q = make(c);
+    if (!q) return;
     for (int step = 0; step < 3; step++) {
         char w[8];
         snprintf(w, sizeof w, "x%d", step);
@@ -188,9 +169,11 @@ static void run_case(const qcase *c) {
             break;
         }
         snprintf(w, sizeof w, "y%d", step);
-        expect(c->name, w, y, get(c->name, w), TOL_RED);
+        snprintf(rk, sizeof rk, "ref.%s", w);
+        expect(c->name, w, y, get(c->name, w), get(c->name, rk));
         snprintf(w, sizeof w, "gx%d", step);
-        expect(c->name, w, x->grad, get(c->name, w), TOL_RED);
+        snprintf(rk, sizeof rk, "ref.%s", w);
+        expect(c->name, w, x->grad, get(c->name, w), get(c->name, rk));
         qg_tensor_free(x);
         qg_tape_reset(NULL);
     }
@@ -209,12 +192,14 @@ static void run_case(const qcase *c) {
             printf("FAIL %s: state entry %d is %s, PyTorch's %s\n", c->name, i, qg_tensor_dict_name(sd, i), k), failed++;
         qg_tensor *ours = qg_tensor_dict_get(sd, k);
         if (!ours) qg_clear_error();
-        expect(c->name, k, ours, qg_tensor_dict_at(want, i), TOL_RED);
+        snprintf(rk, sizeof rk, "ref.state.%s", k);
+        expect(c->name, k, ours, qg_tensor_dict_at(want, i), get(c->name, rk));
     }
     qg_tensor_dict_free(sd), qg_tensor_dict_free(want);
     qg_tensor_list *ps = qg_module_parameters(q);
     for (int i = 0; i < ps->n; i++) {
         snprintf(key, sizeof key, "grad.%s", ps->names[i]);
+        snprintf(rk, sizeof rk, "ref.grad.%s", ps->names[i]);
         qg_tensor *w = get(c->name, key);
         bool bn_train = strstr(c->name, "bn") && !strstr(c->name, "frozen") && !strstr(c->name, "eval");
         if (w && bn_train && !strcmp(ps->names[i], "bias")) {
@@ -227,7 +212,7 @@ static void run_case(const qcase *c) {
             if (gmax <= 1e-5 * wmax) passed++;
             else failed++, printf("FAIL %s grad.bias %.3g is not noise next to grad.weight %.3g\n", c->name, gmax, wmax);
         } else if (w) {
-            expect(c->name, key, ps->tensors[i]->grad, w, TOL_RED);
+            expect(c->name, key, ps->tensors[i]->grad, w, get(c->name, rk));
         }
     }
     qg_tensor_list_free(ps);
@@ -252,30 +237,60 @@ static qg_module *qat_cnn_float(void) {
     return m;
 }
 
-static void qat_cnn(const char *io_path, const char *float_path) {
-    qg_tensor_dict *io = qg_safetensors_load(io_path);
+/* The small CNN, fused and prepared as the generator did. */
+static qg_module *qat_cnn_prepared(const char *float_path) {
     qg_module *m = qat_cnn_float();
     const char *g1[] = {"c1", "b1", "relu1"}, *g2[] = {"l1", "relu2"};
     const char *const *groups[] = {g1, g2};
     int sizes[] = {3, 2};
     qg_qconfig qc;
     qg_qconfig_preset("fbgemm", &qc);
-    if (!io || qg_module_load(m, float_path, true) || qg_fuse_modules_qat(m, 2, groups, sizes) || qg_prepare_qat(m, &qc)) {
+    if (qg_module_load(m, float_path, true) || qg_fuse_modules_qat(m, 2, groups, sizes) || qg_prepare_qat(m, &qc)) {
         printf("FAIL qat_cnn setup: %s\n", qg_last_error());
         failed++;
         qg_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* The Sequential's forward, one child at a time: the fused blocks' outputs (after
+ * their activation fake-quant) land in acts[0] (c1) and acts[1] (l1). */
+static const char *const cnn_children[] = {"quant", "c1", "b1", "relu1", "pool", "flatten", "l1", "relu2", "l2", "dequant"};
+static qg_tensor *cnn_forward(qg_module *m, qg_tensor *x, qg_tensor **acts) {
+    for (size_t i = 0; i < sizeof cnn_children / sizeof *cnn_children; i++) {
+        x = qg_module_forward(qg_module_child(m, cnn_children[i]), x);
+        if (!strcmp(cnn_children[i], "c1")) acts[0] = x;
+        if (!strcmp(cnn_children[i], "l1")) acts[1] = x;
+    }
+    return x;
+}
+
+static qg_tensor *act_scale(qg_module *m, const char *blk) {
+    char path[64];
+    snprintf(path, sizeof path, "%s.activation_post_process", blk);
+    return qg_module_buffer(qg_module_get(m, path), "scale");
+}
+
+static void qat_cnn(const char *io_path, const char *float_path) {
+    qg_tensor_dict *io = qg_safetensors_load(io_path);
+    qg_module *m = io ? qat_cnn_prepared(float_path) : NULL;
+    if (!m) {
+        if (!io) printf("FAIL qat_cnn: %s\n", qg_last_error()), failed++;
         qg_tensor_dict_free(io);
         return;
     }
     qg_tensor_list *ps = qg_module_parameters(m);
     qg_sgd *opt = qg_sgd_new(ps, &(qg_sgd_opts){.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4});
     int f0 = failed;
+    int64_t flips = 0, elems = 0;
     for (int step = 0; step < 5 && opt; step++) {
-        char k[16];
+        char k[32], rk[64];
         snprintf(k, sizeof k, "x%d", step);
         qg_tensor *x = qg_tensor_dict_get(io, k);
         snprintf(k, sizeof k, "t%d", step);
-        qg_tensor *loss = qg_cross_entropy(qg_module_forward(m, x), qg_tensor_dict_get(io, k), QG_REDUCTION_MEAN);
+        qg_tensor *t = qg_tensor_dict_get(io, k), *acts[2] = {0};
+        qg_tensor *loss = qg_cross_entropy(cnn_forward(m, x, acts), t, QG_REDUCTION_MEAN);
         qg_sgd_zero_grad(opt);
         if (!loss || qg_backward(loss, NULL) || qg_sgd_step(opt)) {
             printf("FAIL qat_cnn step %d: %s\n", step, qg_last_error());
@@ -283,7 +298,21 @@ static void qat_cnn(const char *io_path, const char *float_path) {
             break;
         }
         snprintf(k, sizeof k, "loss%d", step);
-        expect("qat_cnn", k, loss, qg_tensor_dict_get(io, k), 1e-4);
+        snprintf(rk, sizeof rk, "ref.%s", k);
+        expect("qat_cnn", k, loss, qg_tensor_dict_get(io, k), qg_tensor_dict_get(io, rk));
+        for (int b = 0; b < 2; b++) {
+            const char *blk = b ? "l1" : "c1";
+            char sk[48];
+            snprintf(k, sizeof k, "act.%s%d", blk, step);
+            snprintf(sk, sizeof sk, "%s.scale", k);
+            /* the scale by the float rule, then the integer levels: equal but for flips */
+            qg_tensor *want_s = qg_tensor_dict_get(io, sk);
+            snprintf(rk, sizeof rk, "ref.%s", sk);
+            expect("qat_cnn", sk, act_scale(m, blk), want_s, qg_tensor_dict_get(io, rk));
+            int64_t nf = 0;
+            parity_judge_grid(k, acts[b], qg_tensor_item(act_scale(m, blk)), qg_tensor_dict_get(io, k), qg_tensor_item(want_s), &nf);
+            flips += nf, elems += qg_tensor_numel(acts[b] ? acts[b] : want_s);
+        }
         qg_tape_reset(NULL);
     }
     qg_tensor_dict *sd = qg_module_state_dict(m);
@@ -294,16 +323,47 @@ static void qat_cnn(const char *io_path, const char *float_path) {
         n++;
         qg_tensor *ours = qg_tensor_dict_get(sd, k + 6);
         if (!ours) qg_clear_error();
-        expect("qat_cnn", k + 6, ours, qg_tensor_dict_at(io, i), 1e-4);
+        char rk[300];
+        snprintf(rk, sizeof rk, "ref.%s", k);
+        expect("qat_cnn", k + 6, ours, qg_tensor_dict_at(io, i), qg_tensor_dict_get(io, rk));
     }
     if (n != qg_tensor_dict_size(sd)) printf("FAIL qat_cnn: %d state entries, PyTorch %d\n", qg_tensor_dict_size(sd), n), failed++;
-    printf("%s qat_cnn: 5 SGD steps, %d state tensors compared\n", failed == f0 ? "ok" : "FAIL", n);
+    printf("%s qat_cnn: 5 SGD steps, %d state tensors compared; %lld of %lld fake-quantized activations flipped\n",
+           failed == f0 ? "ok" : "FAIL", n, (long long)flips, (long long)elems);
     qg_tensor_dict_free(sd);
     qg_sgd_free(opt);
     qg_tensor_list_free(ps);
     qg_module_free(m);
     qg_tensor_dict_free(io);
     qg_tape_reset(NULL);
+}
+
+/* parity_judge_grid itself: a level flipped is counted and allowed, a value off the
+ * grid or two levels away fails, and so do too many flips. */
+static void grid_selftest(void) {
+    float v[200];
+    for (int i = 0; i < 200; i++) v[i] = (float)((i % 37) - 18) * 0.25f;
+    qg_tensor *want = qg_tensor_from_data(QG_F32, 1, (int64_t[]){200}, v);
+    int64_t flips;
+    int f0 = failed, p0 = passed;
+    bool ok = true;
+    parity.quiet = true;
+    v[3] += 0.25f; /* one flip */
+    qg_tensor *a = qg_tensor_from_data(QG_F32, 1, (int64_t[]){200}, v);
+    ok &= parity_judge_grid("grid_selftest one flip", a, 0.25, want, 0.25, &flips) && flips == 1;
+    qg_tensor_free(a);
+    const float bad[3] = {0.125f, 0.5f, 0}; /* off the grid; two levels; three flips (> 1% of 200) */
+    for (int k = 0; k < 3; k++) {
+        v[3] = (float)((3 % 37) - 18) * 0.25f + (k < 2 ? bad[k] : 0.25f);
+        if (k == 2) v[4] += 0.25f, v[5] -= 0.25f;
+        a = qg_tensor_from_data(QG_F32, 1, (int64_t[]){200}, v);
+        ok &= !parity_judge_grid("grid_selftest", a, 0.25, want, 0.25, &flips);
+        qg_tensor_free(a);
+    }
+    qg_tensor_free(want);
+    failed = f0, passed = p0, parity.quiet = false; /* the expected failures above do not count */
+    if (ok) passed++, printf("ok parity_judge_grid counts a flip and rejects off-grid values, 2-level jumps, too many flips\n");
+    else failed++, printf("FAIL parity_judge_grid self-test\n");
 }
 
 int main(int argc, char **argv) {
@@ -317,9 +377,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     fx = d;
+    grid_selftest();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
     qg_tensor_dict_free(d);
     qat_cnn(argv[2], argv[3]);
+    parity_report();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

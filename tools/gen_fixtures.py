@@ -21,9 +21,11 @@ case <c> of a file stores
     <c>.ginN                the gradient of input N from out.backward(gout), for the
                             inputs that require grad
 
-and, in the file's "__metadata__", "f32err.<c>.out" / "f32err.<c>.ginN": PyTorch's own
-float32 error on that tensor, against the same case rerun in float64 (see
-Fixture._f32_error). Cases named <c>_f64 are the same case in float64. Names starting with "_format." hold
+and, for float32 cases, <c>.ref.out / <c>.ref.ginN: the float64 reference, the same case
+rerun in float64 on the same (exactly widened) inputs (see Fixture._reference). The C
+tests judge qgrad's float32 result by its distance from this reference against
+PyTorch's own float32 distance from it (tests/parity.h). Cases named <c>_f64 are the
+same case in float64. Names starting with "_format." hold
 known values in every dtype, for the reader's own test (tests/test_safetensors.c).
 
 The output is deterministic: one thread, and each case draws its inputs from its own
@@ -38,6 +40,7 @@ in FILES at the bottom.
 """
 
 import argparse
+import copy
 import json
 import os
 import struct
@@ -124,8 +127,9 @@ def away(x, points, margin=0.05):
 
 
 class Fixture:
-    def __init__(self, name):
+    def __init__(self, name, out_dir=OUT_DIR):
         self.name = name
+        self.out_dir = out_dir  # where side files (PyTorch-written checkpoints) go
         self.tensors = {}
         self.meta = {}
         self.cases = []
@@ -160,37 +164,25 @@ class Fixture:
                     if x.requires_grad:
                         self.add(f"{cname}.gin{i}", x.grad)
             if dtype == torch.float32:
-                self._f32_error(cname, fn, ins, out, gout)
+                self._reference(cname, fn, ins, out, gout)
             self.cases.append(cname)
 
-    def _f32_error(self, cname, fn, ins, out, gout):
-        """PyTorch's own float32 error: the case rerun in float64 on the same inputs,
-        measured as the C test measures (rel_err). Stored as metadata
-        "f32err.<case>.<tensor>"; the C test allows its tolerance plus twice this, so
-        where float32 itself is ill-conditioned (1 - tanh^2 near |x| large) qgrad needs
-        only be as accurate as PyTorch."""
+    def _reference(self, cname, fn, ins, out, gout):
+        """The float64 reference of a float32 case: the case rerun in float64 on the
+        same inputs (widening is exact), stored as <c>.ref.out and <c>.ref.ginN."""
+        if not out.is_floating_point():
+            return
         ins64 = [x.detach().double() if x.is_floating_point() else x.detach().clone() for x in ins]
         for x64, x in zip(ins64, ins):
             x64.requires_grad_(x.requires_grad)
         res = fn(*ins64)
         out64 = res[0] if isinstance(res, tuple) else res
-        if not out.is_floating_point():
-            return
-        self.meta[f"f32err.{cname}.out"] = "%.3g" % rel_err(out, out64)
+        self.add(f"{cname}.ref.out", out64)
         if gout is not None:
             out64.backward(gout.double())
             for i, (x, x64) in enumerate(zip(ins, ins64)):
                 if x.requires_grad:
-                    self.meta[f"f32err.{cname}.gin{i}"] = "%.3g" % rel_err(x.grad, x64.grad)
-
-
-def rel_err(a, b):
-    """max_i |a_i - b_i| / max(|b_i|, 1e-3 * max_j |b_j|): the measure of tests/test_parity_ops.c."""
-    a, b = a.detach().double(), b.detach().double()
-    if b.numel() == 0:
-        return 0.0
-    floor = max(1e-3 * b.abs().max().item(), 1e-300)
-    return ((a - b).abs() / b.abs().clamp(min=floor)).max().item()
+                    self.add(f"{cname}.ref.gin{i}", x64.grad)
 
 
 def format_checks(fx):
@@ -365,18 +357,22 @@ def nn_layers(fx):
             bn.bias.copy_(r.randn(3))
         fx.add(f"{name}.init_weight", bn.weight)
         fx.add(f"{name}.init_bias", bn.bias)
+        bn64 = copy.deepcopy(bn).double()  # the float64 reference, on the same data
         for step in range(3):
             x = r.randn(*shape, scale=1.5, shift=0.3 * step)
             y = bn(x)
             g = r.randn(*y.shape)
             y.backward(g)
+            y64 = bn64(x.double())
+            y64.backward(g.double())
             fx.add(f"{name}.x{step}", x)
             fx.add(f"{name}.g{step}", g)
-        for k, v in bn.state_dict().items():
-            fx.add(f"{name}.state.{k}", v)
-        fx.add(f"{name}.out2", y)
-        fx.add(f"{name}.grad_weight", bn.weight.grad)
-        fx.add(f"{name}.grad_bias", bn.bias.grad)
+        for pre, mod, out in (("", bn, y), ("ref.", bn64, y64)):
+            for k, v in mod.state_dict().items():
+                fx.add(f"{name}.{pre}state.{k}", v)
+            fx.add(f"{name}.{pre}out2", out)
+            fx.add(f"{name}.{pre}grad_weight", mod.weight.grad)
+            fx.add(f"{name}.{pre}grad_bias", mod.bias.grad)
         fx.cases.append(name)
 
 
@@ -407,11 +403,13 @@ def small_cnn(fx):
     m.eval()
     with torch.no_grad():
         out_eval = m(x[0])
+        out_eval64 = copy.deepcopy(m).double()(x[0].double())
     sd = m.state_dict()
     order = sorted(sd.items(), key=lambda kv: (-kv[1].element_size(), kv[0]))
-    write_safetensors(os.path.join(OUT_DIR, "small_cnn_state.safetensors"), dict(order), {"format": "pt"})
+    write_safetensors(os.path.join(fx.out_dir, "small_cnn_state.safetensors"), dict(order), {"format": "pt"})
     fx.add("x", x[0])
     fx.add("out_eval", out_eval)
+    fx.add("ref.out_eval", out_eval64)
     fx.cases.append("small_cnn")
 
 
@@ -510,6 +508,20 @@ def optim(fx):
         fx.cases.append("lr." + name)
 
 
+def qat_reference(mod):
+    """The float64 reference of a QAT model: a copy in float64 whose fake-quant modules
+    stay float32 (PyTorch's fake-quant kernels take float32 only; their rounding is
+    part of the definition, not an approximation), fed float32 and widened back."""
+    import torch.ao.quantization as tq
+    m = copy.deepcopy(mod).double()
+    for sub in m.modules():
+        if isinstance(sub, tq.FakeQuantizeBase):
+            sub.float()
+            sub.register_forward_pre_hook(lambda s, i: tuple(t.float() for t in i))
+            sub.register_forward_hook(lambda s, i, o: o.double())
+    return m
+
+
 def _qat_cases():
     """(case, float module maker, QAT class, qconfig, mode) for qat_modules."""
     import torch.ao.nn.qat as nnqat
@@ -554,7 +566,8 @@ def qat_modules(fx):
     backward steps (grads accumulate, as without zero_grad) in its mode: train, eval,
     or frozen (train + freeze_bn_stats). Stores the float state (<c>.float.*), each
     step's input/upstream gradient/output/input gradient (<c>.x0, g0, y0, gx0 ...), the
-    final state dict (<c>.state.*) and parameter gradients (<c>.grad.*)."""
+    final state dict (<c>.state.*) and parameter gradients (<c>.grad.*), and the same
+    from the float64 reference (qat_reference) under <c>.ref.*."""
     for name, mk, cls, qc, mode in _qat_cases():
         torch.manual_seed(zlib.crc32(name.encode()))
         r = Rand(zlib.crc32(name.encode()), torch.float32)
@@ -578,19 +591,24 @@ def qat_modules(fx):
             q.train()
             if hasattr(q, "freeze_bn_stats"):
                 q.freeze_bn_stats()
+        q64 = qat_reference(q)
         shape = (4, 6) if "linear" in name else (2, 3, 6, 6) if "2d" in name else (2, 3, 8)
         for step in range(3):
             x = r.randn(*shape, scale=1.5).requires_grad_(True)
             y = q(x)
             g = r.randn(*y.shape)
             y.backward(g)
-            for k, v in (("x", x), ("g", g), ("y", y), ("gx", x.grad)):
+            x64 = x.detach().double().requires_grad_(True)
+            y64 = q64(x64)
+            y64.backward(g.double())
+            for k, v in (("x", x), ("g", g), ("y", y), ("gx", x.grad), ("ref.y", y64), ("ref.gx", x64.grad)):
                 fx.add(f"{name}.{k}{step}", v)
-        for k, v in q.state_dict().items():
-            fx.add(f"{name}.state.{k}", v)
-        for k, p in q.named_parameters():
-            if p.grad is not None:
-                fx.add(f"{name}.grad.{k}", p.grad)
+        for pre, mod in (("", q), ("ref.", q64)):
+            for k, v in mod.state_dict().items():
+                fx.add(f"{name}.{pre}state.{k}", v)
+            for k, p in mod.named_parameters():
+                if p.grad is not None:
+                    fx.add(f"{name}.{pre}grad.{k}", p.grad)
         fx.meta[f"mode.{name}"] = mode
         fx.cases.append(name)
 
@@ -623,28 +641,48 @@ def qat_cnn(fx):
     """The small CNN fused ((c1, b1, relu1), (l1, relu2)), prepared with the fbgemm
     qconfig and trained 5 SGD steps (lr 0.05, momentum 0.9, weight decay 1e-4) with
     cross-entropy: qat_cnn_float.safetensors holds the float weights PyTorch wrote;
-    this file the batches, the per-step losses and the prepared model's final state."""
+    this file the batches, the per-step losses, the fused blocks' fake-quantized outputs
+    and the prepared model's final state; under ref.* the losses, activation scales and
+    final state of the float64 reference (qat_reference) trained alongside."""
     import torch.ao.quantization as tq
     torch.manual_seed(7)
     m = QatCNN().train()
-    write_safetensors(os.path.join(OUT_DIR, "qat_cnn_float.safetensors"), dict(m.state_dict()), {"format": "pt"})
+    write_safetensors(os.path.join(fx.out_dir, "qat_cnn_float.safetensors"), dict(m.state_dict()), {"format": "pt"})
     m = tq.fuse_modules_qat(m, [["c1", "b1", "relu1"], ["l1", "relu2"]])
     m.qconfig = tq.get_default_qat_qconfig("fbgemm")
     tq.prepare_qat(m, inplace=True)
+    m64 = qat_reference(m)
     opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    opt64 = torch.optim.SGD(m64.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    # the fake-quantized outputs of the fused blocks (their activation_post_process
+    # hooks run first) and those fake-quants' scales, per step: act.<block><step>
+    acts = {}
+    for blk in ("c1", "l1"):
+        getattr(m, blk).register_forward_hook(lambda mod, i, o, blk=blk: acts.__setitem__(blk, o.detach().clone()))
     g = torch.Generator().manual_seed(8)
     for step in range(5):
         x = torch.randn(8, 1, 8, 8, generator=g)
         t = torch.randint(0, 3, (8,), generator=g)
         loss = torch.nn.functional.cross_entropy(m(x), t)
+        for blk in ("c1", "l1"):
+            fx.add(f"act.{blk}{step}", acts[blk])
+            fx.add(f"act.{blk}{step}.scale", getattr(m, blk).activation_post_process.scale)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        loss64 = torch.nn.functional.cross_entropy(m64(x.double()), t)
+        opt64.zero_grad()
+        loss64.backward()
+        opt64.step()
         fx.add(f"x{step}", x)
         fx.add(f"t{step}", t)
         fx.add(f"loss{step}", loss.detach())
-    for k, v in m.state_dict().items():
-        fx.add(f"state.{k}", v)
+        fx.add(f"ref.loss{step}", loss64.detach())
+        for blk in ("c1", "l1"):
+            fx.add(f"ref.act.{blk}{step}.scale", getattr(m64, blk).activation_post_process.scale)
+    for pre, mod in (("", m), ("ref.", m64)):
+        for k, v in mod.state_dict().items():
+            fx.add(f"{pre}state.{k}", v)
     fx.cases.append("qat_cnn")
 
 
@@ -873,7 +911,7 @@ def main():
     for name in args.files or FILES:
         if name not in FILES:
             sys.exit("unknown fixture file %r (known: %s)" % (name, ", ".join(FILES)))
-        fx = Fixture(name)
+        fx = Fixture(name, args.out_dir)
         FILES[name](fx)
         if args.list:
             print("%s: %s" % (name, " ".join(fx.cases)))
