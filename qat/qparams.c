@@ -1,5 +1,5 @@
 /* Quantization parameters from observed ranges, the two formulas of PyTorch 1.13
- * (../shared/QAT-SEMANTICS.md), each reproduced to the bit:
+ * (docs/quantization.md), each reproduced to the bit:
  *
  *  A. qg_qparams_observer: ObserverBase._calculate_qparams (observer.py), tensor ops in
  *     float32: mn = min(min, 0), mx = max(max, 0);

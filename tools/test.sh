@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds qgrad and runs every test three ways: gcc release,
-# clang release, and gcc with AddressSanitizer + UndefinedBehaviorSanitizer.
-# Ends with one line "N passed, N failed" summed over the three runs.
+# Installs dependencies, builds qgrad and runs every test four ways: gcc native,
+# clang native, gcc generic x86-64 (-Dnative=false: no code may assume AVX2 or AVX-512
+# without checking), and gcc with AddressSanitizer + UndefinedBehaviorSanitizer. On a
+# machine with AVX-512 it adds a fifth, AVX2-only build (-march=x86-64-v3), so the AVX2
+# kernels (the only vector paths of an AVX2 machine) are tested there too; --no-avx2
+# skips it, --avx2 forces it. Ends with one line "N passed, N failed" over all runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+avx2=auto
+for a in "$@"; do
+  case "$a" in
+    --avx2) avx2=yes ;;
+    --no-avx2) avx2=no ;;
+    *) echo "usage: $0 [--avx2|--no-avx2]" >&2; exit 2 ;;
+  esac
+done
+if [ "$avx2" = auto ]; then
+  grep -q avx512f /proc/cpuinfo 2>/dev/null && avx2=yes || avx2=no
+fi
 bash tools/deps.sh || exit 1
 
 passed=0
@@ -29,6 +43,8 @@ run() { # name, meson setup args...
 
 run gcc -Dbench=true
 CC=clang run clang -Dbench=false
+run generic -Dnative=false -Dbench=false
+[ "$avx2" = yes ] && run avx2 -Dnative=false -Dc_args=-march=x86-64-v3 -Dbench=false
 run asan -Db_sanitize=address,undefined -Dbuildtype=debugoptimized -Db_lundef=false -Dbench=false
 
 echo "${passed} passed, ${failed} failed"

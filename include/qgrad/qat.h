@@ -1,7 +1,7 @@
 /* qgrad/qat.h — quantization-aware training: fake-quantize ops with straight-through
  * gradients, quantization-parameter math, observers, fake-quantize modules, qconfigs,
  * the QAT module family of torch.ao.nn.qat / nn.intrinsic.qat, and fuse/prepare.
- * Numerics follow PyTorch 1.13 (see ../shared/QAT-SEMANTICS.md). */
+ * Numerics follow PyTorch 1.13 (docs/quantization.md in the repository). */
 #ifndef QGRAD_QAT_H
 #define QGRAD_QAT_H
 
@@ -65,7 +65,7 @@ qg_tensor *qg_fake_quantize_learnable_per_channel(const qg_tensor *x, const qg_t
                                                   int64_t qmin, int64_t qmax, double grad_factor);
 
 /* ======================================================== quantization parameters
- * Two formulas, both needed (QAT-SEMANTICS.md):
+ * Two formulas, both needed (docs/quantization.md):
  *  A. an observer's calculate_qparams (FakeQuantize, convert);
  *  B. ChooseQuantizationParams of the fused kernel (FusedMovingAvgObsFakeQuantize).
  * n entries (1 per tensor, C per channel) of min/max in, scale/zero_point out.
