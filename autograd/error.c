@@ -5,6 +5,9 @@
 
 static _Thread_local char err_msg[1024];
 static _Thread_local qg_status err_status;
+static _Thread_local uint64_t err_serial; /* counts qg__err calls */
+
+uint64_t qg__err_serial(void) { return err_serial; }
 
 qg_status qg__err(qg_status st, const char *fmt, ...) {
     char tmp[sizeof err_msg]; /* the arguments may include qg_last_error() itself */
@@ -14,6 +17,7 @@ qg_status qg__err(qg_status st, const char *fmt, ...) {
     va_end(ap);
     memcpy(err_msg, tmp, sizeof err_msg);
     err_status = st;
+    err_serial++;
     return st;
 }
 

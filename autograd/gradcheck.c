@@ -44,8 +44,14 @@ qg_status qg_gradcheck(qg_gradcheck_fn fn, void *ctx, int n, qg_tensor *const *i
         if (inputs[i]->requires_grad && inputs[i]->dtype != QG_F64)
             return qg__err(QG_EDTYPE, "gradcheck: input %d must be f64 (got %s)", i, qg_dtype_name(inputs[i]->dtype));
     }
-    qg_gradcheck_opts o = {1e-6, 1e-5, 1e-4, 1};
-    if (opts) o = *opts;
+    qg_gradcheck_opts given = {.seed = 1};
+    if (opts) given = *opts;
+    struct {
+        double eps, atol, rtol;
+        uint64_t seed;
+    } o = {qg_opt_or(given.eps, 1e-6), qg_opt_or(given.atol, 1e-5), qg_opt_or(given.rtol, 1e-4), given.seed};
+    if (!(o.eps > 0) || !(o.atol >= 0) || !(o.rtol >= 0))
+        return qg__err(QG_EINVAL, "gradcheck: eps must be > 0, atol and rtol >= 0 (got %g, %g, %g)", o.eps, o.atol, o.rtol);
     qg_tape *tape = qg_tape_new();
     if (!tape) return QG_ENOMEM;
     qg_tape *prev = qg_tape_set_current(tape);

@@ -18,6 +18,8 @@ qg_status qg__err(qg_status st, const char *fmt, ...) __attribute__((format(prin
 /* "op: input is NULL" — unless an error is already pending: then that first error
  * is kept, so a chain of ops reports what went wrong where it went wrong. */
 qg_status qg__err_null(const char *op);
+/* Bumped by every qg__err: tells whether an error was raised since a point. */
+uint64_t qg__err_serial(void);
 
 /* Internal invariants only, never user input. */
 #define QG_ASSERT(c)                                                              \
@@ -78,6 +80,7 @@ struct qg_node {
     int64_t ip[QG_MAX_DIMS * 2];
     void *ctx;                 /* larger op state, tape-allocated */
     qg_node *prev;
+    bool consumed;             /* run by a backward that did not retain the graph */
 };
 
 /* Arena allocation on the current tape (64-byte aligned), freed at reset. */
@@ -116,6 +119,9 @@ void qg__broadcast_strides(const qg_tensor *t, int ndim, const int64_t *shape, i
 bool qg__is_float(qg_dtype dt);
 /* Common argument checks: non-NULL, float dtype; a and b same dtype. */
 qg_status qg__check_float(const char *op, const qg_tensor *a);
+/* QG_ESTATE with "op: tensor from a reset tape" if x is a tape tensor of an earlier
+ * pass (QG_OK for NULL and caller-owned tensors). */
+qg_status qg__live(const char *op, const qg_tensor *x);
 qg_status qg__check_same_float(const char *op, const qg_tensor *a, const qg_tensor *b);
 
 static inline char *qg__data(const qg_tensor *t) {

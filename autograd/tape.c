@@ -1,6 +1,13 @@
 /* The tape: an arena that owns every op output of a forward pass, the list of nodes
  * recorded in execution order, and backward, which replays that list in reverse.
- * Tape order is topological, so no graph search is needed. */
+ * Tape order is topological, so no graph search is needed.
+ *
+ * Stale tensors: every tape tensor carries the generation of the pass that made it,
+ * and qg_tape_reset advances the tape's. Tensor headers live apart from the data, in
+ * two header pools used by alternate generations and never freed by a reset, so a
+ * tensor of the pass just reset still has its header (and its old generation) intact
+ * however the data arena is reused or regrown: qg__live() turns it into an error.
+ * (Handles two resets old may alias a newer header.) */
 #include "internal.h"
 
 typedef struct chunk {
@@ -9,15 +16,29 @@ typedef struct chunk {
     char *mem;
 } chunk;
 
+/* Tensor headers of one generation parity: chunks kept for reuse, oldest first. */
+typedef struct hdr_pool {
+    chunk *first, *cur;
+    int nchunks;
+} hdr_pool;
+
 struct qg_tape {
     chunk *chunks;       /* newest first */
     size_t total_used;   /* bytes handed out since reset, over all chunks */
+    hdr_pool hdr[2];     /* tensor headers, by gen & 1 */
     qg_node *last;       /* newest node */
     size_t nodes;
     qg_tensor *tensors;  /* tensors allocated since reset (newest first) */
     uint64_t gen;        /* bumped at each reset */
     uint64_t pass;       /* bumped at each backward */
+    size_t warn_bytes, warn_nodes; /* qg_tape_set_limits */
+    bool warned;
 };
+
+/* Defaults of qg_tape_set_limits: far above one forward pass of a real model, reached
+ * within a few thousand steps by a loop that never resets. */
+#define WARN_BYTES_DEFAULT ((size_t)4 << 30)
+#define WARN_NODES_DEFAULT ((size_t)100000)
 
 #define CHUNK_MIN ((size_t)1 << 20)
 
@@ -62,7 +83,8 @@ static void chunks_free(chunk *c) {
 
 qg_tape *qg_tape_new(void) {
     qg_tape *t = qg__calloc(sizeof *t);
-    if (!t) qg__err(QG_ENOMEM, "tape_new: out of memory");
+    if (!t) return qg__err(QG_ENOMEM, "tape_new: out of memory"), NULL;
+    t->warn_bytes = WARN_BYTES_DEFAULT, t->warn_nodes = WARN_NODES_DEFAULT;
     return t;
 }
 
@@ -71,7 +93,43 @@ void qg_tape_free(qg_tape *t) {
     if (current_tape == t) current_tape = NULL;
     if (default_tape == t) default_tape = NULL;
     chunks_free(t->chunks);
+    chunks_free(t->hdr[0].first), chunks_free(t->hdr[1].first);
     qg__free(t);
+}
+
+void qg_shutdown(void) { qg_tape_free(default_tape); }
+
+qg_status qg_tape_set_limits(qg_tape *t, size_t bytes, size_t nodes) {
+    if (!t) t = qg_tape_current();
+    if (!t) return qg_last_status();
+    t->warn_bytes = bytes, t->warn_nodes = nodes, t->warned = false;
+    return QG_OK;
+}
+
+/* ------------------------------------------------------------- warnings */
+
+static void default_warn(const char *msg, void *ctx) {
+    (void)ctx;
+    fprintf(stderr, "qgrad warning: %s\n", msg);
+}
+static qg_warning_fn warn_fn = default_warn;
+static void *warn_ctx;
+
+void qg_set_warning_handler(qg_warning_fn fn, void *ctx) {
+    warn_fn = fn ? fn : default_warn;
+    warn_ctx = fn ? ctx : NULL;
+}
+
+/* Once per tape (until qg_tape_set_limits): a pass that outgrew its limits. */
+static void check_limits(qg_tape *t) {
+    if (t->warned || (t->total_used <= t->warn_bytes && t->nodes <= t->warn_nodes)) return;
+    t->warned = true;
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "tape holds %zu nodes and %zu bytes since its last reset (limits %zu nodes, %zu bytes): "
+             "is qg_tape_reset missing from a loop? (qg_tape_set_limits changes the limits)",
+             t->nodes, t->total_used, t->warn_nodes, t->warn_bytes);
+    warn_fn(msg, warn_ctx);
 }
 
 qg_tape *qg_tape_current(void) {
@@ -103,15 +161,28 @@ void qg_tape_reset(qg_tape *t) {
     t->nodes = 0;
     t->tensors = NULL;
     t->gen++;
+    hdr_pool *h = &t->hdr[t->gen & 1]; /* the headers of two generations ago are free */
+    for (chunk *c = h->first; c; c = c->next) c->used = 0;
+    h->cur = h->first;
 }
 
 size_t qg_tape_bytes(const qg_tape *t) {
+    if (!t) t = qg_tape_current();
     size_t n = 0;
     for (chunk *c = t ? t->chunks : NULL; c; c = c->next) n += c->cap;
     return n;
 }
 
-size_t qg_tape_node_count(const qg_tape *t) { return t ? t->nodes : 0; }
+size_t qg_tape_node_count(const qg_tape *t) {
+    if (!t) t = qg_tape_current();
+    return t ? t->nodes : 0;
+}
+
+qg_status qg__live(const char *op, const qg_tensor *x) {
+    if (x && x->tape && x->tape_gen != x->tape->gen)
+        return qg__err(QG_ESTATE, "%s: tensor from a reset tape (qg_tape_reset freed it); run the forward pass again", op);
+    return QG_OK;
+}
 
 /* ------------------------------------------------------------- arena */
 
@@ -137,21 +208,35 @@ void *qg__tape_alloc(size_t nbytes) {
     return p;
 }
 
-static bool in_arena(const qg_tape *t, const void *p) {
-    for (const chunk *c = t->chunks; c; c = c->next)
-        if ((const char *)p >= c->mem && (const char *)p < c->mem + c->cap) return true;
-    return false;
-}
-
-static bool is_live(const qg_tape *t, const qg_tensor *x) {
-    for (const qg_tensor *y = t->tensors; y; y = y->tape_next)
-        if (y == x) return true;
-    return false;
+/* A header from this generation's pool (chunks are kept and reused, never freed). */
+static qg_tensor *hdr_alloc(qg_tape *t) {
+    hdr_pool *h = &t->hdr[t->gen & 1];
+    const size_t sz = (sizeof(qg_tensor) + 63) & ~(size_t)63;
+    while (h->cur && h->cur->cap - h->cur->used < sz) h->cur = h->cur->next;
+    if (!h->cur) {
+        /* grow both pools alike, so that the pass after next allocates nothing either */
+        for (int k = 0; k < 2; k++) {
+            hdr_pool *p = &t->hdr[k];
+            if (p != h && p->nchunks > h->nchunks) continue;
+            chunk *n = chunk_new((size_t)256 * sz);
+            if (!n) return qg__err(QG_ENOMEM, "tape: out of memory for a tensor header"), NULL;
+            chunk **end = &p->first; /* append: older chunks are filled first after a rewind */
+            while (*end) end = &(*end)->next;
+            *end = n;
+            p->nchunks++;
+            if (p == h) h->cur = n;
+            else if (!p->cur) p->cur = n;
+        }
+    }
+    qg_tensor *p = (qg_tensor *)(void *)(h->cur->mem + h->cur->used);
+    h->cur->used += sz;
+    return p;
 }
 
 static qg_tensor *tape_header(void) {
     qg_tape *tp = qg_tape_current();
-    qg_tensor *t = qg__tape_alloc(sizeof *t);
+    if (!tp) return NULL;
+    qg_tensor *t = hdr_alloc(tp);
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
     t->tape = tp;
@@ -199,6 +284,7 @@ qg_tensor *qg__tape_view(const qg_tensor *src) {
 
 qg_tensor *qg_detach(const qg_tensor *x) {
     if (!x) return qg__err_null("detach"), NULL;
+    if (qg__live("detach", x)) return NULL;
     return qg__tape_view(x);
 }
 
@@ -229,6 +315,7 @@ qg_node *qg__record(const char *name, qg_backward_fn bw, qg_tensor *out, int nin
     tp->nodes++;
     out->node = n;
     out->requires_grad = true;
+    check_limits(tp);
     return n;
 }
 
@@ -251,15 +338,29 @@ qg_tensor *qg__grad_of(qg_tensor *t) {
     return t->grad;
 }
 
-qg_status qg_backward(qg_tensor *out, const qg_tensor *grad_out) {
+/* Before anything accumulates: every node this backward would run must still hold its
+ * graph (not consumed by an earlier backward without retain_graph). */
+static qg_status check_graph(qg_tape *tp, qg_tensor *out, uint64_t mark) {
+    out->reach = mark;
+    for (qg_node *n = tp->last; n; n = n->prev) {
+        if (n->out->reach != mark || n->out->tape_gen != tp->gen) continue;
+        if (n->consumed)
+            return qg__err(QG_ESTATE, "backward: trying to backward through the graph a second time (through %s); "
+                                      "use qg_backward_retain for the first backward to keep it", n->name);
+        for (int i = 0; i < n->nin; i++)
+            if (n->in[i]) n->in[i]->reach = mark;
+    }
+    return QG_OK;
+}
+
+static qg_status backward(qg_tensor *out, const qg_tensor *grad_out, bool retain) {
     char a[128], b[128];
     if (!out) return qg__err(QG_EINVAL, "backward: output is NULL");
+    if (qg__live("backward", out)) return QG_ESTATE;
     qg_tape *tp = qg_tape_current();
-    /* A pointer into the arena that is not on the live list was freed by a reset. */
-    if (in_arena(tp, out) && !is_live(tp, out))
-        return qg__err(QG_ESTATE, "backward: the tensor was freed by qg_tape_reset; run the forward pass again");
     if (out->tape && out->tape != tp)
         return qg__err(QG_ESTATE, "backward: the tensor belongs to another tape than the current one");
+    if (grad_out && qg__live("backward (grad_out)", grad_out)) return QG_ESTATE;
     if (!out->requires_grad)
         return qg__err(QG_ESTATE, "backward: tensor %s does not require grad: it has no path to a leaf with requires_grad",
                        qg_shape_str(out, a, sizeof a));
@@ -273,8 +374,10 @@ qg_status qg_backward(qg_tensor *out, const qg_tensor *grad_out) {
             return qg__err(QG_ESHAPE, "backward: grad_out %s does not match output %s",
                            qg_shape_str(grad_out, b, sizeof b), qg_shape_str(out, a, sizeof a));
     }
-    bool prev = qg_set_grad_enabled(false);
     tp->pass++;
+    qg_status st = check_graph(tp, out, tp->pass);
+    if (st) return st;
+    bool prev = qg_set_grad_enabled(false);
     qg_tensor *g = qg__grad_of(out);
     if (grad_out) {
         /* same numel; view grad_out at out's shape and add */
@@ -289,8 +392,14 @@ qg_status qg_backward(qg_tensor *out, const qg_tensor *grad_out) {
     }
     for (qg_node *n = tp->last; n; n = n->prev) {
         qg_tensor *o = n->out;
-        if (o->grad && o->grad_pass == tp->pass && o->tape_gen == tp->gen) n->backward(n);
+        if (o->grad && o->grad_pass == tp->pass && o->tape_gen == tp->gen) {
+            n->backward(n);
+            n->consumed = !retain;
+        }
     }
     qg_set_grad_enabled(prev);
     return QG_OK;
 }
+
+qg_status qg_backward(qg_tensor *out, const qg_tensor *grad_out) { return backward(out, grad_out, false); }
+qg_status qg_backward_retain(qg_tensor *out, const qg_tensor *grad_out) { return backward(out, grad_out, true); }

@@ -81,6 +81,7 @@ const char *qg_shape_str(const qg_tensor *t, char *buf, size_t n) {
 
 qg_status qg__broadcast_shape(const char *op, const qg_tensor *a, const qg_tensor *b, int *ndim,
                               int64_t *shape) {
+    if (qg__live(op, a) || qg__live(op, b)) return QG_ESTATE;
     int n = a->ndim > b->ndim ? a->ndim : b->ndim;
     for (int i = 0; i < n; i++) {
         int ia = a->ndim - n + i, ib = b->ndim - n + i;
@@ -106,6 +107,7 @@ void qg__broadcast_strides(const qg_tensor *t, int ndim, const int64_t *shape, i
 
 qg_status qg__check_float(const char *op, const qg_tensor *a) {
     if (!a) return qg__err_null(op);
+    if (qg__live(op, a)) return QG_ESTATE;
     if (!qg__is_float(a->dtype))
         return qg__err(QG_EDTYPE, "%s: expected a f32 or f64 tensor, got %s", op,
                        qg_dtype_name(a->dtype));
@@ -114,6 +116,7 @@ qg_status qg__check_float(const char *op, const qg_tensor *a) {
 
 qg_status qg__check_same_float(const char *op, const qg_tensor *a, const qg_tensor *b) {
     if (!a || !b) return qg__err_null(op);
+    if (qg__live(op, b)) return QG_ESTATE;
     qg_status st = qg__check_float(op, a);
     if (st) return st;
     if (a->dtype != b->dtype)
@@ -205,6 +208,7 @@ qg_tensor *qg_tensor_from_data(qg_dtype dt, int ndim, const int64_t *shape, cons
 
 qg_tensor *qg_tensor_clone(const qg_tensor *src) {
     if (!src) return qg__err_null("tensor_clone"), NULL;
+    if (qg__live("tensor_clone", src)) return NULL;
     qg_tensor *t = heap_tensor("tensor_clone", src->dtype, src->ndim, src->shape, false);
     if (t && qg_tensor_copy_(t, src)) {
         qg_tensor_free(t);
@@ -230,6 +234,8 @@ int64_t qg_tensor_numel(const qg_tensor *t) { return t ? qg__numel(t->ndim, t->s
 
 bool qg_tensor_is_contiguous(const qg_tensor *t) {
     if (!t) return false;
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] == 0) return true; /* no element: any strides (as PyTorch says) */
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] == 1) continue;
@@ -239,10 +245,11 @@ bool qg_tensor_is_contiguous(const qg_tensor *t) {
     return true;
 }
 
-void *qg_tensor_data(const qg_tensor *t) { return t ? qg__data(t) : NULL; }
+void *qg_tensor_data(const qg_tensor *t) { return t && !qg__live("tensor_data", t) ? qg__data(t) : NULL; }
 
 static qg_status elem_ptr(const char *op, const qg_tensor *t, const int64_t *index, char **p) {
     if (!t) return qg__err(QG_EINVAL, "%s: tensor is NULL", op);
+    if (qg__live(op, t)) return QG_ESTATE;
     if (t->ndim && !index) return qg__err(QG_EINVAL, "%s: index is NULL", op);
     int64_t off = t->offset;
     for (int i = 0; i < t->ndim; i++) {
@@ -270,6 +277,7 @@ qg_status qg_tensor_set(qg_tensor *t, const int64_t *index, double value) {
 
 double qg_tensor_item(const qg_tensor *t) {
     if (!t) return qg__err(QG_EINVAL, "tensor_item: tensor is NULL"), NAN;
+    if (qg__live("tensor_item", t)) return NAN;
     if (qg_tensor_numel(t) != 1) {
         char b[128];
         return qg__err(QG_ESHAPE, "tensor_item: expected one element, got %s", qg_shape_str(t, b, sizeof b)), NAN;
@@ -324,6 +332,7 @@ qg_status qg_tensor_copy_(qg_tensor *dst, const qg_tensor *src) {
 
 qg_status qg_tensor_copy_to(const qg_tensor *t, qg_dtype dt, void *buf) {
     if (!t || !buf) return qg__err(QG_EINVAL, "tensor_copy_to: NULL argument");
+    if (qg__live("tensor_copy_to", t)) return QG_ESTATE;
     if ((unsigned)dt >= QG_NDTYPES) return qg__err(QG_EDTYPE, "tensor_copy_to: unknown dtype");
     qg_storage s = {buf, (size_t)qg_tensor_numel(t) * qg_dtype_size(dt), 1, false};
     qg_tensor d = {.dtype = dt, .ndim = t->ndim, .storage = &s};
@@ -353,6 +362,7 @@ static void fill_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
 
 qg_status qg_tensor_fill_(qg_tensor *t, double value) {
     if (!t) return qg__err(QG_EINVAL, "tensor_fill_: tensor is NULL");
+    if (qg__live("tensor_fill_", t)) return QG_ESTATE;
     qg_iter it;
     const qg_tensor *ops[1] = {t};
     qg__iter_init(&it, 1, ops, t->ndim, t->shape);
@@ -391,6 +401,7 @@ qg_status qg_tensor_resize_(qg_tensor *t, int ndim, const int64_t *shape) {
 
 qg_status qg_tensor_set_requires_grad(qg_tensor *t, bool on) {
     if (!t) return qg__err(QG_EINVAL, "tensor_set_requires_grad: tensor is NULL");
+    if (qg__live("tensor_set_requires_grad", t)) return QG_ESTATE;
     if (on && !qg__is_float(t->dtype))
         return qg__err(QG_EDTYPE, "tensor_set_requires_grad: only f32/f64 tensors can require grad, got %s",
                        qg_dtype_name(t->dtype));

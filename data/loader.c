@@ -18,7 +18,10 @@ qg_loader *qg_loader_new(const qg_dataset *d, const qg_loader_opts *o) {
     qg_loader_opts opts = o ? *o : (qg_loader_opts){0};
     if (opts.batch == 0) opts.batch = 64;
     if (opts.batch < 0) return qg__err(QG_EINVAL, "loader_new: batch must be positive, got %lld", (long long)opts.batch), NULL;
-    if (opts.std == 0) opts.mean = 0, opts.std = 1;
+    if (opts.std == 0 && opts.mean != 0)
+        return qg__err(QG_EINVAL, "loader_new: mean %g given with std 0 (std 0 means no normalisation; give both)",
+                       opts.mean), NULL;
+    if (opts.std == 0) opts.std = 1;
     qg_loader *l = qg__calloc(sizeof *l);
     if (!l) return qg__err(QG_ENOMEM, "loader_new: out of memory"), NULL;
     l->d = d, l->o = opts;

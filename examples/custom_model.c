@@ -41,8 +41,8 @@ static qg_module *residual_new(int64_t width, double slope, qg_rng *g) {
     qg_module *m = qg_module_new(&residual_type);
     if (!m) return NULL;
     ((residual_block *)m)->slope = slope;
-    if (qg_module_add_child(m, "fc1", qg_nn_linear_new(width, width, true, g)) ||
-        qg_module_add_child(m, "fc2", qg_nn_linear_new(width, width, true, g)) ||
+    if (qg_module_add_child(m, "fc1", qg_nn_linear_new(width, width, NULL, g)) ||
+        qg_module_add_child(m, "fc2", qg_nn_linear_new(width, width, NULL, g)) ||
         qg_module_add_param(m, "alpha", qg_tensor_full(QG_F32, 1, (int64_t[]){1}, 0.5))) {
         qg_module_free(m);
         return NULL;
@@ -71,10 +71,10 @@ int main(int argc, char **argv) {
     qg_module *m = qg_sequential_new();
     qg_sequential_add(m, "quant", qg_quant_stub_new());
     qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
-    qg_sequential_add(m, "fc_in", qg_nn_linear_new(784, 128, true, &g));
+    qg_sequential_add(m, "fc_in", qg_nn_linear_new(784, 128, NULL, &g));
     qg_sequential_add(m, "relu", qg_nn_relu_new());
     qg_sequential_add(m, "block", residual_new(128, 0.1, &g));
-    qg_sequential_add(m, "fc_out", qg_nn_linear_new(128, 10, true, &g));
+    qg_sequential_add(m, "fc_out", qg_nn_linear_new(128, 10, NULL, &g));
 
     /* QAT: fuse Linear+ReLU, swap for QAT modules, attach fake-quant */
     qg_qconfig qc;

@@ -135,7 +135,7 @@ static int parse(int argc, char **argv, options *o) {
 /* ------------------------------------------------------------- models */
 
 static qg_module *conv3x3(int64_t in, int64_t out, qg_rng *g) {
-    return qg_nn_conv2d_new(in, out, 3, 3, &(qg_conv_opts){.padding = {1}, .no_bias = true}, g);
+    return qg_nn_conv2d_new(in, out, 3, 3, &(qg_conv_opts){.padding = QG_PAIR(1), .no_bias = true}, g);
 }
 
 /* The float model with PyTorch's names (QuantStub "quant" first, DeQuantStub last). */
@@ -144,11 +144,11 @@ static qg_module *build_model(const char *kind, qg_rng *g) {
     qg_sequential_add(m, "quant", qg_quant_stub_new());
     if (!strcmp(kind, "mlp")) {
         qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
-        qg_sequential_add(m, "l1", qg_nn_linear_new(784, 256, true, g));
+        qg_sequential_add(m, "l1", qg_nn_linear_new(784, 256, NULL, g));
         qg_sequential_add(m, "relu1", qg_nn_relu_new());
-        qg_sequential_add(m, "l2", qg_nn_linear_new(256, 128, true, g));
+        qg_sequential_add(m, "l2", qg_nn_linear_new(256, 128, NULL, g));
         qg_sequential_add(m, "relu2", qg_nn_relu_new());
-        qg_sequential_add(m, "l3", qg_nn_linear_new(128, 10, true, g));
+        qg_sequential_add(m, "l3", qg_nn_linear_new(128, 10, NULL, g));
     } else {
         qg_sequential_add(m, "c1", conv3x3(1, 32, g));
         qg_sequential_add(m, "b1", qg_nn_batchnorm2d_new(32, NULL));
@@ -159,9 +159,9 @@ static qg_module *build_model(const char *kind, qg_rng *g) {
         qg_sequential_add(m, "relu2", qg_nn_relu_new());
         qg_sequential_add(m, "pool2", qg_nn_maxpool2d_new(2, 2, NULL));
         qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
-        qg_sequential_add(m, "l1", qg_nn_linear_new(3136, 128, true, g));
+        qg_sequential_add(m, "l1", qg_nn_linear_new(3136, 128, NULL, g));
         qg_sequential_add(m, "relu3", qg_nn_relu_new());
-        qg_sequential_add(m, "l2", qg_nn_linear_new(128, 10, true, g));
+        qg_sequential_add(m, "l2", qg_nn_linear_new(128, 10, NULL, g));
     }
     qg_sequential_add(m, "dequant", qg_dequant_stub_new());
     return m;
@@ -285,7 +285,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "fmnist: %s\n", qg_last_error());
             return 1;
         }
-        printf("test_loss=%.4f test_acc=%.4f time=%.1fs\n", tl, ta, now() - t0);
+        printf("test_loss=%.4f test_acc=%.2f%% time=%.1fs\n", tl, 100 * ta, now() - t0);
         qg_loader_free(test_loader), qg_module_free(model), qg_dataset_free(&test);
         return 0;
     }
@@ -314,9 +314,12 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (log) fprintf(log, "step,epoch,loss,lr\n");
-    printf("fmnist: %s %s, %lld train / %lld test images, batch %lld, %d epochs (%lld steps), lr %g %s, threads %d\n",
+    /* the epochs the run will really make: --steps may end it early */
+    int run_epochs = (int)((total + per_epoch - 1) / (per_epoch ? per_epoch : 1));
+    printf("fmnist: %s %s, %lld train / %lld test images, batch %lld, %d epoch%s (%lld steps%s), lr %g %s, threads %d\n",
            o.model, o.use_float ? "float" : o.qconfig, (long long)train.images->shape[0], (long long)test.images->shape[0],
-           (long long)o.batch, o.epochs, (long long)total, o.lr, o.schedule, qg_get_num_threads());
+           (long long)o.batch, run_epochs, run_epochs == 1 ? "" : "s", (long long)total,
+           total < per_epoch * o.epochs ? ", --steps" : "", o.lr, o.schedule, qg_get_num_threads());
 
     double t_start = now();
     int64_t step = 0, images = 0;
@@ -357,8 +360,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "fmnist: evaluation: %s\n", qg_last_error());
             return 1;
         }
-        printf("epoch %d: train %.1fs (%.0f img/s), test loss %.4f, test accuracy %.4f%s\n", epoch, t_train,
-               (double)e_step * (double)o.batch / t_train, tl, acc, o.use_float ? "" : " (fake-quant model)");
+        printf("epoch %d: train %.1fs (%.0f img/s), test loss %.4f, test accuracy %.2f%%%s\n", epoch, t_train,
+               (double)e_step * (double)o.batch / t_train, tl, 100 * acc, o.use_float ? "" : " (fake-quant model)");
         if (!o.use_float && o.freeze_bn_after && epoch == o.freeze_bn_after) {
             qg_freeze_bn_stats(model);
             printf("freezing BN statistics\n");
@@ -374,7 +377,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "fmnist: %s\n", qg_last_error());
         return 1;
     }
-    printf("test_acc=%.4f wall=%.1fs images_per_s=%.0f steps=%lld\n", acc, wall, (double)images / wall, (long long)step);
+    if (o.save) {
+        qg_tensor_dict *sd = qg_module_state_dict(model);
+        printf("saved %s: the %s model's state dict, %d tensors (PyTorch names)\n", o.save,
+               o.use_float ? "float" : "prepared QAT", qg_tensor_dict_size(sd));
+        qg_tensor_dict_free(sd);
+    }
+    printf("test_acc=%.2f%% wall=%.1fs images_per_s=%.0f steps=%lld\n", 100 * acc, wall, (double)images / wall,
+           (long long)step);
     if (log) fclose(log);
     qg_lr_scheduler_free(sched);
     qg_sgd_free(opt);

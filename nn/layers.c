@@ -29,25 +29,72 @@ static qg_status positive(const char *op, const char *what, int64_t v) {
 
 /* ------------------------------------------------------------- Sequential */
 
+/* A Sequential remembers the first child that failed to build (a NULL child, as ops
+ * take NULL inputs), so that a model built by many adds is checked once. */
+typedef struct {
+    qg_module base;
+    qg_status st;
+    char msg[256];
+} seq_mod;
+
 static qg_tensor *sequential_forward(qg_module *m, qg_tensor *x) {
+    seq_mod *s = (seq_mod *)m;
+    if (s->st) return qg__err(s->st, "Sequential was not built: %s", s->msg), NULL;
     for (int i = 0; i < m->nchildren && x; i++) x = qg_module_forward(m->children[i].ptr, x);
     return x;
 }
 
-static const qg_module_type sequential_type = {.name = "Sequential", .size = sizeof(qg_module), .forward = sequential_forward};
+static const qg_module_type sequential_type = {.name = "Sequential", .size = sizeof(seq_mod), .forward = sequential_forward};
 
 qg_module *qg_sequential_new(void) { return qg_module_new(&sequential_type); }
+
+qg_status qg_sequential_status(const qg_module *seq) {
+    if (!seq) return qg__err_null("sequential_status");
+    if (!qg_module_is(seq, "Sequential")) return qg__err(QG_EINVAL, "sequential_status: %s is not a Sequential", seq->type->name);
+    const seq_mod *s = (const seq_mod *)seq;
+    if (s->st) qg__err(s->st, "Sequential was not built: %s", s->msg);
+    return s->st;
+}
+
+qg_status qg_sequential_add(qg_module *seq, const char *name, qg_module *child) {
+    if (!seq) return qg_module_free(child), qg__err_null("sequential_add");
+    if (!qg_module_is(seq, "Sequential")) {
+        qg_module_free(child);
+        return qg__err(QG_EINVAL, "sequential_add: the parent is a %s, not a Sequential", seq->type->name);
+    }
+    seq_mod *s = (seq_mod *)seq;
+    qg_status st = child ? qg_module_add_child(seq, name, child) : qg__err_null("sequential_add");
+    if (st && !s->st) { /* keep the first failure */
+        s->st = st;
+        snprintf(s->msg, sizeof s->msg, "%s%s%s", name ? name : "", name ? ": " : "", qg_last_error());
+    }
+    return st;
+}
 
 qg_status qg_sequential_append(qg_module *seq, qg_module *child) {
     char name[16];
     if (!seq) return qg_module_free(child), qg__err_null("sequential_append");
     snprintf(name, sizeof name, "%d", seq->nchildren);
-    return qg_module_add_child(seq, name, child);
+    return qg_sequential_add(seq, name, child);
 }
 
-qg_status qg_sequential_add(qg_module *seq, const char *name, qg_module *child) {
-    if (!seq) return qg_module_free(child), qg__err_null("sequential_add");
-    return qg_module_add_child(seq, name, child);
+qg_module *qg_sequential_of(int n, const qg_named_module *items) {
+    qg_status st = n < 0 || (n && !items) ? qg__err(QG_EINVAL, "sequential_of: need n >= 0 items") : QG_OK;
+    for (int i = 0; !st && i < n; i++)
+        if (!items[i].module) st = qg__err_null("sequential_of"); /* keeps the constructor's message */
+    qg_module *m = st ? NULL : qg_sequential_new();
+    for (int i = 0; m && i < n; i++) {
+        qg_status s = items[i].name ? qg_sequential_add(m, items[i].name, items[i].module)
+                                    : qg_sequential_append(m, items[i].module);
+        if (s) { /* the rest are still the caller's: free them, as on any failure */
+            for (int k = i + 1; k < n; k++) qg_module_free(items[k].module);
+            qg_module_free(m);
+            return NULL;
+        }
+    }
+    if (!m)
+        for (int i = 0; i < n && items; i++) qg_module_free(items[i].module);
+    return m;
 }
 
 /* ------------------------------------------------------------- Linear */
@@ -63,7 +110,8 @@ static qg_tensor *linear_forward(qg_module *m, qg_tensor *x) {
 
 static const qg_module_type linear_type = {.name = "Linear", .size = sizeof(linear_mod), .forward = linear_forward};
 
-qg_module *qg_nn_linear_new(int64_t in, int64_t out, bool bias, qg_rng *gen) {
+qg_module *qg_nn_linear_new(int64_t in, int64_t out, const qg_linear_opts *o, qg_rng *gen) {
+    bool bias = !(o && o->no_bias);
     if (positive("Linear", "in_features", in) || positive("Linear", "out_features", out)) return NULL;
     qg_module *m = qg_module_new(&linear_type);
     if (!m) return NULL;
@@ -110,9 +158,9 @@ static qg_module *conv_new(int dims, int64_t in, int64_t out, int kh, int kw, co
     c->dims = dims;
     c->kernel[0] = kh, c->kernel[1] = kw, c->groups = groups;
     for (int i = 0; i < 2; i++) { /* Conv1d reads only [0] */
-        c->stride[i] = opt_or(o->stride[i] ? o->stride[i] : o->stride[0], 1);
-        c->padding[i] = o->padding[i] ? o->padding[i] : o->padding[0];
-        c->dilation[i] = opt_or(o->dilation[i] ? o->dilation[i] : o->dilation[0], 1);
+        c->stride[i] = opt_or(o->stride[i], 1);
+        c->padding[i] = o->padding[i];
+        c->dilation[i] = opt_or(o->dilation[i], 1);
     }
     if (c->stride[0] <= 0 || c->stride[1] <= 0 || c->dilation[0] <= 0 || c->dilation[1] <= 0 || c->padding[0] < 0 ||
         c->padding[1] < 0) {
@@ -176,8 +224,14 @@ static qg_module *bn_new(int dims, int64_t c, const qg_bn_opts *o) {
     if (!m) return NULL;
     bn_mod *b = (bn_mod *)m;
     b->dims = dims;
-    b->eps = o->eps > 0 ? o->eps : 1e-5;
-    b->momentum = o->momentum > 0 ? o->momentum : 0.1;
+    b->eps = qg_opt_or(o->eps, 1e-5);
+    b->momentum = qg_opt_or(o->momentum, 0.1);
+    const char *op = dims == 1 ? "BatchNorm1d" : "BatchNorm2d";
+    if (!(b->eps > 0) || !(b->momentum >= 0 && b->momentum <= 1)) {
+        qg__err(QG_EINVAL, "%s: eps must be > 0 and momentum in [0, 1], got eps %g, momentum %g", op, b->eps, b->momentum);
+        qg_module_free(m);
+        return NULL;
+    }
     b->cumulative = o->cumulative, b->affine = !o->no_affine, b->track = !o->no_track;
     qg_status st = qg_module_add_param(m, "weight", b->affine ? qg_tensor_ones(QG_F32, 1, &c) : NULL);
     if (!st) st = qg_module_add_param(m, "bias", b->affine ? qg_tensor_zeros(QG_F32, 1, &c) : NULL);
@@ -266,9 +320,15 @@ static qg_module *pool_new(const qg_module_type *t, int kh, int kw, const qg_poo
     pool_mod *p = (pool_mod *)m;
     p->kernel[0] = kh, p->kernel[1] = kw;
     for (int i = 0; i < 2; i++) {
-        p->stride[i] = o->stride[i] ? o->stride[i] : (o->stride[0] && i ? o->stride[0] : p->kernel[i]);
-        p->padding[i] = o->padding[i] ? o->padding[i] : (i ? o->padding[0] : 0);
-        p->dilation[i] = opt_or(o->dilation[i] ? o->dilation[i] : o->dilation[0], 1);
+        p->stride[i] = opt_or(o->stride[i], p->kernel[i]);
+        p->padding[i] = o->padding[i];
+        p->dilation[i] = opt_or(o->dilation[i], 1);
+        if (p->stride[i] < 0 || p->padding[i] < 0 || p->dilation[i] < 0) {
+            qg_module_free(m);
+            return qg__err(QG_EINVAL, "%s: stride, padding and dilation must not be negative, got stride (%d, %d), "
+                                      "padding (%d, %d), dilation (%d, %d)", t->name, o->stride[0], o->stride[1],
+                           o->padding[0], o->padding[1], o->dilation[0], o->dilation[1]), NULL;
+        }
     }
     p->ceil_mode = o->ceil_mode;
     p->count_include_pad = !o->no_count_include_pad;

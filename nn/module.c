@@ -110,6 +110,17 @@ qg_status qg_module_add_child(qg_module *m, const char *name, qg_module *child) 
     return st;
 }
 
+qg_module *qg_module_remove_child(qg_module *m, const char *name) {
+    int i = m && name ? find(m->children, m->nchildren, name) : -1;
+    if (i < 0) return qg__err(QG_EINVAL, "module_remove_child: no child named '%s'", name ? name : "(null)"), NULL;
+    qg_module *c = m->children[i].ptr;
+    qg__free(m->children[i].name);
+    memmove(m->children + i, m->children + i + 1, sizeof *m->children * (size_t)(m->nchildren - i - 1));
+    m->nchildren--;
+    if (m->output_hook == c) m->output_hook = NULL;
+    return c;
+}
+
 qg_status qg_module_set_output_hook(qg_module *m, const char *name, qg_module *hook) {
     qg_status st = qg_module_add_child(m, name, hook);
     if (!st) m->output_hook = hook;
@@ -213,12 +224,45 @@ qg_status qg_module_set_buffer(qg_module *m, const char *name, qg_tensor *t) {
 
 /* ------------------------------------------------------------- behaviour */
 
+/* The modules whose forward is running, outermost first, so that an error raised
+ * inside gets the path of the innermost one: "c1 (intrinsic.qat.ConvBnReLU2d): ...". */
+#define FWD_DEPTH 64
+static _Thread_local const qg_module *fwd_stack[FWD_DEPTH];
+static _Thread_local int fwd_depth;
+static _Thread_local uint64_t labeled_serial; /* the error already labeled */
+
+static void label_error(int d) {
+    char path[512] = "";
+    size_t len = 0;
+    for (int i = 1; i <= d && i < FWD_DEPTH; i++) {
+        const qg_module *p = fwd_stack[i - 1], *c = fwd_stack[i];
+        const char *name = "?";
+        for (int k = 0; k < p->nchildren; k++)
+            if (p->children[k].ptr == c) name = p->children[k].name;
+        len += (size_t)snprintf(path + len, len < sizeof path ? sizeof path - len : 0, "%s%s", len ? "." : "", name);
+        if (len >= sizeof path) len = sizeof path - 1;
+    }
+    const qg_module *m = fwd_stack[d < FWD_DEPTH ? d : FWD_DEPTH - 1];
+    const char *msg = qg_last_error();
+    if (len && !strncmp(msg, path, len)) return; /* it names its path already (observers do) */
+    if (len) qg__err(qg_last_status(), "%s (%s): %s", path, m->type->name, msg);
+    else qg__err(qg_last_status(), "%s: %s", m->type->name, msg);
+}
+
 qg_tensor *qg_module_forward(qg_module *m, qg_tensor *x) {
     if (!m) return qg__err_null("module_forward"), NULL;
     if (!x) return qg__err_null(m->type->name), NULL;
     if (!m->type->forward) return qg__err(QG_EINVAL, "%s: module has no forward", m->type->name), NULL;
+    int d = fwd_depth++;
+    if (d < FWD_DEPTH) fwd_stack[d] = m;
+    uint64_t serial = qg__err_serial();
     qg_tensor *y = m->type->forward(m, x);
     if (y && m->output_hook) y = qg_module_forward(m->output_hook, y);
+    if (!y && qg__err_serial() != serial && qg__err_serial() != labeled_serial) {
+        label_error(d);
+        labeled_serial = qg__err_serial();
+    }
+    fwd_depth--;
     return y;
 }
 
@@ -378,11 +422,34 @@ static bool resizable(qg_module *m, const char *dotted) {
     return i >= 0 && (m->buffers[i].flags & QG_BUFFER_RESIZABLE);
 }
 
-/* appends to a bounded message buffer */
-static void msg_add(char *buf, size_t cap, size_t *len, const char *fmt, const char *a, const char *b) {
-    if (*len + 1 >= cap) return;
-    int n = snprintf(buf + *len, cap - *len, fmt, a, b);
-    if (n > 0) *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
+/* A list of offending keys for the strict-load message: the count and the first few
+ * in full. */
+#define KEYS_SHOWN 3
+typedef struct {
+    int n;
+    char first[KEYS_SHOWN][200];
+    bool quant; /* a fake-quant/observer key among them */
+} key_list;
+
+static void keys_add(key_list *k, const char *name, const char *detail) {
+    if (k->n < KEYS_SHOWN) {
+        size_t a = strlen(name) < sizeof k->first[0] - 1 ? strlen(name) : sizeof k->first[0] - 1;
+        memcpy(k->first[k->n], name, a);
+        size_t b = strlen(detail) < sizeof k->first[0] - 1 - a ? strlen(detail) : sizeof k->first[0] - 1 - a;
+        memcpy(k->first[k->n] + a, detail, b);
+        k->first[k->n][a + b] = 0;
+    }
+    k->n++;
+    k->quant |= strstr(name, "fake_quant") || strstr(name, "activation_post_process");
+}
+
+static size_t keys_str(char *buf, size_t cap, const char *what, const key_list *k) {
+    size_t len = (size_t)snprintf(buf, cap, "%d %s", k->n, what);
+    for (int i = 0; i < k->n && i < KEYS_SHOWN && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s", i ? ", " : " (", k->first[i]);
+    if (k->n > KEYS_SHOWN && len < cap) len += (size_t)snprintf(buf + len, cap - len, ", and %d more", k->n - KEYS_SHOWN);
+    if (k->n && len < cap) len += (size_t)snprintf(buf + len, cap - len, ")");
+    return len < cap ? len : cap - 1;
 }
 
 qg_status qg_module_load_state_dict(qg_module *m, const qg_tensor_dict *d, bool strict) {
@@ -390,25 +457,20 @@ qg_status qg_module_load_state_dict(qg_module *m, const qg_tensor_dict *d, bool 
     qg_tensor_list *l = make_list(m, true, true);
     if (!l) return qg_last_status();
     /* check everything first: the module is changed only when all of it fits */
-    char missing[512] = "", unexpected[512] = "", mismatch[768] = "";
-    size_t nm = 0, nu = 0, nx = 0;
-    int bad = 0;
+    key_list missing = {0}, unexpected = {0}, mismatch = {0};
     for (int i = 0; i < l->n; i++) {
         qg_tensor *src = NULL;
         for (int k = 0; k < qg_tensor_dict_size(d); k++)
             if (!strcmp(qg_tensor_dict_name(d, k), l->names[i])) src = qg_tensor_dict_at(d, k);
         qg_tensor *dst = l->tensors[i];
         if (!src) {
-            if (strict) msg_add(missing, sizeof missing, &nm, "%s%s ", l->names[i], ""), bad++;
+            if (strict) keys_add(&missing, l->names[i], "");
         } else if (src->dtype != dst->dtype ||
                    (!resizable(m, l->names[i]) && (src->ndim != dst->ndim ||
                     memcmp(src->shape, dst->shape, sizeof(int64_t) * (size_t)dst->ndim)))) {
-            char a[96], b[96];
-            char what[320];
-            snprintf(what, sizeof what, "%s (file %s, module %s) ", l->names[i], qg_shape_str(src, a, sizeof a),
-                     qg_shape_str(dst, b, sizeof b));
-            msg_add(mismatch, sizeof mismatch, &nx, "%s%s", what, "");
-            bad++;
+            char a[96], b[96], what[220];
+            snprintf(what, sizeof what, " (file %s, module %s)", qg_shape_str(src, a, sizeof a), qg_shape_str(dst, b, sizeof b));
+            keys_add(&mismatch, l->names[i], what);
         }
     }
     if (strict) {
@@ -416,13 +478,25 @@ qg_status qg_module_load_state_dict(qg_module *m, const qg_tensor_dict *d, bool 
             const char *name = qg_tensor_dict_name(d, k);
             bool known = false;
             for (int i = 0; i < l->n && !known; i++) known = !strcmp(l->names[i], name);
-            if (!known) msg_add(unexpected, sizeof unexpected, &nu, "%s%s ", name, ""), bad++;
+            if (!known) keys_add(&unexpected, name, "");
         }
     }
-    if (bad) {
+    if (missing.n || unexpected.n || mismatch.n) {
         qg_tensor_list_free(l);
-        return qg__err(QG_EINVAL, "load_state_dict into %s: missing keys: [%s] unexpected keys: [%s] mismatched: [%s]",
-                       m->type->name, missing, unexpected, mismatch);
+        char msg[900];
+        size_t len = keys_str(msg, sizeof msg, "missing keys", &missing);
+        len += (size_t)snprintf(msg + len, sizeof msg - len, "; ");
+        len += keys_str(msg + len, sizeof msg - len, "unexpected keys", &unexpected);
+        len += (size_t)snprintf(msg + len, sizeof msg - len, "; ");
+        len += keys_str(msg + len, sizeof msg - len, "mismatched", &mismatch);
+        const char *hint = "";
+        if (missing.quant && !unexpected.quant)
+            hint = ". The file looks like a float model's state dict loaded into a prepared QAT model: load it "
+                   "before qg_prepare_qat";
+        else if (unexpected.quant && !missing.quant)
+            hint = ". The file looks like a prepared QAT model's state dict: load it into a model after "
+                   "qg_fuse_modules_qat and qg_prepare_qat";
+        return qg__err(QG_EINVAL, "load_state_dict into %s: %s%s", m->type->name, msg, hint);
     }
     for (int i = 0; i < l->n; i++) {
         const qg_tensor *src = NULL;

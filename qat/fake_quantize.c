@@ -51,8 +51,9 @@ qg_status qg__check_spec(const char *op, const qg_fq_spec *s) {
         return qg__err(QG_EINVAL, "%s: quant_min %lld must not exceed quant_max %lld", op, (long long)s->quant_min,
                        (long long)s->quant_max);
     }
-    if (s->averaging_constant < 0 || s->averaging_constant > 1)
-        return qg__err(QG_EINVAL, "%s: averaging_constant %g outside (0, 1]", op, s->averaging_constant);
+    double c = qg_opt_or(s->averaging_constant, 0.01);
+    if (!(c >= 0 && c <= 1)) return qg__err(QG_EINVAL, "%s: averaging_constant %g outside [0, 1]", op, c);
+    if (!(qg_opt_or(s->eps, 1) > 0)) return qg__err(QG_EINVAL, "%s: eps must be > 0, got %g", op, s->eps.v);
     if (s->kind == QG_FQ_FUSED_MOVING_AVG && s->observer != QG_OBS_MOVING_AVERAGE_MINMAX)
         return qg__err(QG_EINVAL, "%s: FusedMovingAvgObsFakeQuantize needs a moving-average observer", op);
     if (s->kind == QG_FQ_FIXED && qg_qscheme_is_per_channel(s->qscheme))
@@ -82,7 +83,7 @@ qg_module *qg_fake_quant_new(const qg_fq_spec *s) {
     qg_quant_range(s->dtype, s->reduce_range, s->quant_min, s->quant_max, &f->qmin, &f->qmax);
     qg_dtype toggle = s->kind == QG_FQ_FUSED_MOVING_AVG ? QG_I64 : QG_U8;
     int64_t one = 1;
-    float eps = s->eps > 0 ? (float)s->eps : 1.1920928955078125e-07f;
+    float eps = (float)qg_opt_or(s->eps, 0x1p-23);
     qg_status st = QG_OK;
     if (s->kind == QG_FQ_LEARNABLE) { /* parameters first, then its buffers, then the observer */
         st = qg_module_add_param(m, "scale", qg_tensor_ones(QG_F32, 1, &one));
@@ -246,7 +247,7 @@ qg_status qg_qconfig_preset(const char *name, qg_qconfig *out) {
         q.activation.reduce_range = true;
     } else if (!strcmp(name, "dynamic")) {
         q.activation.kind = q.weight.kind = QG_FQ_FAKE_QUANTIZE;
-        q.activation.averaging_constant = 1; /* memoryless */
+        q.activation.averaging_constant = qg_set(1); /* memoryless */
     } else {
         return qg__err(QG_EINVAL, "qconfig_preset: unknown qconfig '%s' (known: fbgemm, x86, qnnpack, default, dynamic)", name);
     }

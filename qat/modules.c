@@ -199,10 +199,10 @@ static qg_module *from_float(qg_module *f, const qg_qconfig *qc, bool dynamic) {
         return qg__err(QG_EINVAL, "qat from_float only works for Linear, Conv1d, Conv2d and the intrinsic fused "
                                   "modules, got %s", f->type->name), NULL;
     if (check_qconfig(k->name, qc)) return NULL;
-    if (dynamic && qc->activation.averaging_constant != 1)
+    if (dynamic && qg_opt_or(qc->activation.averaging_constant, 0.01) != 1)
         return qg__err(QG_EINVAL, "Dynamic QAT requires a memoryless observer. This means a MovingAverage observer "
                                   "with averaging constant equal to 1 (got %g)",
-                       qc->activation.averaging_constant > 0 ? qc->activation.averaging_constant : 0.01), NULL;
+                       qg_opt_or(qc->activation.averaging_constant, 0.01)), NULL;
     qg_module *base, *fbn;
     if (float_parts(f, k, &base, &fbn)) return NULL;
     qg_module *m = make_qat(k, base, qc);
@@ -232,7 +232,7 @@ qg_module *qg_qat_dynamic_linear_from_float(qg_module *f, const qg_qconfig *qc) 
 
 /* A float Linear/Conv with the QAT module's geometry (weights overwritten by the caller). */
 static qg_module *float_like(const qat_mod *q, bool bias) {
-    if (q->kind->op == OP_LINEAR) return qg_nn_linear_new(q->in, q->out, bias, NULL);
+    if (q->kind->op == OP_LINEAR) return qg_nn_linear_new(q->in, q->out, &(qg_linear_opts){.no_bias = !bias}, NULL);
     qg_conv_opts o = {.groups = q->groups, .no_bias = !bias};
     memcpy(o.stride, q->stride, sizeof o.stride);
     memcpy(o.padding, q->padding, sizeof o.padding);
@@ -243,7 +243,9 @@ static qg_module *float_like(const qat_mod *q, bool bias) {
 
 qg_module *qg_qat_to_float(const qg_module *m) {
     const qat_kind *k = kind_of(m);
-    if (!k) return qg__err(QG_EINVAL, "qat_to_float: %s is not a QAT module", m ? m->type->name : "NULL"), NULL;
+    if (!k)
+        return qg__err(QG_EINVAL, "qat_to_float: %s is not a QAT module%s", m ? m->type->name : "NULL",
+                       m ? " (qg_qat_to_float_model converts a whole model)" : ""), NULL;
     const qat_mod *q = (const qat_mod *)m;
     qg_tensor *w = qg_module_param(m, "weight"), *b = qg_module_param(m, "bias");
     qg_module *f = float_like(q, b != NULL || k->bn);
@@ -279,6 +281,30 @@ qg_module *qg_qat_to_float(const qg_module *m) {
     return f;
 }
 
+/* The whole tree back to float, in place: each QAT module becomes its float module
+ * (BN folded), and the fake-quant output hooks are removed. */
+qg_status qg_qat_to_float_model(qg_module *model) {
+    if (!model) return qg__err_null("qat_to_float_model");
+    if (kind_of(model))
+        return qg__err(QG_EINVAL, "qat_to_float_model: the model itself is a %s; use qg_qat_to_float for one module",
+                       model->type->name);
+    if (model->output_hook && qg_module_child(model, "activation_post_process") == model->output_hook)
+        qg_module_free(qg_module_remove_child(model, "activation_post_process"));
+    for (int i = 0; i < model->nchildren; i++) {
+        qg_module *c = model->children[i].ptr;
+        if (kind_of(c)) {
+            qg_module *f = qg_qat_to_float(c);
+            if (!f) return qg__err(qg_last_status(), "qat_to_float_model: %s: %s", model->children[i].name, qg_last_error());
+            model->children[i].ptr = f;
+            qg_module_free(c);
+        } else {
+            qg_status st = qg_qat_to_float_model(c);
+            if (st) return st;
+        }
+    }
+    return QG_OK;
+}
+
 /* ------------------------------------------------------------- constructors */
 
 qg_module *qg_qat_new(const char *type_name, const qg_qat_args *a, const qg_qconfig *qc, qg_rng *gen) {
@@ -291,7 +317,7 @@ qg_module *qg_qat_new(const char *type_name, const qg_qat_args *a, const qg_qcon
     /* the float parts as PyTorch's constructor makes them, then from_float */
     qg_module *base;
     if (k->op == OP_LINEAR) {
-        base = qg_nn_linear_new(a->in, a->out, !a->no_bias, gen);
+        base = qg_nn_linear_new(a->in, a->out, &(qg_linear_opts){.no_bias = a->no_bias}, gen);
     } else {
         qg_conv_opts o = {.groups = a->groups, .no_bias = a->no_bias};
         memcpy(o.stride, a->stride, sizeof o.stride);

@@ -126,13 +126,13 @@ qg_module *qg__observer_make(const qg_fq_spec *s) {
     qg__observer *o = (qg__observer *)m;
     o->per_channel = pc;
     o->moving = s->observer != QG_OBS_MINMAX;
-    o->averaging_constant = s->averaging_constant > 0 ? s->averaging_constant : 0.01;
+    o->averaging_constant = qg_opt_or(s->averaging_constant, 0.01);
     o->ch_axis = s->ch_axis;
     o->scheme = s->qscheme;
     o->dtype = s->dtype;
     o->custom_range = s->quant_min < s->quant_max;
     qg_quant_range(s->dtype, s->reduce_range, s->quant_min, s->quant_max, &o->qmin, &o->qmax);
-    float eps = s->eps > 0 ? (float)s->eps : 1.1920928955078125e-07f;
+    float eps = (float)qg_opt_or(s->eps, 0x1p-23);
     qg_status st = qg_module_add_buffer(m, "eps", qg_tensor_from_data(QG_F32, 1, (int64_t[]){1}, &eps));
     unsigned fixed = QG_BUFFER_FIXED_DTYPE | (pc ? QG_BUFFER_RESIZABLE : 0);
     if (pc) {

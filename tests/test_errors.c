@@ -94,7 +94,10 @@ int main(void) {
 
     /* losses */
     EXPECT_ERR(qg_cross_entropy(a, tgt, QG_REDUCTION_MEAN), "not a class");
-    EXPECT_ERR(qg_cross_entropy(a, a, QG_REDUCTION_MEAN), "target must be");
+    EXPECT_ERR(qg_cross_entropy(a, m, QG_REDUCTION_MEAN), "target must be");
+    EXPECT_ERR(qg_cross_entropy(a, b, QG_REDUCTION_MEAN), "probability target"); /* float target, wrong shape */
+    EXPECT_ERR(qg_cross_entropy(a, d, QG_REDUCTION_MEAN), "cross_entropy");      /* other float dtype */
+    EXPECT_ERR(qg_cross_entropy_label_smoothing(a, tgt, QG_REDUCTION_MEAN, 1.5), "label_smoothing");
     EXPECT_ERR(qg_cross_entropy(qg_reshape(a, 1, SHAPE(12)), tgt, QG_REDUCTION_MEAN), "expected input (N, C)");
     EXPECT_ERR(qg_cross_entropy(NULL, tgt, QG_REDUCTION_MEAN), "cross_entropy");
     EXPECT_ERR(qg_nll_loss(a, NULL, QG_REDUCTION_SUM), "nll_loss");

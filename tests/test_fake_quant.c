@@ -319,7 +319,7 @@ static void float64_checks(void) {
                         qg_tensor_from_data(QG_F64, 1, SHAPE(1), &zv)};
     qg_tensor_set_requires_grad(in[0], true), qg_tensor_set_requires_grad(in[1], true);
     lsq_gc c = {-8, 7, 1.0};
-    qg_gradcheck_opts o = {1e-3, 1e-6, 1e-4, 3};
+    qg_gradcheck_opts o = {.eps = QG_SET(1e-3), .atol = QG_SET(1e-6), .rtol = QG_SET(1e-4), .seed = 3};
     CHECK(qg_gradcheck(fn_lsq, &c, 3, in, &o) == QG_OK, "gradcheck lsq saturated (x, scale): %s", qg_last_error());
     c.gf = 0.25; /* grad_factor scales the scale gradient away from the true derivative */
     CHECK(qg_gradcheck(fn_lsq, &c, 3, in, &o) != QG_OK, "gradcheck lsq with grad_factor 0.25 should fail");

@@ -57,5 +57,15 @@ expect "bad value" 2 "usage" -- "$fmnist" --epochs zero
 expect "bad model" 2 "usage" -- "$fmnist" --model resnet
 expect "bad qconfig" 2 "unknown qconfig" -- "$fmnist" --qconfig int3
 expect "eval-only without load" 2 "needs --load" -- "$fmnist" --eval-only
+# what a user reads: the header counts the epochs --steps leaves, --save says what it
+# wrote, accuracies are percentages
+"$fmnist" --data "$tmp/good" --model mlp --steps 2 --batch 10 --save "$tmp/saved.safetensors" >"$tmp/out" 2>&1
+check_out() { # name pattern
+  if grep -q -- "$2" "$tmp/out"; then pass=$((pass + 1)); echo "ok $1"; else fail=$((fail + 1)); echo "FAIL $1:"; cat "$tmp/out"; fi
+}
+check_out "header with --steps" "1 epoch (2 steps, --steps)"
+check_out "--save reports" "saved $tmp/saved.safetensors: the prepared QAT model's state dict, [0-9]* tensors"
+check_out "accuracy in percent" "test accuracy [0-9.]*% (fake-quant model)"
+check_out "final accuracy in percent" "^test_acc=[0-9.]*% "
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -53,6 +53,8 @@ ONE(f_lsm_last, qg_log_softmax(x[0], -1))
 ONE(f_lsm_0, qg_log_softmax(x[0], 0))
 ONE(f_ce_mean, qg_cross_entropy(x[0], target_i64, QG_REDUCTION_MEAN))
 ONE(f_ce_sum, qg_cross_entropy(x[0], target_i64, QG_REDUCTION_SUM))
+ONE(f_ce_ls, qg_cross_entropy_label_smoothing(x[0], target_i64, QG_REDUCTION_MEAN, 0.15))
+ONE(f_ce_probs, qg_cross_entropy_label_smoothing(x[0], x[1], QG_REDUCTION_NONE, 0.1))
 ONE(f_nll_mean, qg_nll_loss(x[0], target_i64, QG_REDUCTION_MEAN))
 ONE(f_nll_none, qg_nll_loss(x[0], target_i64, QG_REDUCTION_NONE))
 ONE(f_mse_mean, qg_mse_loss(x[0], x[1], QG_REDUCTION_MEAN))
@@ -129,6 +131,8 @@ static const gc_case cases[] = {
     {"log_softmax dim0", f_lsm_0, 1, {3}, {{3, 2, 4}}, {D_ANY}},
     {"cross_entropy mean", f_ce_mean, 1, {2}, {{4, 5}}, {D_ANY}},
     {"cross_entropy sum", f_ce_sum, 1, {2}, {{4, 5}}, {D_ANY}},
+    {"cross_entropy label_smoothing", f_ce_ls, 1, {2}, {{4, 5}}, {D_ANY}},
+    {"cross_entropy probabilities", f_ce_probs, 2, {2, 2}, {{4, 5}, {4, 5}}, {D_ANY, D_ANY}},
     {"nll_loss mean", f_nll_mean, 1, {2}, {{4, 5}}, {D_ANY}},
     {"nll_loss none", f_nll_none, 1, {2}, {{4, 5}}, {D_ANY}},
     {"mse_loss mean", f_mse_mean, 2, {2, 2}, {{3, 4}, {3, 4}}, {D_ANY, D_ANY}},

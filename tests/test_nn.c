@@ -2,6 +2,7 @@
  * module types, default initialisation, and error paths. */
 #include <string.h>
 
+#include "qgrad/data.h"
 #include "qgrad/nn.h"
 #include "test_util.h"
 
@@ -20,7 +21,7 @@ static const qg_module_type leaky_type = {.name = "Leaky", .size = sizeof(leaky_
 
 static void test_names_and_order(void) {
     qg_module *net = qg_sequential_new();
-    qg_sequential_append(net, qg_nn_linear_new(4, 3, true, NULL));
+    qg_sequential_append(net, qg_nn_linear_new(4, 3, NULL, NULL));
     qg_sequential_append(net, qg_nn_batchnorm1d_new(3, NULL));
     qg_sequential_append(net, qg_nn_relu_new());
     qg_module *leaky = qg_module_new(&leaky_type);
@@ -77,7 +78,7 @@ static void test_names_and_order(void) {
 
 static void test_init_and_layers(void) {
     qg_manual_seed(1);
-    qg_module *l = qg_nn_linear_new(400, 30, true, NULL);
+    qg_module *l = qg_nn_linear_new(400, 30, NULL, NULL);
     float *w = qg_tensor_data(qg_module_param(l, "weight"));
     double bound = 1.0 / 20.0, mx = 0;
     for (int i = 0; i < 400 * 30; i++) mx = fabs(w[i]) > mx ? fabs(w[i]) : mx;
@@ -94,7 +95,7 @@ static void test_init_and_layers(void) {
     /* same seed, same weights */
     qg_rng g1, g2;
     qg_rng_init(&g1, 9), qg_rng_init(&g2, 9);
-    qg_module *a = qg_nn_linear_new(7, 5, true, &g1), *b = qg_nn_linear_new(7, 5, true, &g2);
+    qg_module *a = qg_nn_linear_new(7, 5, NULL, &g1), *b = qg_nn_linear_new(7, 5, NULL, &g2);
     CHECK(!memcmp(qg_tensor_data(qg_module_param(a, "weight")), qg_tensor_data(qg_module_param(b, "weight")), 35 * 4),
           "seeded init repeats");
     qg_module *mods[] = {l, c, c1, bn, a, b};
@@ -102,12 +103,12 @@ static void test_init_and_layers(void) {
 }
 
 static void test_errors(void) {
-    CHECK(!qg_nn_linear_new(0, 3, true, NULL) && strstr(qg_last_error(), "in_features"), "Linear(0, 3)");
+    CHECK(!qg_nn_linear_new(0, 3, NULL, NULL) && strstr(qg_last_error(), "in_features"), "Linear(0, 3)");
     CHECK(!qg_nn_conv2d_new(3, 4, 3, 3, &(qg_conv_opts){.groups = 2}, NULL) && strstr(qg_last_error(), "groups"),
           "Conv2d groups must divide channels");
     CHECK(!qg_nn_dropout_new(1.5, NULL), "Dropout p > 1");
     CHECK(!qg_nn_hardtanh_new(1, -1), "Hardtanh min > max");
-    qg_module *m = qg_nn_linear_new(2, 2, true, NULL);
+    qg_module *m = qg_nn_linear_new(2, 2, NULL, NULL);
     CHECK(qg_module_add_param(m, "weight", qg_tensor_zeros(QG_F32, 1, SHAPE(2))) == QG_EINVAL &&
               strstr(qg_last_error(), "already has"), "duplicate name");
     CHECK(qg_module_add_param(m, "a.b", qg_tensor_zeros(QG_F32, 1, SHAPE(2))) == QG_EINVAL, "dotted name");
@@ -124,13 +125,100 @@ static void test_errors(void) {
     qg_tape_reset(NULL);
 }
 
+/* Every setting PyTorch has is expressible: padding (2, 0), momentum 0, eps given,
+ * momentum=None apart from momentum 0 (options rules of autograd.h). */
+static void test_options(void) {
+    qg_module *c = qg_nn_conv2d_new(1, 1, 3, 3, &(qg_conv_opts){.padding = {2, 0}}, NULL);
+    qg_tensor *x = qg_tensor_ones(QG_F32, 4, SHAPE(1, 1, 5, 5));
+    qg_tensor *y = qg_module_forward(c, x);
+    CHECK(y && y->shape[2] == 7 && y->shape[3] == 3, "Conv2d(1, 1, 3, padding=(2, 0)) on 5x5 gives 7x3, got %lldx%lld",
+          y ? (long long)y->shape[2] : -1, y ? (long long)y->shape[3] : -1);
+    qg_module_free(c);
+    c = qg_nn_conv2d_new(1, 1, 3, 3, &(qg_conv_opts){.stride = {2, 0}, .padding = QG_PAIR(1)}, NULL);
+    y = qg_module_forward(c, x);
+    CHECK(y && y->shape[2] == 3 && y->shape[3] == 5, "stride (2, 0) is (2, 1); padding QG_PAIR(1) is (1, 1)");
+    qg_module_free(c);
+    qg_module *p = qg_nn_maxpool2d_new(2, 2, &(qg_pool_opts){.stride = {1, 0}, .padding = {1, 0}});
+    y = qg_module_forward(p, x);
+    CHECK(y && y->shape[2] == 6 && y->shape[3] == 2, "MaxPool2d(2, stride=(1, 2), padding=(1, 0)) on 5x5: 6x2");
+    qg_module_free(p);
+    CHECK(!qg_nn_maxpool2d_new(2, 2, &(qg_pool_opts){.padding = {-1, 0}}) && strstr(qg_last_error(), "MaxPool2d"),
+          "negative padding: %s", qg_last_error());
+    qg_tensor_free(x);
+    qg_tape_reset(NULL);
+
+    /* BN momentum 0: running statistics never move; None: cumulative average */
+    qg_tensor *xb = qg_tensor_randn(NULL, QG_F32, 2, SHAPE(8, 3));
+    qg_module *b0 = qg_nn_batchnorm1d_new(3, &(qg_bn_opts){.momentum = QG_SET(0)});
+    qg_module *bn = qg_nn_batchnorm1d_new(3, &(qg_bn_opts){.cumulative = true});
+    qg_module *be = qg_nn_batchnorm1d_new(3, &(qg_bn_opts){.eps = QG_SET(0.5)});
+    CHECK(b0 && bn && be, "BN options: %s", qg_last_error());
+    for (int i = 0; i < 2; i++) qg_module_forward(b0, xb), qg_module_forward(bn, xb);
+    CHECK(qg_tensor_get(qg_module_buffer(b0, "running_mean"), SHAPE(0)) == 0 &&
+              qg_tensor_get(qg_module_buffer(b0, "running_var"), SHAPE(1)) == 1,
+          "momentum=0 keeps the running stats");
+    CHECK(qg_tensor_get(qg_module_buffer(bn, "running_mean"), SHAPE(0)) != 0, "momentum=None moves them");
+    qg_layer_info li;
+    CHECK(!qg_nn_layer_info(be, &li) && li.eps == 0.5 && li.momentum == 0.1 && !qg_nn_layer_info(b0, &li) &&
+              li.momentum == 0 && li.eps == 1e-5,
+          "eps and momentum as given, defaults where unset");
+    CHECK(!qg_nn_batchnorm1d_new(3, &(qg_bn_opts){.eps = QG_SET(0)}) && strstr(qg_last_error(), "eps"), "eps 0 refused");
+    CHECK(!qg_nn_batchnorm1d_new(3, &(qg_bn_opts){.momentum = QG_SET(1.5)}), "momentum 1.5 refused");
+    qg_module_free(b0), qg_module_free(bn), qg_module_free(be);
+    qg_tensor_free(xb);
+    qg_tape_reset(NULL);
+
+    /* the loader: a mean without std is an error, not silently dropped */
+    qg_dataset d = {qg_tensor_zeros(QG_U8, 3, SHAPE(4, 2, 2)), qg_tensor_zeros(QG_U8, 1, SHAPE(4))};
+    CHECK(!qg_loader_new(&d, &(qg_loader_opts){.mean = 0.5}) && strstr(qg_last_error(), "std"), "mean without std: %s",
+          qg_last_error());
+    qg_dataset_free(&d);
+}
+
+/* BatchNorm on an empty batch: an empty output and zero gradients, as PyTorch */
+static void test_bn_empty(void) {
+    qg_module *bn = qg_nn_batchnorm2d_new(3, NULL);
+    qg_tensor *x = qg_tensor_zeros(QG_F32, 4, SHAPE(0, 3, 4, 4));
+    qg_tensor_set_requires_grad(x, true);
+    qg_tensor *y = qg_module_forward(bn, x);
+    qg_tensor *g = qg_tensor_zeros(QG_F32, 4, SHAPE(0, 3, 4, 4));
+    CHECK(y && qg_tensor_numel(y) == 0 && qg_backward(y, g) == QG_OK, "empty batch backward: %s", qg_last_error());
+    qg_tensor *gw = qg_module_param(bn, "weight")->grad;
+    CHECK(gw && qg_tensor_numel(gw) == 3 && qg_tensor_get(gw, SHAPE(1)) == 0 && x->grad && qg_tensor_numel(x->grad) == 0,
+          "zero weight gradient, empty input gradient");
+    CHECK(qg_tensor_get(qg_module_buffer(bn, "running_var"), SHAPE(0)) == 1, "running stats untouched");
+    qg_tensor_free(x), qg_tensor_free(g);
+    qg_module_free(bn);
+    qg_tape_reset(NULL);
+}
+
+/* An error inside a module's forward names the module's path and type. */
+static void test_error_paths(void) {
+    qg_module *m = qg_sequential_new();
+    qg_module *inner = qg_sequential_new();
+    qg_sequential_add(inner, "fc", qg_nn_linear_new(4, 2, NULL, NULL));
+    qg_sequential_add(m, "block", inner);
+    qg_tensor *x = qg_tensor_ones(QG_F32, 2, SHAPE(3, 5));
+    CHECK(!qg_module_forward(m, x) && strstr(qg_last_error(), "block.fc (Linear): linear"), "path in the message: %s",
+          qg_last_error());
+    CHECK(!qg_module_forward(qg_module_get(m, "block.fc"), x) && !strncmp(qg_last_error(), "Linear: linear", 14),
+          "a module called alone names its type: %s", qg_last_error());
+    qg_tensor_free(x);
+    qg_module_free(m);
+    qg_tape_reset(NULL);
+}
+
 int main(void) {
     int64_t live = qg_live_allocations();
     test_names_and_order();
     test_init_and_layers();
     test_errors();
+    test_options();
+    test_bn_empty();
+    test_error_paths();
     qg_tape_reset(NULL);
-    /* the default tape keeps its arena; everything else was freed */
-    CHECK(qg_live_allocations() - live <= 3, "no leaks: %lld blocks left", (long long)(qg_live_allocations() - live));
+    /* the default tape keeps its arena until qg_shutdown; everything else was freed */
+    qg_shutdown();
+    CHECK(qg_live_allocations() == live, "no leaks: %lld blocks left", (long long)(qg_live_allocations() - live));
     return test_summary("nn");
 }

@@ -108,7 +108,7 @@ static void bn_module(const char *name, qg_module *bn) {
 /* SmallCNN of tools/gen_fixtures.py, with the same state-dict names */
 static qg_module *small_cnn(void) {
     qg_module *f = qg_sequential_new();
-    qg_sequential_append(f, qg_nn_conv2d_new(1, 4, 3, 3, &(qg_conv_opts){.padding = {1}, .no_bias = true}, NULL));
+    qg_sequential_append(f, qg_nn_conv2d_new(1, 4, 3, 3, &(qg_conv_opts){.padding = QG_PAIR(1), .no_bias = true}, NULL));
     qg_sequential_append(f, qg_nn_batchnorm2d_new(4, NULL));
     qg_sequential_append(f, qg_nn_relu_new());
     qg_sequential_append(f, qg_nn_maxpool2d_new(2, 2, NULL));
@@ -117,7 +117,7 @@ static qg_module *small_cnn(void) {
     qg_module *m = qg_sequential_new();
     qg_sequential_add(m, "features", f);
     qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
-    qg_sequential_add(m, "fc", qg_nn_linear_new(24, 3, true, NULL));
+    qg_sequential_add(m, "fc", qg_nn_linear_new(24, 3, NULL, NULL));
     return m;
 }
 
@@ -177,7 +177,7 @@ int main(int argc, char **argv) {
     if (d) {
         bn_module("bn2d", qg_nn_batchnorm2d_new(3, NULL));
         bn_module("bn1d", qg_nn_batchnorm1d_new(3, NULL));
-        bn_module("bn1d_3d", qg_nn_batchnorm1d_new(3, &(qg_bn_opts){.momentum = 0.3}));
+        bn_module("bn1d_3d", qg_nn_batchnorm1d_new(3, &(qg_bn_opts){.momentum = QG_SET(0.3)}));
         bn_module("bn2d_cumulative", qg_nn_batchnorm2d_new(3, &(qg_bn_opts){.cumulative = true}));
     }
     qg_tensor_dict_free(d);

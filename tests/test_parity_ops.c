@@ -70,6 +70,10 @@ CASE(softmax_dim1, qg_softmax(in[0], 1))
 CASE(log_softmax, qg_log_softmax(in[0], 1))
 CASE(cross_entropy_mean, qg_cross_entropy(in[0], in[1], MEAN))
 CASE(cross_entropy_sum, qg_cross_entropy(in[0], in[1], SUM))
+CASE(cross_entropy_ls, qg_cross_entropy_label_smoothing(in[0], in[1], MEAN, 0.1))
+CASE(cross_entropy_ls_sum, qg_cross_entropy_label_smoothing(in[0], in[1], SUM, 0.3))
+CASE(cross_entropy_ls_none, qg_cross_entropy_label_smoothing(in[0], in[1], NONE, 0.05))
+CASE(cross_entropy_probs_none_ls, qg_cross_entropy_label_smoothing(in[0], in[1], NONE, 0.2))
 CASE(cross_entropy_none, qg_cross_entropy(in[0], in[1], NONE))
 CASE(nll_loss_mean, qg_nll_loss(in[0], in[1], MEAN))
 CASE(nll_loss_sum, qg_nll_loss(in[0], in[1], SUM))
@@ -156,6 +160,12 @@ static op_case cases[] = {
     {"cross_entropy_sum", case_cross_entropy_sum, 0},
     {"cross_entropy_none", case_cross_entropy_none, 0},
     {"cross_entropy_large", case_cross_entropy_mean, 0},
+    {"cross_entropy_probs", case_cross_entropy_mean, 0},
+    {"cross_entropy_probs_sum", case_cross_entropy_sum, 0},
+    {"cross_entropy_probs_none_ls", case_cross_entropy_probs_none_ls, 0},
+    {"cross_entropy_ls", case_cross_entropy_ls, 0},
+    {"cross_entropy_ls_sum", case_cross_entropy_ls_sum, 0},
+    {"cross_entropy_ls_none", case_cross_entropy_ls_none, 0},
     {"nll_loss_mean", case_nll_loss_mean, 0},
     {"nll_loss_sum", case_nll_loss_sum, 0},
     {"mse_loss_mean", case_mse_loss_mean, 0},

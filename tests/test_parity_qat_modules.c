@@ -41,9 +41,9 @@ static void expect(const char *c, const char *what, const qg_tensor *ours, const
 
 
 /* float modules as the generator builds them */
-static qg_module *lin(void) { return qg_nn_linear_new(6, 5, true, NULL); }
-static qg_module *c2(bool bias) { return qg_nn_conv2d_new(3, 4, 3, 3, &(qg_conv_opts){.padding = {1}, .no_bias = !bias}, NULL); }
-static qg_module *c1(bool bias) { return qg_nn_conv1d_new(3, 4, 3, &(qg_conv_opts){.padding = {1}, .no_bias = !bias}, NULL); }
+static qg_module *lin(void) { return qg_nn_linear_new(6, 5, NULL, NULL); }
+static qg_module *c2(bool bias) { return qg_nn_conv2d_new(3, 4, 3, 3, &(qg_conv_opts){.padding = QG_PAIR(1), .no_bias = !bias}, NULL); }
+static qg_module *c1(bool bias) { return qg_nn_conv1d_new(3, 4, 3, &(qg_conv_opts){.padding = QG_PAIR(1), .no_bias = !bias}, NULL); }
 static qg_module *fused(const char *t, qg_module *a, qg_module *b, qg_module *c) {
     /* fuse through the public API: a Sequential of the parts, fused in place */
     qg_module *s = qg_sequential_new();
@@ -225,14 +225,14 @@ static void run_case(const qcase *c) {
 static qg_module *qat_cnn_float(void) {
     qg_module *m = qg_sequential_new();
     qg_sequential_add(m, "quant", qg_quant_stub_new());
-    qg_sequential_add(m, "c1", qg_nn_conv2d_new(1, 4, 3, 3, &(qg_conv_opts){.padding = {1}, .no_bias = true}, NULL));
+    qg_sequential_add(m, "c1", qg_nn_conv2d_new(1, 4, 3, 3, &(qg_conv_opts){.padding = QG_PAIR(1), .no_bias = true}, NULL));
     qg_sequential_add(m, "b1", qg_nn_batchnorm2d_new(4, NULL));
     qg_sequential_add(m, "relu1", qg_nn_relu_new());
     qg_sequential_add(m, "pool", qg_nn_maxpool2d_new(2, 2, NULL));
     qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
-    qg_sequential_add(m, "l1", qg_nn_linear_new(64, 16, true, NULL));
+    qg_sequential_add(m, "l1", qg_nn_linear_new(64, 16, NULL, NULL));
     qg_sequential_add(m, "relu2", qg_nn_relu_new());
-    qg_sequential_add(m, "l2", qg_nn_linear_new(16, 3, true, NULL));
+    qg_sequential_add(m, "l2", qg_nn_linear_new(16, 3, NULL, NULL));
     qg_sequential_add(m, "dequant", qg_dequant_stub_new());
     return m;
 }

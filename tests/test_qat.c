@@ -38,7 +38,7 @@ static double max_abs_diff(const qg_tensor *a, const qg_tensor *b) {
 static void test_round_trip(void) {
     qg_qconfig qc = preset("fbgemm");
     const char *g[] = {"0", "1", "2"};
-    qg_module *conv = qg_nn_conv2d_new(3, 4, 3, 3, &(qg_conv_opts){.padding = {1}}, NULL);
+    qg_module *conv = qg_nn_conv2d_new(3, 4, 3, 3, &(qg_conv_opts){.padding = QG_PAIR(1)}, NULL);
     qg_module *bn = qg_nn_batchnorm2d_new(4, NULL);
     qg_tensor_uniform_(qg_module_buffer(bn, "running_var"), NULL, 0.5, 2);
     qg_tensor_normal_(qg_module_buffer(bn, "running_mean"), NULL, 0, 0.3);
@@ -60,7 +60,7 @@ static void test_round_trip(void) {
     qg_update_bn_stats(q);
     CHECK(qg_module_child(q, "bn")->training, "update_bn_stats puts BN back in training");
     /* Linear round trip: to_float then from_float keeps the weights */
-    qg_module *l = qg_nn_linear_new(4, 3, true, NULL);
+    qg_module *l = qg_nn_linear_new(4, 3, NULL, NULL);
     qg_tensor *w0 = qg_tensor_clone(qg_module_param(l, "weight"));
     qg_module *ql = qg_qat_from_float(l, &qc);
     qg_module *fl = qg_qat_to_float(ql);
@@ -74,7 +74,7 @@ static void test_errors(void) {
     qg_qconfig qc = preset("fbgemm"), dyn = preset("dynamic");
     qg_module *relu = qg_nn_relu_new();
     CHECK(!qg_qat_from_float(relu, &qc) && strstr(qg_last_error(), "only works for"), "wrong type: %s", qg_last_error());
-    qg_module *l = qg_nn_linear_new(3, 2, true, NULL);
+    qg_module *l = qg_nn_linear_new(3, 2, NULL, NULL);
     CHECK(!qg_qat_from_float(l, NULL) && strstr(qg_last_error(), "qconfig must be provided"), "missing qconfig: %s", qg_last_error());
     CHECK(!qg_qat_dynamic_linear_from_float(l, &qc) && strstr(qg_last_error(), "memoryless"), "dynamic needs memoryless: %s",
           qg_last_error());
@@ -90,7 +90,7 @@ static void test_errors(void) {
     /* non-finite input reaching an observer names the module path and the step */
     qg_module *m = qg_sequential_new();
     qg_sequential_add(m, "quant", qg_quant_stub_new());
-    qg_sequential_add(m, "fc", qg_nn_linear_new(3, 2, true, NULL));
+    qg_sequential_add(m, "fc", qg_nn_linear_new(3, 2, NULL, NULL));
     CHECK(qg_prepare_qat(m, &qc) == QG_OK, "prepare: %s", qg_last_error());
     qg_tensor *x = qg_tensor_ones(QG_F32, 2, SHAPE(2, 3));
     CHECK(qg_module_forward(m, x) != NULL, "finite input passes");
@@ -113,7 +113,7 @@ static void test_errors(void) {
     qg_module *s = qg_sequential_new();
     qg_sequential_append(s, qg_nn_conv2d_new(1, 4, 3, 3, NULL, NULL));
     qg_sequential_append(s, qg_nn_batchnorm2d_new(5, NULL));
-    qg_sequential_append(s, qg_nn_linear_new(2, 2, true, NULL));
+    qg_sequential_append(s, qg_nn_linear_new(2, 2, NULL, NULL));
     const char *g1[] = {"0", "1"}, *g2[] = {"0", "2"}, *g3[] = {"0", "9"};
     int two = 2;
     CHECK(qg_fuse_modules_qat(s, 1, (const char *const *[]){g1}, &two) == QG_ESHAPE && strstr(qg_last_error(), "num_features"),
@@ -138,9 +138,9 @@ static void test_toggles_and_prepare(void) {
     qg_qconfig qc = preset("fbgemm");
     qg_module *m = qg_sequential_new();
     qg_sequential_add(m, "quant", qg_quant_stub_new());
-    qg_sequential_add(m, "fc1", qg_nn_linear_new(4, 4, true, NULL));
+    qg_sequential_add(m, "fc1", qg_nn_linear_new(4, 4, NULL, NULL));
     qg_sequential_add(m, "relu", qg_nn_relu_new());
-    qg_sequential_add(m, "fc2", qg_nn_linear_new(4, 2, true, NULL));
+    qg_sequential_add(m, "fc2", qg_nn_linear_new(4, 2, NULL, NULL));
     const char *g[] = {"fc1", "relu"};
     int two = 2;
     CHECK(qg_fuse_modules_qat(m, 1, (const char *const *[]){g}, &two) == QG_OK, "fuse linear+relu");
@@ -243,11 +243,11 @@ static void test_module_to_f64(void) {
     qg_qconfig qc = preset("fbgemm"), dq = preset("default");
     const char *g[] = {"0", "1", "2"};
     for (int k = 0; k < 2; k++) {
-        qg_module *f = fused(g, 3, qg_nn_conv2d_new(2, 3, 3, 3, &(qg_conv_opts){.padding = {1}}, NULL),
+        qg_module *f = fused(g, 3, qg_nn_conv2d_new(2, 3, 3, 3, &(qg_conv_opts){.padding = QG_PAIR(1)}, NULL),
                              qg_nn_batchnorm2d_new(3, NULL), qg_nn_relu_new());
         qg_module *q = qg_qat_from_float(f, k ? &dq : &qc), *q32 = NULL;
         qg_tensor_dict *sd = qg_module_state_dict(q);
-        q32 = qg_qat_from_float(fused(g, 3, qg_nn_conv2d_new(2, 3, 3, 3, &(qg_conv_opts){.padding = {1}}, NULL),
+        q32 = qg_qat_from_float(fused(g, 3, qg_nn_conv2d_new(2, 3, 3, 3, &(qg_conv_opts){.padding = QG_PAIR(1)}, NULL),
                                       qg_nn_batchnorm2d_new(3, NULL), qg_nn_relu_new()),
                                 k ? &dq : &qc);
         CHECK(q && q32 && !qg_module_load_state_dict(q32, sd, true), "%s", qg_last_error());
@@ -280,10 +280,94 @@ static void test_module_to_f64(void) {
     }
 }
 
+static qg_module *lenet(void) {
+    return qg_sequential_of(8, (qg_named_module[]){
+                                           {"quant", qg_quant_stub_new()},
+                                           {"c1", qg_nn_conv2d_new(1, 6, 5, 5, &(qg_conv_opts){.no_bias = true}, NULL)},
+                                           {"b1", qg_nn_batchnorm2d_new(6, NULL)},
+                                           {"r1", qg_nn_relu_new()},
+                                           {"pool", qg_nn_maxpool2d_new(2, 2, NULL)},
+                                           {"flat", qg_nn_flatten_new(1, -1)},
+                                           {"fc", qg_nn_linear_new(6 * 12 * 12, 10, NULL, NULL)},
+                                           {"dequant", qg_dequant_stub_new()},
+                                       });
+}
+
+/* A LeNet-style model built in one call and checked once; a failing constructor
+ * inside gives NULL with its own message and leaks nothing. Then the whole prepared
+ * model back to float with qg_qat_to_float_model. */
+static void test_builders(void) {
+    int64_t live = qg_live_allocations();
+    qg_module *bad = qg_sequential_of(3, (qg_named_module[]){
+                                             {"c1", qg_nn_conv2d_new(1, 6, 5, 5, NULL, NULL)},
+                                             {"c2", qg_nn_conv2d_new(6, 16, 5, 5, &(qg_conv_opts){.groups = 4}, NULL)},
+                                             {"fc", qg_nn_linear_new(16, 10, NULL, NULL)},
+                                         });
+    CHECK(!bad && strstr(qg_last_error(), "groups"), "a failed constructor's message: %s", qg_last_error());
+    CHECK(qg_live_allocations() == live, "nothing leaked by a failed sequential_of");
+    qg_module *s = qg_sequential_new();
+    qg_sequential_add(s, "c1", qg_nn_conv2d_new(1, 6, 5, 5, NULL, NULL));
+    qg_sequential_add(s, "c2", qg_nn_conv2d_new(6, 16, 5, 5, &(qg_conv_opts){.groups = 4}, NULL)); /* fails */
+    qg_sequential_add(s, "r", qg_nn_relu_new());
+    CHECK(qg_sequential_status(s) != QG_OK && strstr(qg_last_error(), "c2") && strstr(qg_last_error(), "groups"),
+          "one check after many adds: %s", qg_last_error());
+    qg_tensor *x = qg_tensor_ones(QG_F32, 4, SHAPE(2, 1, 28, 28));
+    CHECK(!qg_module_forward(s, x) && strstr(qg_last_error(), "not built"), "forward refuses: %s", qg_last_error());
+    qg_module *relu = qg_nn_relu_new();
+    CHECK(qg_sequential_add(relu, "x", qg_nn_relu_new()) != QG_OK && strstr(qg_last_error(), "not a Sequential"),
+          "sequential_add on a non-Sequential: %s", qg_last_error());
+    qg_module_free(relu);
+    qg_module_free(s);
+
+    qg_module *m = lenet();
+    CHECK(m && qg_sequential_status(m) == QG_OK, "LeNet in one call: %s", qg_last_error());
+    const char *g[] = {"c1", "b1", "r1"};
+    qg_qconfig qc = preset("fbgemm");
+    CHECK(!qg_fuse_modules_qat(m, 1, (const char *const *[]){g}, (int[]){3}) && !qg_prepare_qat(m, &qc), "%s", qg_last_error());
+    /* a float checkpoint loaded into the prepared model: counted keys, in full, and the hint */
+    qg_module *fm = lenet();
+    qg_tensor_dict *fsd = qg_module_state_dict(fm);
+    CHECK(qg_module_load_state_dict(m, fsd, true) != QG_OK && strstr(qg_last_error(), "missing keys (") &&
+              strstr(qg_last_error(), "and ") && strstr(qg_last_error(), "before qg_prepare_qat") &&
+              strstr(qg_last_error(), "b1.running_mean"),
+          "strict-load message: %s", qg_last_error());
+    qg_tensor_dict_free(fsd), qg_module_free(fm);
+    qg_tensor *xr = qg_tensor_randn(NULL, QG_F32, 4, SHAPE(2, 1, 28, 28));
+    for (int i = 0; i < 3; i++) qg_module_forward(m, xr), qg_tape_reset(NULL); /* BN stats and observers move */
+    qg_module_eval(m);
+    qg_enable_fake_quant(m, false);
+    qg_tensor *yq = qg_tensor_clone(qg_module_forward(m, xr));
+    CHECK(qg_qat_to_float_model(m) == QG_OK, "to_float_model: %s", qg_last_error());
+    CHECK(qg_module_is(qg_module_get(m, "c1"), "intrinsic.ConvReLU2d") && qg_module_is(qg_module_get(m, "fc"), "Linear") &&
+              !qg_module_child(qg_module_get(m, "fc"), "activation_post_process") && (qg_clear_error(), 1),
+          "QAT modules became float, fake-quants gone");
+    qg_tensor *yf = qg_module_forward(m, xr);
+    double d = 0;
+    for (int64_t i = 0; yq && yf && i < qg_tensor_numel(yq); i++)
+        d = fmax(d, fabs(((float *)qg_tensor_data(yq))[i] - ((float *)qg_tensor_data(yf))[i]));
+    CHECK(yf && d < 1e-4, "the float model computes the QAT model's function with fake-quant off (max diff %g)", d);
+    CHECK(qg_qat_to_float(m) == NULL && strstr(qg_last_error(), "qg_qat_to_float_model"), "the hint: %s", qg_last_error());
+    qg_tensor_free(x), qg_tensor_free(xr), qg_tensor_free(yq);
+    qg_module_free(m);
+    qg_tape_reset(NULL);
+
+    /* an error inside a QAT module names it (the LinearBn1d on a 1-D input) */
+    qg_qconfig fb = preset("fbgemm");
+    qg_module *lb = qg_qat_new("intrinsic.qat.LinearBn1d", &(qg_qat_args){.in = 4, .out = 3}, &fb, NULL);
+    qg_module *net = qg_sequential_of(1, (qg_named_module[]){{"lb", lb}});
+    qg_tensor *v = qg_tensor_ones(QG_F32, 1, SHAPE(4));
+    CHECK(net && !qg_module_forward(net, v) && strstr(qg_last_error(), "lb (intrinsic.qat.LinearBn1d): "),
+          "module path in a QAT module's error: %s", qg_last_error());
+    qg_tensor_free(v);
+    qg_module_free(net);
+    qg_tape_reset(NULL);
+}
+
 int main(void) {
     test_constructors();
     test_fake_quant_names();
     test_module_to_f64();
+    test_builders();
     qg_manual_seed(3);
     test_round_trip();
     test_errors();

@@ -100,8 +100,15 @@ static void test_tape_rules(void) {
     qg_tensor_set_requires_grad(w, true);
     qg_tensor *y = qg_sum(qg_mul(w, w), 0, NULL, false);
     CHECK(y && y->requires_grad && y->node, "recorded");
-    CHECK(qg_backward(y, NULL) == QG_OK && qg_tensor_get(w->grad, SHAPE(0)) == 2.0, "d(sum w^2) = 2w");
+    CHECK(qg_backward_retain(y, NULL) == QG_OK && qg_tensor_get(w->grad, SHAPE(0)) == 2.0, "d(sum w^2) = 2w");
     CHECK(qg_backward(y, NULL) == QG_OK && qg_tensor_get(w->grad, SHAPE(0)) == 4.0, "grads accumulate");
+    /* the graph is consumed now: PyTorch's "backward through the graph a second time" */
+    CHECK(qg_backward(y, NULL) == QG_ESTATE && strstr(qg_last_error(), "second time") &&
+              qg_tensor_get(w->grad, SHAPE(0)) == 4.0,
+          "third backward: %s", qg_last_error());
+    /* a consumed subgraph inside a new graph is refused too, before anything accumulates */
+    qg_tensor *y2 = qg_add(y, qg_sum(w, 0, NULL, false));
+    CHECK(qg_backward(y2, NULL) == QG_ESTATE && qg_tensor_get(w->grad, SHAPE(0)) == 4.0, "partly consumed graph");
     qg_tensor_zero_grad(w);
     CHECK(qg_tensor_get(w->grad, SHAPE(0)) == 0.0, "zero_grad");
     qg_tape_reset(NULL);

@@ -272,6 +272,20 @@ def autograd_ops(fx):
     c("cross_entropy_none", lambda r: [r.randn(5, 7), r.randint(7, 5)],
       lambda x, t: F.cross_entropy(x, t, reduction="none"))
     c("cross_entropy_large", lambda r: [r.randn(5, 7, scale=50.0), r.randint(7, 5)], F.cross_entropy)
+    # probability targets and label smoothing (PyTorch 1.13 takes both)
+    probs = lambda r: torch.softmax(r.randn(5, 7), 1)
+    c("cross_entropy_probs", lambda r: [r.randn(5, 7), probs(r)], F.cross_entropy, f64=True, grad=[True, False])
+    c("cross_entropy_probs_sum", lambda r: [r.randn(5, 7), probs(r)], lambda x, t: F.cross_entropy(x, t, reduction="sum"),
+      grad=[True, False])
+    c("cross_entropy_probs_none_ls", lambda r: [r.randn(5, 7), probs(r)],
+      lambda x, t: F.cross_entropy(x, t, reduction="none", label_smoothing=0.2), grad=[True, False])
+    ignored = lambda r: torch.tensor([0, -100, 3, 6, -100, 1])
+    c("cross_entropy_ls", lambda r: [r.randn(6, 7), ignored(r)], lambda x, t: F.cross_entropy(x, t, label_smoothing=0.1),
+      f64=True)
+    c("cross_entropy_ls_sum", lambda r: [r.randn(6, 7), ignored(r)],
+      lambda x, t: F.cross_entropy(x, t, reduction="sum", label_smoothing=0.3))
+    c("cross_entropy_ls_none", lambda r: [r.randn(6, 7), ignored(r)],
+      lambda x, t: F.cross_entropy(x, t, reduction="none", label_smoothing=0.05))
     c("nll_loss_mean", lambda r: [torch.log_softmax(r.randn(5, 7), 1), r.randint(7, 5)], F.nll_loss)
     c("nll_loss_sum", lambda r: [torch.log_softmax(r.randn(5, 7), 1), r.randint(7, 5)],
       lambda x, t: F.nll_loss(x, t, reduction="sum"))

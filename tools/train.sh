@@ -4,6 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/deps.sh
-[ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build >/dev/null
+if [ ! -f build/build.ninja ]; then
+  echo "train.sh: configuring the build (meson setup build)"
+  meson setup build >/dev/null
+fi
+echo "train.sh: building qgrad and the examples (ninja -C build; about a minute the first time)"
+set +e
+ninja -C build | grep -E --line-buffered '^\[[0-9]+/[0-9]+\] Linking|FAILED|error'
+st=${PIPESTATUS[0]}
+set -e
+[ "$st" -eq 0 ] || { echo "train.sh: the build failed (run: ninja -C build)" >&2; exit 1; }
+echo "train.sh: training: build/examples/fmnist $*"
 exec build/examples/fmnist "$@"

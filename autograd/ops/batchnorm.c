@@ -245,6 +245,12 @@ static void bn_backward(qg_node *n) {
     bool training = n->ip[0] != 0;
     bool want_x = qg__wants_grad(x), want_w = qg__wants_grad(w), want_b = qg__wants_grad(b);
     if (!want_x && !want_w && !want_b) return;
+    if (qg_tensor_numel(xs) == 0) { /* an empty batch: zero gradients, as PyTorch gives */
+        if (want_x) qg__grad_of(x);
+        if (want_w) qg__grad_of(w);
+        if (want_b) qg__grad_of(b);
+        return;
+    }
     ncs v;
     QG_ASSERT(ncs_view(xs, &v));
     const int64_t C = v.C;
@@ -328,7 +334,7 @@ qg_tensor *qg_batch_norm(const qg_tensor *x, qg_tensor *running_mean, qg_tensor 
     qg_tensor *alpha = qg__tape_tensor(x->dtype, 1, &C), *beta = qg__tape_tensor(x->dtype, 1, &C);
     double *bmean = qg__tape_alloc(sizeof(double) * (size_t)(2 * C + 1)), *var_sum = bmean + C;
     if (!out || !mean || !invstd || !invstd_bw || !alpha || !beta || !bmean) return NULL;
-    if (numel == 0) return out; /* nothing to normalise; running stats untouched */
+    if (numel == 0) goto record; /* nothing to normalise; running stats untouched */
 
     if (training) bn_stats(x->dtype, &v, bmean, var_sum);
     QG_FLOAT_DISPATCH(x->dtype, {
@@ -363,6 +369,7 @@ qg_tensor *qg_batch_norm(const qg_tensor *x, qg_tensor *running_mean, qg_tensor 
     });
     bn_apply(x->dtype, &v, qg__data(alpha), qg__data(beta), qg__data(out));
 
+record:;
     const qg_tensor *ins[3] = {x, weight, bias};
     if (qg__needs_grad(3, ins)) {
         qg_node *n = qg__record("batch_norm", bn_backward, out, 3, ins);

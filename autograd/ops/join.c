@@ -24,6 +24,7 @@ qg_tensor *qg_cat(int n, qg_tensor *const *xs, int dim) {
     if (n <= 0 || !xs) return qg__err(QG_EINVAL, "cat: need at least one tensor"), NULL;
     for (int i = 0; i < n; i++)
         if (!xs[i]) return qg__err(QG_EINVAL, "cat: tensor %d is NULL", i), NULL;
+        else if (qg__live("cat", xs[i])) return NULL;
     const qg_tensor *x0 = xs[0];
     int d;
     if (x0->ndim == 0) return qg__err(QG_ESHAPE, "cat: cannot concatenate 0-d tensors (use stack)"), NULL;
@@ -69,6 +70,7 @@ qg_tensor *qg_stack(int n, qg_tensor *const *xs, int dim) {
     for (int i = 0; i < n; i++) {
         char a[128], b[128];
         if (!xs[i]) return qg__err(QG_EINVAL, "stack: tensor %d is NULL", i), NULL;
+        if (qg__live("stack", xs[i])) return NULL;
         if (xs[i]->ndim != xs[0]->ndim || memcmp(xs[i]->shape, xs[0]->shape, sizeof(int64_t) * (size_t)xs[0]->ndim))
             return qg__err(QG_ESHAPE, "stack: tensor %d %s differs from tensor 0 %s", i,
                            qg_shape_str(xs[i], a, sizeof a), qg_shape_str(xs[0], b, sizeof b)), NULL;

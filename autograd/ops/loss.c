@@ -1,5 +1,7 @@
 /* Losses: nll_loss, cross_entropy (= nll_loss of log_softmax, as PyTorch composes
- * it), mse_loss. Targets equal to -100 are ignored (PyTorch's default ignore_index). */
+ * it; with probability targets or label smoothing composed from differentiable ops the
+ * way PyTorch 1.13 composes them), mse_loss. Targets equal to -100 are ignored
+ * (PyTorch's default ignore_index). */
 #include <math.h>
 
 #include "internal.h"
@@ -16,7 +18,7 @@ static qg_status check_targets(const char *op, const qg_tensor *logp, const qg_t
     if (!logp || !target) return qg__err_null(op);
     if (qg__check_float(op, logp)) return qg_last_status();
     if (target->dtype != QG_I64 && target->dtype != QG_I32)
-        return qg__err(QG_EDTYPE, "%s: target must be i64 or i32 class indices, got %s", op,
+        return qg__err(QG_EDTYPE, "%s: target must be i64 or i32 class indices (or probabilities of the input's dtype), got %s", op,
                        qg_dtype_name(target->dtype));
     if (logp->ndim != 2 || target->ndim != 1 || target->shape[0] != logp->shape[0])
         return qg__err(QG_ESHAPE, "%s: expected input (N, C) and target (N), got %s and %s", op,
@@ -81,9 +83,65 @@ qg_tensor *qg_nll_loss(const qg_tensor *logp, const qg_tensor *target, qg_reduct
     return out;
 }
 
-qg_tensor *qg_cross_entropy(const qg_tensor *logits, const qg_tensor *target, qg_reduction red) {
+/* -sum_c(logp * w) per sample, reduced: mean divides by `count` (the samples). */
+static qg_tensor *reduce_samples(qg_tensor *per_sample, qg_reduction red, double count) {
+    if (red == QG_REDUCTION_NONE) return per_sample;
+    qg_tensor *s = qg_sum(per_sample, 0, NULL, false);
+    return red == QG_REDUCTION_MEAN ? qg_div_scalar(s, count) : s;
+}
+
+/* Probability targets (N, C): -sum_c target' * logp, target' = (1 - eps) target + eps/C. */
+static qg_tensor *ce_probs(const qg_tensor *logits, const qg_tensor *target, qg_reduction red, double eps) {
+    char a[128], b[128];
+    if (qg__check_same_float("cross_entropy", logits, target)) return NULL;
+    if (target->ndim != 2 || memcmp(target->shape, logits->shape, sizeof(int64_t) * 2))
+        return qg__err(QG_ESHAPE, "cross_entropy: probability target %s must have the input's shape %s",
+                       qg_shape_str(target, b, sizeof b), qg_shape_str(logits, a, sizeof a)), NULL;
+    const double C = (double)logits->shape[1];
+    const qg_tensor *t = eps > 0 ? qg_add_scalar(qg_mul_scalar(target, 1 - eps), eps / C) : target;
+    qg_tensor *per = qg_neg(qg_sum(qg_mul(qg_log_softmax(logits, 1), t), 1, (const int[]){1}, false));
+    return reduce_samples(per, red, (double)logits->shape[0]);
+}
+
+/* Class targets with smoothing: (1 - eps) nll + eps/C * (-sum_c logp), the second term
+ * over the samples that are not ignored (the mean divides both by their count). */
+static qg_tensor *ce_smooth(const qg_tensor *logits, const qg_tensor *target, qg_reduction red, double eps) {
+    qg_tensor *logp = qg_log_softmax(logits, 1);
+    qg_tensor *nll = qg_nll_loss(logp, target, red);
+    if (!nll) return NULL;
+    int64_t N = logits->shape[0];
+    qg_tensor *keep = qg__tape_tensor(logits->dtype, 1, &N);
+    if (!keep) return NULL;
+    double count = 0;
+    for (int64_t i = 0; i < N; i++) {
+        bool k = target_at(target, i) != IGNORE_INDEX;
+        qg__store(qg__data(keep) + i * (int64_t)qg_dtype_size(keep->dtype), keep->dtype, k ? 1.0 : 0.0);
+        count += k;
+    }
+    qg_tensor *smooth = qg_mul(qg_neg(qg_sum(logp, 1, (const int[]){1}, false)), keep);
+    smooth = reduce_samples(smooth, red, count);
+    return qg_add(qg_mul_scalar(nll, 1 - eps), qg_mul_scalar(smooth, eps / (double)logits->shape[1]));
+}
+
+qg_tensor *qg_cross_entropy_label_smoothing(const qg_tensor *logits, const qg_tensor *target, qg_reduction red,
+                                            double label_smoothing) {
+    if (!logits || !target) return qg__err_null("cross_entropy"), NULL;
+    if (!(label_smoothing >= 0 && label_smoothing <= 1))
+        return qg__err(QG_EINVAL, "cross_entropy: label_smoothing must be in [0, 1], got %g", label_smoothing), NULL;
+    if ((unsigned)red > QG_REDUCTION_NONE) return qg__err(QG_EINVAL, "cross_entropy: unknown reduction %d", (int)red), NULL;
+    if (qg__check_float("cross_entropy", logits)) return NULL;
+    if (logits->ndim != 2) {
+        char a[128];
+        return qg__err(QG_ESHAPE, "cross_entropy: expected input (N, C), got %s", qg_shape_str(logits, a, sizeof a)), NULL;
+    }
+    if (qg__is_float(target->dtype)) return ce_probs(logits, target, red, label_smoothing);
     if (check_targets("cross_entropy", logits, target)) return NULL;
+    if (label_smoothing > 0) return ce_smooth(logits, target, red, label_smoothing);
     return qg_nll_loss(qg_log_softmax(logits, 1), target, red);
+}
+
+qg_tensor *qg_cross_entropy(const qg_tensor *logits, const qg_tensor *target, qg_reduction red) {
+    return qg_cross_entropy_label_smoothing(logits, target, red, 0);
 }
 
 qg_tensor *qg_mse_loss(const qg_tensor *x, const qg_tensor *y, qg_reduction red) {

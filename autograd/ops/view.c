@@ -162,6 +162,7 @@ static qg_status target_shape(const char *op, const qg_tensor *x, int ndim, cons
 static qg_tensor *reshape_impl(const char *op, const qg_tensor *x, int ndim, const int64_t *shape, bool may_copy) {
     int64_t ip[QG_MAX_DIMS * 2] = {0};
     if (!x) return qg__err_null(op), NULL;
+    if (qg__live(op, x)) return NULL;
     if (target_shape(op, x, ndim, shape, ip)) return NULL;
     int64_t st[QG_MAX_DIMS];
     const qg_tensor *src = x;
@@ -189,6 +190,7 @@ qg_tensor *qg_view(const qg_tensor *x, int ndim, const int64_t *shape) {
 qg_tensor *qg_flatten(const qg_tensor *x, int start_dim, int end_dim) {
     int s, e;
     if (!x) return qg__err_null("flatten"), NULL;
+    if (qg__live("flatten", x)) return NULL;
     if (qg__dim("flatten", start_dim, x->ndim, &s) || qg__dim("flatten", end_dim, x->ndim, &e)) return NULL;
     if (x->ndim == 0) return reshape_impl("flatten", x, 1, (int64_t[]){1}, true);
     if (s > e) return qg__err(QG_EINVAL, "flatten: start_dim %d is after end_dim %d", start_dim, end_dim), NULL;
@@ -202,6 +204,7 @@ qg_tensor *qg_flatten(const qg_tensor *x, int start_dim, int end_dim) {
 
 qg_tensor *qg_contiguous(const qg_tensor *x) {
     if (!x) return qg__err_null("contiguous"), NULL;
+    if (qg__live("contiguous", x)) return NULL;
     if (qg_tensor_is_contiguous(x)) return (qg_tensor *)x;
     qg_tensor *c = qg__tape_tensor(x->dtype, x->ndim, x->shape);
     if (!c || qg_tensor_copy_(c, x)) return NULL;
@@ -214,6 +217,7 @@ qg_tensor *qg_contiguous(const qg_tensor *x) {
 qg_tensor *qg_transpose(const qg_tensor *x, int d0, int d1) {
     int a, b;
     if (!x) return qg__err_null("transpose"), NULL;
+    if (qg__live("transpose", x)) return NULL;
     if (qg__dim("transpose", d0, x->ndim, &a) || qg__dim("transpose", d1, x->ndim, &b)) return NULL;
     int64_t ip[QG_MAX_DIMS * 2] = {a, b};
     if (x->ndim == 0) return make_view(V_IDENTITY, ip, x, x);
@@ -222,6 +226,7 @@ qg_tensor *qg_transpose(const qg_tensor *x, int d0, int d1) {
 
 qg_tensor *qg_permute(const qg_tensor *x, const int *perm) {
     if (!x) return qg__err_null("permute"), NULL;
+    if (qg__live("permute", x)) return NULL;
     if (!perm && x->ndim) return qg__err(QG_EINVAL, "permute: perm is NULL"), NULL;
     int64_t ip[QG_MAX_DIMS * 2] = {0};
     bool seen[QG_MAX_DIMS] = {0};
@@ -238,6 +243,7 @@ qg_tensor *qg_permute(const qg_tensor *x, const int *perm) {
 qg_tensor *qg_slice(const qg_tensor *x, int dim, int64_t start, int64_t end, int64_t step) {
     int d;
     if (!x) return qg__err_null("slice"), NULL;
+    if (qg__live("slice", x)) return NULL;
     if (x->ndim == 0) return qg__err(QG_EINVAL, "slice: cannot slice a 0-d tensor"), NULL;
     if (qg__dim("slice", dim, x->ndim, &d)) return NULL;
     if (step <= 0) return qg__err(QG_EINVAL, "slice: step must be positive, got %lld", (long long)step), NULL;
@@ -253,6 +259,7 @@ qg_tensor *qg_slice(const qg_tensor *x, int dim, int64_t start, int64_t end, int
 qg_tensor *qg_narrow(const qg_tensor *x, int dim, int64_t start, int64_t length) {
     int d;
     if (!x) return qg__err_null("narrow"), NULL;
+    if (qg__live("narrow", x)) return NULL;
     if (x->ndim == 0) return qg__err(QG_EINVAL, "narrow: cannot narrow a 0-d tensor"), NULL;
     if (qg__dim("narrow", dim, x->ndim, &d)) return NULL;
     int64_t n = x->shape[d];
@@ -267,6 +274,7 @@ qg_tensor *qg_narrow(const qg_tensor *x, int dim, int64_t start, int64_t length)
 qg_tensor *qg_select(const qg_tensor *x, int dim, int64_t index) {
     int d;
     if (!x) return qg__err_null("select"), NULL;
+    if (qg__live("select", x)) return NULL;
     if (x->ndim == 0) return qg__err(QG_EINVAL, "select: cannot select from a 0-d tensor"), NULL;
     if (qg__dim("select", dim, x->ndim, &d)) return NULL;
     int64_t n = x->shape[d];
@@ -280,6 +288,7 @@ qg_tensor *qg_select(const qg_tensor *x, int dim, int64_t index) {
 qg_tensor *qg_expand(const qg_tensor *x, int ndim, const int64_t *shape) {
     char b[128];
     if (!x) return qg__err_null("expand"), NULL;
+    if (qg__live("expand", x)) return NULL;
     if (ndim < x->ndim || ndim > QG_MAX_DIMS || (ndim && !shape))
         return qg__err(QG_EINVAL, "expand: cannot expand %s to %d dims", qg_shape_str(x, b, sizeof b), ndim), NULL;
     int64_t ip[QG_MAX_DIMS * 2] = {ndim};
@@ -301,6 +310,7 @@ qg_tensor *qg_expand(const qg_tensor *x, int ndim, const int64_t *shape) {
 qg_tensor *qg_squeeze(const qg_tensor *x, int dim) {
     int d;
     if (!x) return qg__err_null("squeeze"), NULL;
+    if (qg__live("squeeze", x)) return NULL;
     if (qg__dim("squeeze", dim, x->ndim, &d)) return NULL;
     int64_t ip[QG_MAX_DIMS * 2] = {d};
     /* a dim that is not 1 stays, as in PyTorch */
@@ -310,6 +320,7 @@ qg_tensor *qg_squeeze(const qg_tensor *x, int dim) {
 qg_tensor *qg_unsqueeze(const qg_tensor *x, int dim) {
     int d;
     if (!x) return qg__err_null("unsqueeze"), NULL;
+    if (qg__live("unsqueeze", x)) return NULL;
     if (x->ndim >= QG_MAX_DIMS) return qg__err(QG_EINVAL, "unsqueeze: already %d dims", QG_MAX_DIMS), NULL;
     if (qg__dim("unsqueeze", dim, x->ndim + 1, &d)) return NULL;
     int64_t ip[QG_MAX_DIMS * 2] = {d};

@@ -45,6 +45,27 @@ const char *qg_last_error(void);
 qg_status qg_last_status(void);
 void qg_clear_error(void);
 
+/* ---------------------------------------------------------------- options
+ * Options structs read like keyword calls, `&(qg_bn_opts){.momentum = QG_SET(0)}`,
+ * and every value PyTorch accepts can be given. A field whose zero is not PyTorch's
+ * default, while 0 is still a legal value, is a qg_opt_double: left out (zero) it is
+ * PyTorch's default, QG_SET(x) in an initializer (qg_set(x) in an assignment) gives x,
+ * 0 included. Fields where 0 is illegal (a stride, a batch size) use 0 for the
+ * default and say so. Pairs (stride, padding, dilation) are always two values;
+ * QG_PAIR(v) writes the square case. */
+typedef struct qg_opt_double {
+    double v;
+    bool set;
+} qg_opt_double;
+#define QG_SET(x) {(double)(x), true}
+#define QG_PAIR(v) {(v), (v)}
+static inline qg_opt_double qg_set(double x) {
+    qg_opt_double o = {x, true};
+    return o;
+}
+/* o's value, or dflt when it was not set */
+static inline double qg_opt_or(qg_opt_double o, double dflt) { return o.set ? o.v : dflt; }
+
 /* ---------------------------------------------------------------- tensors */
 
 typedef enum qg_dtype {
@@ -78,6 +99,7 @@ typedef struct qg_tensor {
     qg_tape *tape;                /* owning tape, NULL for caller-owned */
     uint64_t tape_gen;
     uint64_t grad_pass;           /* backward pass that initialised .grad (tape tensors) */
+    uint64_t reach;               /* backward pass that found it on the graph */
     struct qg_tensor *tape_next;
 } qg_tensor;
 
@@ -151,18 +173,41 @@ bool qg_set_grad_enabled(bool on); /* returns the previous mode */
 
 /* A tape records one forward pass. Op outputs are allocated in its arena, which
  * keeps its memory across resets: after warm-up a training step allocates nothing.
- * Each thread has a current tape; a default one is made on first use. */
+ * Each thread has a current tape; a default one is made on first use. A tape argument
+ * of NULL means the current tape in every function below.
+ * After qg_tape_reset, the tensors of the pass are gone: an op or accessor given one
+ * fails with "tensor from a reset tape" (QG_ESTATE) instead of reading freed memory
+ * (guaranteed for the pass just reset; a handle kept over two resets may alias a
+ * newer tensor). */
 qg_tape *qg_tape_new(void);
 void qg_tape_free(qg_tape *tape);
-void qg_tape_reset(qg_tape *tape); /* NULL = current */
+void qg_tape_reset(qg_tape *tape);
 qg_tape *qg_tape_current(void);
 qg_tape *qg_tape_set_current(qg_tape *tape); /* returns the previous; NULL = default */
 size_t qg_tape_bytes(const qg_tape *tape);   /* arena capacity */
 size_t qg_tape_node_count(const qg_tape *tape);
+/* A tape whose pass passes `bytes` of arena or `nodes` nodes without a reset warns
+ * once, through the warning handler: the sign of a training loop that forgot
+ * qg_tape_reset and grows without bound. Defaults: 4 GiB, 100,000 nodes; setting
+ * them re-arms the warning. */
+qg_status qg_tape_set_limits(qg_tape *tape, size_t bytes, size_t nodes);
+
+/* Warnings (not errors: the call goes on) go to the handler, by default one line
+ * "qgrad warning: ..." on stderr. NULL restores the default. Process-wide. */
+typedef void (*qg_warning_fn)(const char *message, void *ctx);
+void qg_set_warning_handler(qg_warning_fn fn, void *ctx);
+
+/* Frees this thread's default tape (made on first use), so that qg_live_allocations
+ * returns to what the program itself holds; the next op makes a new one. */
+void qg_shutdown(void);
 
 /* Backpropagate from out. grad_out may be NULL only for one-element outputs (then 1).
- * Accumulates (+=) into the .grad of every leaf that requires grad. */
+ * Accumulates (+=) into the .grad of every leaf that requires grad. The graph is
+ * consumed: a second backward through any of its nodes is an error ("backward through
+ * the graph a second time"), as in PyTorch, unless the first was qg_backward_retain
+ * (PyTorch's retain_graph=True). */
 qg_status qg_backward(qg_tensor *out, const qg_tensor *grad_out);
+qg_status qg_backward_retain(qg_tensor *out, const qg_tensor *grad_out);
 
 /* A view of t that does not require grad and has no history. */
 qg_tensor *qg_detach(const qg_tensor *t);
@@ -171,7 +216,8 @@ qg_tensor *qg_detach(const qg_tensor *t);
 
 void qg_set_num_threads(int n);
 int qg_get_num_threads(void);
-/* Blocks allocated by qgrad and not yet freed (a leak/growth check for tests). */
+/* Blocks allocated by qgrad and not yet freed (a leak/growth check for tests),
+ * including this thread's default tape, if made (see qg_shutdown). */
 int64_t qg_live_allocations(void);
 
 /* ---------------------------------------------------------------- ops
@@ -231,8 +277,14 @@ qg_tensor *qg_softmax(const qg_tensor *x, int dim);
 qg_tensor *qg_log_softmax(const qg_tensor *x, int dim);
 
 typedef enum qg_reduction { QG_REDUCTION_MEAN = 0, QG_REDUCTION_SUM, QG_REDUCTION_NONE } qg_reduction;
-/* logits (N, C), target (N) integer class ids (I64 or I32). */
+/* logits (N, C); target either (N) integer class ids (I64 or I32; -100 is ignored) or
+ * (N, C) class probabilities of the input's float dtype, as PyTorch 1.13 takes both.
+ * With probabilities the mean divides by N. */
 qg_tensor *qg_cross_entropy(const qg_tensor *logits, const qg_tensor *target, qg_reduction red);
+/* The same with PyTorch's label_smoothing in [0, 1]: the target mixed with the uniform
+ * distribution, (1 - ls) target + ls / C. */
+qg_tensor *qg_cross_entropy_label_smoothing(const qg_tensor *logits, const qg_tensor *target, qg_reduction red,
+                                            double label_smoothing);
 /* logp (N, C) log-probabilities, target (N). */
 qg_tensor *qg_nll_loss(const qg_tensor *logp, const qg_tensor *target, qg_reduction red);
 qg_tensor *qg_mse_loss(const qg_tensor *x, const qg_tensor *y, qg_reduction red);
@@ -293,10 +345,10 @@ qg_tensor *qg_dropout(const qg_tensor *x, double p, bool training, qg_rng *gen);
  * backward with (f(x+eps) - f(x-eps)) / 2eps for a fixed random r. */
 typedef qg_tensor *(*qg_gradcheck_fn)(qg_tensor *const *inputs, void *ctx);
 typedef struct qg_gradcheck_opts {
-    double eps;   /* default 1e-6 */
-    double atol;  /* default 1e-5 */
-    double rtol;  /* default 1e-4 */
-    uint64_t seed;
+    qg_opt_double eps;  /* unset = 1e-6; > 0 */
+    qg_opt_double atol; /* unset = 1e-5 */
+    qg_opt_double rtol; /* unset = 1e-4 */
+    uint64_t seed;      /* of r */
 } qg_gradcheck_opts;
 /* Inputs with requires_grad set are checked. Returns QG_OK or an error whose message
  * names the input, the element and both values. */

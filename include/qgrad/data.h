@@ -32,7 +32,7 @@ typedef struct qg_loader_opts {
     bool shuffle;       /* reshuffled every epoch from (seed, epoch) */
     uint64_t seed;
     bool drop_last;     /* drop the last partial batch */
-    double mean, std;   /* normalisation (x/255 - mean) / std; std 0 = (0, 1), i.e. none */
+    double mean, std;   /* normalisation (x/255 - mean) / std; both 0 = none; std 0 with a mean is an error */
 } qg_loader_opts;
 
 typedef struct qg_loader qg_loader;

@@ -68,18 +68,27 @@ qg_status qg_safetensors_save(const char *path, const qg_tensor_dict *d);
  * state-dict paths ("features.0.weight", "bn.running_mean"). A module owns its
  * parameters, buffers and children: qg_module_free frees the whole tree.
  *
- * Writing your own module type in C:
+ * Writing your own module type in C (tests/test_examples.sh compiles it):
  *
- *     typedef struct { qg_module base; double alpha; } my_act;   // base comes first
- *     static qg_tensor *my_act_forward(qg_module *m, qg_tensor *x) {
- *         my_act *a = (my_act *)m;
- *         return qg_add(qg_relu(x), qg_mul_scalar(qg_neg(qg_relu(qg_neg(x))), a->alpha));
- *     }
- *     static const qg_module_type my_act_type = {
- *         .name = "MyAct", .size = sizeof(my_act), .forward = my_act_forward};
+ * ```c
+ * typedef struct { qg_module base; double alpha; } my_act;   // base comes first
+ * static qg_tensor *my_act_forward(qg_module *m, qg_tensor *x) {
+ *     my_act *a = (my_act *)m;
+ *     return qg_add(qg_relu(x), qg_mul_scalar(qg_neg(qg_relu(qg_neg(x))), a->alpha));
+ * }
+ * static const qg_module_type my_act_type = {
+ *     .name = "MyAct", .size = sizeof(my_act), .forward = my_act_forward};
+ * qg_module *my_act_new(double alpha) {
  *     qg_module *m = qg_module_new(&my_act_type);
- *     ((my_act *)m)->alpha = 0.1;
- *     qg_module_add_param(m, "weight", qg_tensor_zeros(QG_F32, 1, (int64_t[]){8}));
+ *     if (!m) return NULL;
+ *     ((my_act *)m)->alpha = alpha;
+ *     if (qg_module_add_param(m, "weight", qg_tensor_zeros(QG_F32, 1, (int64_t[]){8}))) {
+ *         qg_module_free(m);
+ *         return NULL;
+ *     }
+ *     return m;
+ * }
+ * ```
  *
  * Parameters and buffers are caller-owned tensors handed to the module; parameters
  * get requires_grad. A parameter slot may hold NULL (e.g. "bias" when there is
@@ -145,6 +154,9 @@ qg_module *qg_module_child(const qg_module *m, const char *name);
 qg_module *qg_module_get(qg_module *m, const char *path);
 /* Replaces the module at a dotted path, returning the old one (now the caller's). */
 qg_module *qg_module_replace(qg_module *m, const char *path, qg_module *new_child);
+/* Takes the direct child `name` out of m (and out of its output hook, if it is one);
+ * the caller owns it. */
+qg_module *qg_module_remove_child(qg_module *m, const char *name);
 /* Replaces (and frees) a parameter or buffer tensor, keeping its slot. */
 qg_status qg_module_set_param(qg_module *m, const char *name, qg_tensor *t);
 qg_status qg_module_set_buffer(qg_module *m, const char *name, qg_tensor *t);
@@ -186,24 +198,53 @@ qg_status qg_module_save(const qg_module *m, const char *path);            /* sa
 qg_status qg_module_load(qg_module *m, const char *path, bool strict);
 
 /* ======================================================== layers
- * Constructors take PyTorch's arguments; options structs use 0 for "PyTorch's
- * default" so `&(qg_conv_opts){.padding = 1}` reads like a keyword call. Weights
- * are initialised as PyTorch does (kaiming_uniform(a=sqrt(5)), bias
- * U(-1/sqrt(fan_in), 1/sqrt(fan_in))) from the generator (NULL = global). Modules
- * are float32; qg_module_to converts. */
+ * Constructors take PyTorch's arguments; options structs follow the rules of
+ * autograd.h ("options"), so `&(qg_conv_opts){.padding = {2, 0}}` is PyTorch's
+ * padding=(2, 0) and `.padding = QG_PAIR(1)` its padding=1. Weights are initialised as
+ * PyTorch does (kaiming_uniform(a=sqrt(5)), bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)))
+ * from the generator (NULL = global). Modules are float32; qg_module_to converts.
+ *
+ * ```c
+ * qg_module *net = qg_sequential_of(5, (qg_named_module[]){
+ *     {"conv", qg_nn_conv2d_new(1, 8, 3, 3, &(qg_conv_opts){.padding = {2, 0}, .no_bias = true}, NULL)},
+ *     {"bn", qg_nn_batchnorm2d_new(8, &(qg_bn_opts){.momentum = QG_SET(0), .eps = QG_SET(1e-3)})},
+ *     {"relu", qg_nn_relu_new()},
+ *     {"flat", qg_nn_flatten_new(1, -1)},
+ *     {"fc", qg_nn_linear_new(8 * 30 * 26, 10, NULL, NULL)},
+ * });
+ * if (!net) fprintf(stderr, "%s\n", qg_last_error()); // one check for the whole model
+ * qg_module_free(net);
+ * ```
+ */
 
 qg_module *qg_sequential_new(void);
 /* Appends child under the name str(index) (PyTorch's Sequential(*mods)). */
 qg_status qg_sequential_append(qg_module *seq, qg_module *child);
-/* Appends under a given name (PyTorch's Sequential(OrderedDict)). */
+/* Appends under a given name (PyTorch's Sequential(OrderedDict)). A NULL child (a
+ * constructor that failed) is recorded like an op's NULL input: the Sequential keeps
+ * the first failure, qg_sequential_status returns it (with its message) and forward
+ * refuses to run, so a model built by many adds needs one check at the end. */
 qg_status qg_sequential_add(qg_module *seq, const char *name, qg_module *child);
+qg_status qg_sequential_status(const qg_module *seq);
+/* A Sequential from an array, in one call: NULL if any module is NULL (every module
+ * given is then freed, and the error is the failed constructor's). A NULL name is
+ * the item's index, as qg_sequential_append names it. */
+typedef struct qg_named_module {
+    const char *name;
+    qg_module *module;
+} qg_named_module;
+qg_module *qg_sequential_of(int n, const qg_named_module *items);
 
-qg_module *qg_nn_linear_new(int64_t in_features, int64_t out_features, bool bias, qg_rng *gen);
+typedef struct qg_linear_opts {
+    bool no_bias; /* bias=False */
+} qg_linear_opts;
+/* o NULL: PyTorch's defaults (bias=True), as for every layer's options */
+qg_module *qg_nn_linear_new(int64_t in_features, int64_t out_features, const qg_linear_opts *o, qg_rng *gen);
 
 typedef struct qg_conv_opts {
-    int stride[2];   /* 0 = 1; for Conv1d only [0] is used; stride[1] 0 = same as [0] */
-    int padding[2];  /* [1] 0 = same as [0] */
-    int dilation[2]; /* 0 = 1; [1] 0 = same as [0] */
+    int stride[2];   /* (h, w); an entry 0 = 1; Conv1d uses [0] */
+    int padding[2];  /* (h, w), as given: {2, 0} is (2, 0); Conv1d uses [0] */
+    int dilation[2]; /* (h, w); an entry 0 = 1; Conv1d uses [0] */
     int groups;      /* 0 = 1 */
     bool no_bias;    /* bias=False */
 } qg_conv_opts;
@@ -211,9 +252,9 @@ qg_module *qg_nn_conv1d_new(int64_t in_ch, int64_t out_ch, int kernel, const qg_
 qg_module *qg_nn_conv2d_new(int64_t in_ch, int64_t out_ch, int kh, int kw, const qg_conv_opts *o, qg_rng *gen);
 
 typedef struct qg_bn_opts {
-    double eps;          /* 0 = 1e-5 */
-    double momentum;     /* 0 = 0.1 */
-    bool cumulative;     /* momentum=None: cumulative moving average */
+    qg_opt_double eps;      /* unset = 1e-5; > 0 */
+    qg_opt_double momentum; /* unset = 0.1; 0 (running stats never move) to 1 */
+    bool cumulative;        /* momentum=None: cumulative moving average (momentum unused) */
     bool no_affine;      /* affine=False */
     bool no_track;       /* track_running_stats=False */
 } qg_bn_opts;
@@ -227,9 +268,9 @@ qg_module *qg_nn_identity_new(void);
 qg_module *qg_nn_flatten_new(int start_dim, int end_dim); /* PyTorch default: 1, -1 */
 
 typedef struct qg_pool_opts {
-    int stride[2];   /* 0 = kernel size */
-    int padding[2];
-    int dilation[2]; /* 0 = 1 (max pool only) */
+    int stride[2];   /* (h, w); an entry 0 = that kernel size (PyTorch's stride=None) */
+    int padding[2];  /* (h, w), as given */
+    int dilation[2]; /* (h, w); an entry 0 = 1 (max pool only) */
     bool ceil_mode;
     bool no_count_include_pad; /* avg pool: count_include_pad=False */
     int divisor_override;      /* avg pool: 0 = none */

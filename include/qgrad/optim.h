@@ -1,25 +1,34 @@
-/* qgrad/optim.h — SGD and learning-rate schedules, as torch.optim (PyTorch 1.13).
+/* qgrad/optim.h — SGD, Adam, AdamW and learning-rate schedules, as torch.optim (PyTorch 1.13).
  *
  * The optimizer works on caller-owned parameters (qg_tensor_list, e.g. from
  * qg_module_parameters) and their .grad, outside the tape: a step records nothing
  * and allocates nothing but each parameter's momentum buffer, once. It keeps a copy of the list of tensor
  * pointers, not the tensors: the parameters must outlive it. One parameter group.
  *
+ * ```c
+ * #include <qgrad/data.h>
+ * qg_status train(qg_module *model, qg_loader *loader, int epochs) {
  *     qg_tensor_list *ps = qg_module_parameters(model);
  *     qg_sgd *opt = qg_sgd_new(ps, &(qg_sgd_opts){.lr = 0.1, .momentum = 0.9});
- *     qg_lr_scheduler *sched = qg_cosine_annealing_lr_new(opt, 100, 0.0);
- *     for (int epoch = 0; epoch < 100; epoch++) {
- *         for (each batch) {
+ *     qg_lr_scheduler *sched = qg_cosine_annealing_lr_new(opt, epochs, 0.0);
+ *     qg_status st = sched ? QG_OK : qg_last_status();
+ *     for (int epoch = 0; epoch < epochs && !st; epoch++) {
+ *         qg_tensor *x, *y;
+ *         qg_loader_start_epoch(loader, epoch);
+ *         while (!st && qg_loader_next(loader, &x, &y)) {
  *             qg_sgd_zero_grad(opt);
- *             qg_backward(loss_of(model, batch), NULL);
- *             qg_sgd_step(opt);
+ *             st = qg_backward(qg_cross_entropy(qg_module_forward(model, x), y, QG_REDUCTION_MEAN), NULL);
+ *             if (!st) st = qg_sgd_step(opt);
  *             qg_tape_reset(NULL);
  *         }
- *         qg_lr_scheduler_step(sched);   // after the epoch's optimizer steps
+ *         if (!st) qg_lr_scheduler_step(sched); // after the epoch's optimizer steps
  *     }
- *     qg_lr_scheduler_free(sched);       // schedulers first: they point at the optimizer
+ *     qg_lr_scheduler_free(sched);             // schedulers first: they point at the optimizer
  *     qg_sgd_free(opt);
  *     qg_tensor_list_free(ps);
+ *     return st;
+ * }
+ * ```
  */
 #ifndef QGRAD_OPTIM_H
 #define QGRAD_OPTIM_H
@@ -102,6 +111,83 @@ qg_status qg_sgd_state_dict(const qg_sgd *o, qg_tensor_dict *d, const char *pref
  * checked first: on error the optimizer is left unchanged. A parameter without a
  * saved buffer gets none (its next step starts one). */
 qg_status qg_sgd_load_state_dict(qg_sgd *o, const qg_tensor_dict *d, const char *prefix);
+
+/* ======================================================== Adam, AdamW
+ *
+ * torch.optim.Adam and torch.optim.AdamW (their single-tensor paths), one type: AdamW
+ * is Adam with decoupled weight decay. Same rules as SGD above: caller-owned contiguous
+ * f32/f64 parameters that outlive the optimizer, one parameter group, state allocated
+ * on a parameter's first step with a grad and nothing allocated after.
+ *
+ * ```c
+ * qg_adam *opt = qg_adamw_new(ps, &(qg_adam_opts){.lr = 1e-3, .betas = {QG_SET(0.9), QG_SET(0.95)}});
+ * qg_adam_free(opt);
+ * ```
+ */
+typedef struct qg_adam qg_adam;
+
+/* lr has no default here (PyTorch's is 1e-3): give it. Fields left out are PyTorch's
+ * defaults and QG_SET(x) gives x, 0 included: betas (0.9, 0.999), eps 1e-8,
+ * weight_decay 0 for Adam and 1e-2 for AdamW. */
+typedef struct qg_adam_opts {
+    double lr;                  /* >= 0 */
+    qg_opt_double betas[2];     /* each in [0, 1) */
+    qg_opt_double eps;          /* >= 0 */
+    qg_opt_double weight_decay; /* >= 0 */
+    bool amsgrad;               /* keep the running maximum of exp_avg_sq */
+    bool maximize;
+} qg_adam_opts;
+
+/* Errors as PyTorch's (bad lr, betas, eps, weight_decay, an empty list) and SGD's
+ * parameter checks. */
+qg_adam *qg_adam_new(const qg_tensor_list *params, const qg_adam_opts *o);
+qg_adam *qg_adamw_new(const qg_tensor_list *params, const qg_adam_opts *o);
+void qg_adam_free(qg_adam *o); /* NULL is a no-op */
+
+/* One step, per parameter p with a grad (t = its own step count, from 1):
+ *   g = grad (negated if maximize);
+ *   Adam: g = g + weight_decay * p;   AdamW: p = p * (1 - lr * weight_decay);
+ *   m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g * g;
+ *   if amsgrad: vmax = max(vmax, v), used for v below;
+ *   p = p + (-lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps).
+ * As PyTorch: bias corrections in double, each tensor op rounded to the parameter's
+ * dtype with its scalar rounded first, "x + a * y" and the addcmul fused (fma), t
+ * counted in float32. Parameters with a NULL grad are skipped; on error nothing
+ * changes. */
+qg_status qg_adam_step(qg_adam *o);
+void qg_adam_zero_grad(qg_adam *o); /* zeroes every grad in place */
+
+qg_status qg_adam_set_lr(qg_adam *o, double lr); /* lr >= 0 */
+double qg_adam_get_lr(const qg_adam *o);         /* NAN if o is NULL */
+/* The options in effect, every qg_opt_double set. */
+const qg_adam_opts *qg_adam_opts_of(const qg_adam *o);
+bool qg_adam_is_adamw(const qg_adam *o);
+int qg_adam_num_params(const qg_adam *o);
+int64_t qg_adam_step_count(const qg_adam *o); /* qg_adam_step calls that succeeded */
+/* Parameter i's state (owned by the optimizer; NULL before its first step with a
+ * grad; max_exp_avg_sq only with amsgrad) and its step count. */
+const qg_tensor *qg_adam_exp_avg(const qg_adam *o, int i);
+const qg_tensor *qg_adam_exp_avg_sq(const qg_adam *o, int i);
+const qg_tensor *qg_adam_max_exp_avg_sq(const qg_adam *o, int i);
+int64_t qg_adam_param_steps(const qg_adam *o, int i);
+
+/* State dict under prefix, PyTorch's names:
+ *   state.<i>.step                    f32 scalar (as PyTorch keeps it)
+ *   state.<i>.exp_avg, .exp_avg_sq, .max_exp_avg_sq (amsgrad)
+ *                                     the parameter's dtype and shape
+ *                                     (only for parameters that have stepped)
+ *   param_groups.0.lr, .eps, .weight_decay   f64 scalars
+ *   param_groups.0.betas              f64 (2)
+ *   param_groups.0.amsgrad, .maximize u8 scalars
+ *   param_groups.0.decoupled_weight_decay    u8: 1 for AdamW (not in PyTorch 1.13's
+ *                                     dict, which does not name the class)
+ *   param_groups.0.params             i64 (n): 0 .. n-1
+ *   step_count                        i64 scalar
+ * Loading checks everything first (keys, counts, shapes, dtypes, values, a parameter's
+ * state complete, decoupled_weight_decay if present equal to the optimizer's kind) and
+ * leaves the optimizer unchanged on error. */
+qg_status qg_adam_state_dict(const qg_adam *o, qg_tensor_dict *d, const char *prefix);
+qg_status qg_adam_load_state_dict(qg_adam *o, const qg_tensor_dict *d, const char *prefix);
 
 /* ======================================================== learning-rate schedules
  *

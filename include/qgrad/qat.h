@@ -147,9 +147,9 @@ typedef struct qg_fq_spec {
     qg_qscheme qscheme;
     bool reduce_range;
     int64_t quant_min, quant_max; /* custom range when quant_min < quant_max */
-    double averaging_constant;    /* 0 = 0.01; 1 = memoryless */
-    int ch_axis;                  /* per channel (0 for weights) */
-    double eps;                   /* 0 = float32 epsilon */
+    qg_opt_double averaging_constant; /* unset = 0.01; in [0, 1]; 1 = memoryless */
+    int ch_axis;                      /* per channel (0 for weights) */
+    qg_opt_double eps;                /* unset = float32 epsilon 2^-23 */
     double fixed_scale;           /* QG_FQ_FIXED */
     int64_t fixed_zero_point;
     bool use_grad_scaling;        /* QG_FQ_LEARNABLE: grad_factor 1/sqrt(numel*qmax) */
@@ -208,7 +208,7 @@ typedef struct qg_qat_args {
     int64_t in, out;
     int kernel[2], stride[2], padding[2], dilation[2], groups;
     bool no_bias;
-    double eps, momentum;
+    qg_opt_double eps, momentum; /* BN: unset = 1e-5, 0.1 */
     bool freeze_bn;
 } qg_qat_args;
 qg_module *qg_qat_new(const char *type_name, const qg_qat_args *args, const qg_qconfig *qconfig, qg_rng *gen);
@@ -224,6 +224,10 @@ qg_module *qg_qat_dynamic_linear_from_float(qg_module *float_linear, const qg_qc
  * W' = W * g / sqrt(rv + eps), b' = (b - rm) * g / sqrt(rv + eps) + beta), as a new
  * module; the QAT module is left unchanged. */
 qg_module *qg_qat_to_float(const qg_module *qat_mod);
+/* A whole prepared model back to float, in place: every QAT module in the tree becomes
+ * its float module (as qg_qat_to_float), and the activation fake-quants are removed, so
+ * the model computes the float function (QuantStub/DeQuantStub stay, as identities). */
+qg_status qg_qat_to_float_model(qg_module *model);
 /* BN statistics of the Bn variants: frozen BN uses and keeps its running stats, and
  * train() does not unfreeze it. Both recurse over a tree. */
 void qg_freeze_bn_stats(qg_module *m);
