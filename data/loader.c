@@ -14,7 +14,13 @@ struct qg_loader {
 };
 
 qg_loader *qg_loader_new(const qg_dataset *d, const qg_loader_opts *o) {
+    char a[128], b[128];
     if (!d || !d->images || !d->labels) return qg__err_null("loader_new"), NULL;
+    const qg_tensor *im = d->images, *lb = d->labels;
+    if (im->dtype != QG_U8 || im->ndim != 3 || lb->dtype != QG_U8 || lb->ndim != 1 || lb->shape[0] != im->shape[0] ||
+        !qg_tensor_is_contiguous(im) || !qg_tensor_is_contiguous(lb))
+        return qg__err(QG_EINVAL, "loader_new: expected contiguous images u8 (N, H, W) and labels u8 (N), got %s and %s",
+                       qg_shape_str(im, a, sizeof a), qg_shape_str(lb, b, sizeof b)), NULL;
     qg_loader_opts opts = o ? *o : (qg_loader_opts){0};
     if (opts.batch == 0) opts.batch = 64;
     if (opts.batch < 0) return qg__err(QG_EINVAL, "loader_new: batch must be positive, got %lld", (long long)opts.batch), NULL;

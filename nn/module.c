@@ -452,6 +452,35 @@ static size_t keys_str(char *buf, size_t cap, const char *what, const key_list *
     return len < cap ? len : cap - 1;
 }
 
+/* The per-type check_load of every module of the tree, before anything changes. */
+typedef struct {
+    const qg_tensor_dict *file;
+    qg_tensor_dict *own;
+    const char *prefix; /* the module being checked, with a trailing dot */
+    qg_status st;
+} load_check;
+
+static const qg_tensor *lookup(const char *name, void *ctx) {
+    load_check *c = ctx;
+    char key[600];
+    snprintf(key, sizeof key, "%s%s", c->prefix, name);
+    for (const qg_tensor_dict *d = c->file;; d = c->own) {
+        for (int k = 0; k < qg_tensor_dict_size(d); k++)
+            if (!strcmp(qg_tensor_dict_name(d, k), key)) return qg_tensor_dict_at(d, k);
+        if (d == c->own) return NULL;
+    }
+}
+
+static void check_one(qg_module *m, const char *path, void *ctx) {
+    load_check *c = ctx;
+    if (c->st || !m->type->check_load) return;
+    char prefix[520];
+    snprintf(prefix, sizeof prefix, "%s%s", path, *path ? "." : "");
+    c->prefix = prefix;
+    if ((c->st = m->type->check_load(m, lookup, c)))
+        qg__err(c->st, "load_state_dict: %s (%s): %s", *path ? path : "the model", m->type->name, qg_last_error());
+}
+
 qg_status qg_module_load_state_dict(qg_module *m, const qg_tensor_dict *d, bool strict) {
     if (!m || !d) return qg__err_null("module_load_state_dict");
     qg_tensor_list *l = make_list(m, true, true);
@@ -479,6 +508,19 @@ qg_status qg_module_load_state_dict(qg_module *m, const qg_tensor_dict *d, bool 
             bool known = false;
             for (int i = 0; i < l->n && !known; i++) known = !strcmp(l->names[i], name);
             if (!known) keys_add(&unexpected, name, "");
+        }
+    }
+    if (!missing.n && !unexpected.n && !mismatch.n) {
+        load_check c = {d, qg_module_state_dict(m), "", QG_OK};
+        if (!c.own) {
+            qg_tensor_list_free(l);
+            return qg_last_status();
+        }
+        qg_module_apply(m, check_one, &c);
+        qg_tensor_dict_free(c.own);
+        if (c.st) {
+            qg_tensor_list_free(l);
+            return c.st;
         }
     }
     if (missing.n || unexpected.n || mismatch.n) {

@@ -170,6 +170,10 @@ qg_status qg_adam_step(qg_adam *s) {
             return qg__err(QG_ESHAPE, "%s: grad %s does not match parameter %d %s", op, qg_shape_str(g, s2, sizeof s2),
                            i, qg_shape_str(p, s1, sizeof s1));
         if (!qg_tensor_is_contiguous(g)) return qg__err(QG_EINVAL, "%s: grad of parameter %d is not contiguous", op, i);
+        if (s->m[i] && !same_shape(s->m[i], p))
+            return qg__err(QG_ESHAPE, "%s: parameter %d is %s now but its state %s: a parameter must keep its shape and "
+                                      "dtype for the optimizer's life", op, i, qg_shape_str(p, s1, sizeof s1),
+                           qg_shape_str(s->m[i], s2, sizeof s2));
         if (!s->m[i]) nnew++;
     }
     /* first steps: zeroed state (m, v, and vmax with amsgrad: a stepped parameter has

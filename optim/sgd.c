@@ -161,6 +161,11 @@ qg_status qg_sgd_step(qg_sgd *s) {
                            i, qg_shape_str(p, s1, sizeof s1));
         if (!qg_tensor_is_contiguous(g))
             return qg__err(QG_EINVAL, "%s: grad of parameter %d is not contiguous", op, i);
+        const qg_tensor *b = s->bufs[i];
+        if (b && (b->dtype != p->dtype || b->ndim != p->ndim || memcmp(b->shape, p->shape, sizeof(int64_t) * (size_t)p->ndim)))
+            return qg__err(QG_ESHAPE, "%s: parameter %d is %s now but its momentum buffer %s: a parameter must keep its "
+                                      "shape and dtype for the optimizer's life", op, i, qg_shape_str(p, s1, sizeof s1),
+                           qg_shape_str(b, s2, sizeof s2));
         if (mom && !s->bufs[i]) nnew++;
     }
     bool *fresh = NULL;

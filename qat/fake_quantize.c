@@ -19,8 +19,11 @@ static qg_tensor *fused_forward(qg_module *m, qg_tensor *x);
 static qg_tensor *learnable_forward(qg_module *m, qg_tensor *x);
 static qg_tensor *identity_forward(qg_module *m, qg_tensor *x) { return (void)m, x; }
 
-static const qg_module_type fq_type = {.name = "FakeQuantize", .size = sizeof(fq_mod), .forward = fq_forward};
-static const qg_module_type fused_type = {.name = "FusedMovingAvgObsFakeQuantize", .size = sizeof(fq_mod), .forward = fused_forward};
+static qg_status fq_check_load(const qg_module *m, const qg_tensor *(*get)(const char *, void *), void *ctx);
+static const qg_module_type fq_type = {.name = "FakeQuantize", .size = sizeof(fq_mod), .forward = fq_forward,
+                                       .check_load = fq_check_load};
+static const qg_module_type fused_type = {.name = "FusedMovingAvgObsFakeQuantize", .size = sizeof(fq_mod),
+                                          .forward = fused_forward, .check_load = fq_check_load};
 static const qg_module_type learnable_type = {.name = "_LearnableFakeQuantize", .size = sizeof(fq_mod), .forward = learnable_forward};
 static const qg_module_type fixed_type = {.name = "FixedQParamsFakeQuantize", .size = sizeof(fq_mod), .forward = fq_forward};
 static const qg_module_type fixed_obs_type = {.name = "FixedQParamsObserver", .size = sizeof(qg_module), .forward = identity_forward};
@@ -145,6 +148,25 @@ static qg_tensor *fq_forward(qg_module *m, qg_tensor *x) {
     if (!flag_on(m, "fake_quant_enabled")) return x;
     if (f->per_channel) return qg_fake_quantize_per_channel(x, scale, zp, f->spec.ch_axis, f->qmin, f->qmax);
     return qg_fake_quantize_per_tensor(x, *(float *)qg_tensor_data(scale), *(int32_t *)qg_tensor_data(zp), f->qmin, f->qmax);
+}
+
+/* A checkpoint may resize the per-channel buffers (PyTorch lets their length vary), but
+ * not apart: scale and zero_point have one length, the observer's min_val and max_val
+ * one length, 0 (never observed) or that of the scale; per tensor, one element each. */
+static qg_status fq_check_load(const qg_module *m, const qg_tensor *(*get)(const char *, void *), void *ctx) {
+    const fq_mod *f = (const fq_mod *)m;
+    const qg_tensor *sc = get("scale", ctx), *zp = get("zero_point", ctx);
+    const qg_tensor *mn = get("activation_post_process.min_val", ctx), *mx = get("activation_post_process.max_val", ctx);
+    int64_t ns = sc ? qg_tensor_numel(sc) : 1, nz = zp ? qg_tensor_numel(zp) : 1;
+    int64_t nmin = mn ? qg_tensor_numel(mn) : 0, nmax = mx ? qg_tensor_numel(mx) : 0;
+    if (!f->per_channel && (ns != 1 || nz != 1))
+        return qg__err(QG_ESHAPE, "per-tensor scale and zero_point need 1 element each, got %lld and %lld",
+                       (long long)ns, (long long)nz);
+    if (ns != nz) return qg__err(QG_ESHAPE, "scale has %lld elements but zero_point %lld", (long long)ns, (long long)nz);
+    if (f->per_channel && (nmin != nmax || (nmin && nmin != ns)))
+        return qg__err(QG_ESHAPE, "observer min_val/max_val have %lld and %lld elements, expected 0 or %lld (the scale's)",
+                       (long long)nmin, (long long)nmax, (long long)ns);
+    return QG_OK;
 }
 
 /* FusedMovingAvgObsFakeQuantize: the fused op does observer, formula B and fake-quant */

@@ -119,6 +119,7 @@ static qg_status fuse_group(qg_module *model, const char *const *paths, int n) {
 
 qg_status qg_fuse_modules_qat(qg_module *model, int ngroups, const char *const *const *groups, const int *sizes) {
     if (!model || (ngroups > 0 && (!groups || !sizes))) return qg__err_null("fuse_modules_qat");
+    if (ngroups < 0) return qg__err(QG_EINVAL, "fuse_modules_qat: ngroups must be >= 0, got %d", ngroups);
     for (int g = 0; g < ngroups; g++) {
         if (sizes[g] < 2 || sizes[g] > 3 || !groups[g])
             return qg__err(QG_EINVAL, "fuse_modules_qat: group %d has %d modules (expected 2 or 3)", g, sizes[g]);

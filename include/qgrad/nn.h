@@ -107,6 +107,11 @@ typedef struct qg_module_type {
     void (*train)(qg_module *m, bool mode);
     /* Optional: frees what the embedding struct owns beyond params/buffers/children. */
     void (*free)(qg_module *m);
+    /* Optional: vets the tensors a state-dict load would give this module beyond their
+     * own shapes (lengths that must agree with each other). get(name) is the tensor the
+     * load would leave under the module's local name (the file's, else the module's
+     * own). Non-QG_OK, with a message, refuses the whole load. */
+    qg_status (*check_load)(const qg_module *m, const qg_tensor *(*get)(const char *name, void *ctx), void *ctx);
 } qg_module_type;
 
 typedef struct qg_named {
