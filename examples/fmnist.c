@@ -240,157 +240,191 @@ static void progress(bool tty, int epoch, int epochs, int64_t step, int64_t step
     }
 }
 
-int main(int argc, char **argv) {
+/* Everything one run holds; run_free releases whatever was made, on every path. */
+typedef struct run {
     options o;
-    int pr = parse(argc, argv, &o);
-    if (pr) return pr > 0 ? 0 : 2;
-    if (o.threads) qg_set_num_threads(o.threads);
-    qg_manual_seed(o.seed);
-    bool tty = isatty(fileno(stdout));
+    qg_dataset train, test;
+    qg_module *model;
+    qg_loader *loader, *test_loader;
+    qg_tensor_list *params;
+    qg_sgd *opt;
+    qg_lr_scheduler *sched;
+    FILE *log;
+    int64_t per_epoch, total;
+} run;
 
-    qg_dataset train = {0}, test = {0};
-    if ((!o.eval_only && qg_dataset_load_mnist(o.data, true, &train)) || qg_dataset_load_mnist(o.data, false, &test)) {
+static void run_free(run *r) {
+    if (r->log) fclose(r->log);
+    qg_lr_scheduler_free(r->sched); /* schedulers first: they point at the optimizer */
+    qg_sgd_free(r->opt);
+    qg_tensor_list_free(r->params);
+    qg_loader_free(r->loader), qg_loader_free(r->test_loader);
+    qg_module_free(r->model);
+    qg_dataset_free(&r->train), qg_dataset_free(&r->test);
+    qg_shutdown();
+}
+
+/* Data, the model (loaded, fused and prepared as the flags say) and the test loader;
+ * for training also the loader, optimizer, schedule and log. Prints its error. */
+static int setup(run *r) {
+    const options *o = &r->o;
+    if ((!o->eval_only && qg_dataset_load_mnist(o->data, true, &r->train)) || qg_dataset_load_mnist(o->data, false, &r->test)) {
         fprintf(stderr, "fmnist: %s%s\n", qg_last_error(),
                 qg_last_status() == QG_EIO ? " (install Debian's dataset-fashion-mnist, or pass --data DIR)" : "");
         return 1;
     }
     qg_rng init;
-    qg_rng_init(&init, o.seed);
-    qg_module *model = build_model(o.model, &init);
-    int ckpt_qat = o.load ? is_qat_checkpoint(o.load) : 0;
-    qg_qconfig qc;
-    qg_qconfig_preset(o.qconfig, &qc);
-    qg_status st = QG_OK;
-    if (o.load && ckpt_qat < 0) st = qg_last_status();
-    if (!st && o.load && !ckpt_qat) st = qg_module_load(model, o.load, true);
-    if (!st && !o.use_float) st = fuse_model(model, o.model);
-    if (!st && !o.use_float) st = qg_prepare_qat(model, &qc);
-    if (!st && o.load && ckpt_qat) {
-        if (o.use_float) {
-            fprintf(stderr, "fmnist: %s is a QAT checkpoint; it cannot be loaded into the float model (drop --float)\n", o.load);
-            return 1;
-        }
-        st = qg_module_load(model, o.load, true);
+    qg_rng_init(&init, o->seed);
+    r->model = build_model(o->model, &init);
+    int ckpt_qat = o->load ? is_qat_checkpoint(o->load) : 0;
+    if (o->load && ckpt_qat > 0 && o->use_float) {
+        fprintf(stderr, "fmnist: %s is a QAT checkpoint; it cannot be loaded into the float model (drop --float)\n", o->load);
+        return 1;
     }
-    if (st) {
+    qg_qconfig qc;
+    qg_qconfig_preset(o->qconfig, &qc);
+    qg_status st = qg_sequential_status(r->model);
+    if (!st && o->load && ckpt_qat < 0) st = qg_last_status();
+    if (!st && o->load && !ckpt_qat) st = qg_module_load(r->model, o->load, true);
+    if (!st && !o->use_float) st = fuse_model(r->model, o->model);
+    if (!st && !o->use_float) st = qg_prepare_qat(r->model, &qc);
+    if (!st && o->load && ckpt_qat) st = qg_module_load(r->model, o->load, true);
+    r->test_loader = st ? NULL : qg_loader_new(&r->test, &(qg_loader_opts){.batch = 200, .mean = 0.2860, .std = 0.3530});
+    if (st || !r->test_loader) {
         fprintf(stderr, "fmnist: %s\n", qg_last_error());
         return 1;
     }
+    if (o->eval_only) return 0;
 
-    qg_loader *test_loader = qg_loader_new(&test, &(qg_loader_opts){.batch = 200, .mean = 0.2860, .std = 0.3530});
-    if (o.eval_only) {
-        double tl, ta;
-        double t0 = now();
-        if (evaluate(model, test_loader, true, &tl, &ta)) {
+    r->loader = qg_loader_new(&r->train, &(qg_loader_opts){.batch = o->batch, .shuffle = o->shuffle, .seed = o->seed,
+                                                            .drop_last = true, .mean = 0.2860, .std = 0.3530});
+    r->params = qg_module_parameters(r->model);
+    r->opt = r->loader && r->params ? qg_sgd_new(r->params, &(qg_sgd_opts){.lr = o->lr, .momentum = o->momentum,
+                                                                             .weight_decay = o->weight_decay,
+                                                                             .nesterov = o->nesterov})
+                                    : NULL;
+    if (!r->opt) {
+        fprintf(stderr, "fmnist: %s\n", qg_last_error());
+        return 1;
+    }
+    r->per_epoch = qg_loader_batches_per_epoch(r->loader), r->total = r->per_epoch * o->epochs;
+    if (o->steps >= 0 && o->steps < r->total) r->total = o->steps;
+    if (!strcmp(o->schedule, "cosine") && r->total > 1) {
+        int64_t w = o->warmup < r->total ? o->warmup : 0;
+        qg_lr_scheduler *cos = qg_cosine_annealing_lr_new(r->opt, r->total - w, 0);
+        qg_lr_scheduler *warm = w > 0 ? qg_linear_lr_new(r->opt, 0.01, 1.0, w) : NULL;
+        r->sched = w > 0 ? qg_sequential_lr_new(r->opt, 2, (qg_lr_scheduler *[]){warm, cos}, &w) : cos;
+        if (!r->sched) {
             fprintf(stderr, "fmnist: %s\n", qg_last_error());
             return 1;
         }
-        printf("test_loss=%.4f test_acc=%.2f%% time=%.1fs\n", tl, 100 * ta, now() - t0);
-        qg_loader_free(test_loader), qg_module_free(model), qg_dataset_free(&test);
-        return 0;
     }
-
-    qg_loader *loader = qg_loader_new(&train, &(qg_loader_opts){.batch = o.batch, .shuffle = o.shuffle, .seed = o.seed,
-                                                                  .drop_last = true, .mean = 0.2860, .std = 0.3530});
-    qg_tensor_list *params = qg_module_parameters(model);
-    qg_sgd *opt = qg_sgd_new(params, &(qg_sgd_opts){.lr = o.lr, .momentum = o.momentum, .weight_decay = o.weight_decay,
-                                                    .nesterov = o.nesterov});
-    int64_t per_epoch = qg_loader_batches_per_epoch(loader), total = per_epoch * o.epochs;
-    if (o.steps >= 0 && o.steps < total) total = o.steps;
-    qg_lr_scheduler *sched = NULL;
-    if (opt && !strcmp(o.schedule, "cosine") && total > 1) {
-        int64_t w = o.warmup < total ? o.warmup : 0;
-        qg_lr_scheduler *cos = qg_cosine_annealing_lr_new(opt, total - w, 0);
-        if (w > 0) {
-            qg_lr_scheduler *warm = qg_linear_lr_new(opt, 0.01, 1.0, w);
-            sched = qg_sequential_lr_new(opt, 2, (qg_lr_scheduler *[]){warm, cos}, &w);
-        } else {
-            sched = cos;
-        }
-    }
-    FILE *log = o.log ? fopen(o.log, "w") : NULL;
-    if (!opt || (o.log && !log) || (!strcmp(o.schedule, "cosine") && total > 1 && !sched)) {
-        fprintf(stderr, "fmnist: %s\n", o.log && !log ? strerror(errno) : qg_last_error());
+    if (o->log && !(r->log = fopen(o->log, "w"))) {
+        fprintf(stderr, "fmnist: %s: %s\n", o->log, strerror(errno));
         return 1;
     }
-    if (log) fprintf(log, "step,epoch,loss,lr\n");
+    if (r->log) fprintf(r->log, "step,epoch,loss,lr\n");
+    return 0;
+}
+
+/* The training loop with a test evaluation after each epoch; then --save. */
+static int train(run *r) {
+    const options *o = &r->o;
+    bool tty = isatty(fileno(stdout));
+    const int64_t per_epoch = r->per_epoch, total = r->total;
     /* the epochs the run will really make: --steps may end it early */
     int run_epochs = (int)((total + per_epoch - 1) / (per_epoch ? per_epoch : 1));
     printf("fmnist: %s %s, %lld train / %lld test images, batch %lld, %d epoch%s (%lld steps%s), lr %g %s, threads %d\n",
-           o.model, o.use_float ? "float" : o.qconfig, (long long)train.images->shape[0], (long long)test.images->shape[0],
-           (long long)o.batch, run_epochs, run_epochs == 1 ? "" : "s", (long long)total,
-           total < per_epoch * o.epochs ? ", --steps" : "", o.lr, o.schedule, qg_get_num_threads());
+           o->model, o->use_float ? "float" : o->qconfig, (long long)r->train.images->shape[0],
+           (long long)r->test.images->shape[0], (long long)o->batch, run_epochs, run_epochs == 1 ? "" : "s",
+           (long long)total, total < per_epoch * o->epochs ? ", --steps" : "", o->lr, o->schedule, qg_get_num_threads());
 
     double t_start = now();
     int64_t step = 0, images = 0;
     double acc = NAN;
-    for (int epoch = 1; epoch <= o.epochs && step < total; epoch++) {
-        qg_loader_start_epoch(loader, epoch - 1);
+    for (int epoch = 1; epoch <= o->epochs && step < total; epoch++) {
+        qg_loader_start_epoch(r->loader, epoch - 1);
         double t_epoch = now(), run_loss = 0;
         int64_t e_step = 0;
         qg_tensor *x, *y;
-        while (step < total && qg_loader_next(loader, &x, &y)) {
-            double lr = qg_sgd_get_lr(opt);
-            qg_tensor *loss = qg_cross_entropy(qg_module_forward(model, x), y, QG_REDUCTION_MEAN);
-            qg_sgd_zero_grad(opt);
-            if (!loss || qg_backward(loss, NULL) || qg_sgd_step(opt)) {
+        while (step < total && qg_loader_next(r->loader, &x, &y)) {
+            double lr = qg_sgd_get_lr(r->opt);
+            qg_tensor *loss = qg_cross_entropy(qg_module_forward(r->model, x), y, QG_REDUCTION_MEAN);
+            qg_sgd_zero_grad(r->opt);
+            if (!loss || qg_backward(loss, NULL) || qg_sgd_step(r->opt)) {
                 fprintf(stderr, "\nfmnist: step %lld: %s\n", (long long)step + 1, qg_last_error());
                 return 1;
             }
             double lv = qg_tensor_item(loss);
             qg_tape_reset(NULL);
-            if (sched) qg_lr_scheduler_step(sched);
+            if (r->sched) qg_lr_scheduler_step(r->sched);
             step++, e_step++, images += y->shape[0];
             run_loss = e_step == 1 ? lv : 0.98 * run_loss + 0.02 * lv;
-            if (log) fprintf(log, "%lld,%d,%.9g,%.9g\n", (long long)step, epoch, lv, lr);
+            if (r->log) fprintf(r->log, "%lld,%d,%.9g,%.9g\n", (long long)step, epoch, lv, lr);
             if (!isfinite(lv)) {
                 fprintf(stderr, "\nfmnist: the loss diverged at step %lld (lr %g too high?)\n", (long long)step, lr);
                 return 1;
             }
             int64_t ep_total = per_epoch < total - (step - e_step) ? per_epoch : total - (step - e_step);
             if ((tty && e_step % 10 == 0) || (!tty && e_step % 200 == 0) || e_step == ep_total) {
-                double dt = now() - t_epoch, ips = (double)e_step * (double)o.batch / dt;
-                progress(tty, epoch, o.epochs, e_step, ep_total, run_loss, ips, dt / (double)e_step * (double)(ep_total - e_step));
+                double dt = now() - t_epoch, ips = (double)e_step * (double)o->batch / dt;
+                progress(tty, epoch, o->epochs, e_step, ep_total, run_loss, ips, dt / (double)e_step * (double)(ep_total - e_step));
             }
         }
         double t_train = now() - t_epoch, tl;
         if (tty) printf("\n");
-        bool frozen_obs = o.freeze_observer_after && epoch > o.freeze_observer_after;
-        if (evaluate(model, test_loader, !frozen_obs, &tl, &acc)) {
+        bool frozen_obs = o->freeze_observer_after && epoch > o->freeze_observer_after;
+        if (evaluate(r->model, r->test_loader, !frozen_obs, &tl, &acc)) {
             fprintf(stderr, "fmnist: evaluation: %s\n", qg_last_error());
             return 1;
         }
         printf("epoch %d: train %.1fs (%.0f img/s), test loss %.4f, test accuracy %.2f%%%s\n", epoch, t_train,
-               (double)e_step * (double)o.batch / t_train, tl, 100 * acc, o.use_float ? "" : " (fake-quant model)");
-        if (!o.use_float && o.freeze_bn_after && epoch == o.freeze_bn_after) {
-            qg_freeze_bn_stats(model);
+               (double)e_step * (double)o->batch / t_train, tl, 100 * acc, o->use_float ? "" : " (fake-quant model)");
+        if (!o->use_float && o->freeze_bn_after && epoch == o->freeze_bn_after) {
+            qg_freeze_bn_stats(r->model);
             printf("freezing BN statistics\n");
         }
-        if (!o.use_float && o.freeze_observer_after && epoch == o.freeze_observer_after) {
-            qg_enable_observer(model, false);
+        if (!o->use_float && o->freeze_observer_after && epoch == o->freeze_observer_after) {
+            qg_enable_observer(r->model, false);
             printf("freezing observers\n");
         }
         fflush(stdout);
     }
     double wall = now() - t_start;
-    if (o.save && qg_module_save(model, o.save)) {
-        fprintf(stderr, "fmnist: %s\n", qg_last_error());
-        return 1;
-    }
-    if (o.save) {
-        qg_tensor_dict *sd = qg_module_state_dict(model);
-        printf("saved %s: the %s model's state dict, %d tensors (PyTorch names)\n", o.save,
-               o.use_float ? "float" : "prepared QAT", qg_tensor_dict_size(sd));
+    if (o->save) {
+        if (qg_module_save(r->model, o->save)) {
+            fprintf(stderr, "fmnist: %s\n", qg_last_error());
+            return 1;
+        }
+        qg_tensor_dict *sd = qg_module_state_dict(r->model);
+        printf("saved %s: the %s model's state dict, %d tensors (PyTorch names)\n", o->save,
+               o->use_float ? "float" : "prepared QAT", qg_tensor_dict_size(sd));
         qg_tensor_dict_free(sd);
     }
     printf("test_acc=%.2f%% wall=%.1fs images_per_s=%.0f steps=%lld\n", 100 * acc, wall, (double)images / wall,
            (long long)step);
-    if (log) fclose(log);
-    qg_lr_scheduler_free(sched);
-    qg_sgd_free(opt);
-    qg_tensor_list_free(params);
-    qg_loader_free(loader), qg_loader_free(test_loader);
-    qg_module_free(model);
-    qg_dataset_free(&train), qg_dataset_free(&test);
     return 0;
+}
+
+/* --eval-only: the loaded model's test loss and accuracy. */
+static int eval_only(run *r) {
+    double tl, ta, t0 = now();
+    if (evaluate(r->model, r->test_loader, true, &tl, &ta)) {
+        fprintf(stderr, "fmnist: %s\n", qg_last_error());
+        return 1;
+    }
+    printf("test_loss=%.4f test_acc=%.2f%% time=%.1fs\n", tl, 100 * ta, now() - t0);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    run r = {0};
+    int pr = parse(argc, argv, &r.o);
+    if (pr) return pr > 0 ? 0 : 2;
+    if (r.o.threads) qg_set_num_threads(r.o.threads);
+    qg_manual_seed(r.o.seed);
+    int rc = setup(&r);
+    if (!rc) rc = r.o.eval_only ? eval_only(&r) : train(&r);
+    run_free(&r);
+    return rc;
 }
