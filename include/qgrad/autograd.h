@@ -19,6 +19,8 @@
 #ifndef QGRAD_AUTOGRAD_H
 #define QGRAD_AUTOGRAD_H
 
+#include "qgrad/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,9 +43,9 @@ typedef enum qg_status {
 } qg_status;
 
 /* The message of the last error on this thread ("" if none). */
-const char *qg_last_error(void);
-qg_status qg_last_status(void);
-void qg_clear_error(void);
+QG_API const char *qg_last_error(void);
+QG_API qg_status qg_last_status(void);
+QG_API void qg_clear_error(void);
 
 /* ---------------------------------------------------------------- options
  * Options structs read like keyword calls, `&(qg_bn_opts){.momentum = QG_SET(0)}`,
@@ -103,21 +105,21 @@ typedef struct qg_tensor {
     struct qg_tensor *tape_next;
 } qg_tensor;
 
-size_t qg_dtype_size(qg_dtype dt);
-const char *qg_dtype_name(qg_dtype dt);
+QG_API size_t qg_dtype_size(qg_dtype dt);
+QG_API const char *qg_dtype_name(qg_dtype dt);
 
 /* Creation; caller-owned. shape has ndim entries (ndim 0 is a scalar). */
-qg_tensor *qg_tensor_empty(qg_dtype dt, int ndim, const int64_t *shape);
-qg_tensor *qg_tensor_zeros(qg_dtype dt, int ndim, const int64_t *shape);
-qg_tensor *qg_tensor_ones(qg_dtype dt, int ndim, const int64_t *shape);
-qg_tensor *qg_tensor_full(qg_dtype dt, int ndim, const int64_t *shape, double value);
+QG_API qg_tensor *qg_tensor_empty(qg_dtype dt, int ndim, const int64_t *shape);
+QG_API qg_tensor *qg_tensor_zeros(qg_dtype dt, int ndim, const int64_t *shape);
+QG_API qg_tensor *qg_tensor_ones(qg_dtype dt, int ndim, const int64_t *shape);
+QG_API qg_tensor *qg_tensor_full(qg_dtype dt, int ndim, const int64_t *shape, double value);
 /* [start, end) by step, 1-D. */
-qg_tensor *qg_tensor_arange(qg_dtype dt, double start, double end, double step);
+QG_API qg_tensor *qg_tensor_arange(qg_dtype dt, double start, double end, double step);
 /* Copies numel elements of dtype dt from data (C order). */
-qg_tensor *qg_tensor_from_data(qg_dtype dt, int ndim, const int64_t *shape, const void *data);
+QG_API qg_tensor *qg_tensor_from_data(qg_dtype dt, int ndim, const int64_t *shape, const void *data);
 /* Deep copy into a new contiguous caller-owned tensor (no grad, no history). */
-qg_tensor *qg_tensor_clone(const qg_tensor *t);
-void qg_tensor_free(qg_tensor *t);
+QG_API qg_tensor *qg_tensor_clone(const qg_tensor *t);
+QG_API void qg_tensor_free(qg_tensor *t);
 
 /* Seeded random numbers. The generator is a counter-based stream: the same seed
  * gives the same numbers whatever the thread count. gen == NULL uses the global
@@ -126,48 +128,48 @@ typedef struct qg_rng {
     uint64_t seed;
     uint64_t counter;
 } qg_rng;
-void qg_rng_init(qg_rng *r, uint64_t seed);
-void qg_manual_seed(uint64_t seed);
-qg_rng *qg_rng_global(void);
-uint64_t qg_rng_next_u64(qg_rng *r);
-double qg_rng_uniform(qg_rng *r); /* [0, 1) */
-qg_tensor *qg_tensor_rand(qg_rng *gen, qg_dtype dt, int ndim, const int64_t *shape);  /* U[0,1) */
-qg_tensor *qg_tensor_randn(qg_rng *gen, qg_dtype dt, int ndim, const int64_t *shape); /* N(0,1) */
+QG_API void qg_rng_init(qg_rng *r, uint64_t seed);
+QG_API void qg_manual_seed(uint64_t seed);
+QG_API qg_rng *qg_rng_global(void);
+QG_API uint64_t qg_rng_next_u64(qg_rng *r);
+QG_API double qg_rng_uniform(qg_rng *r); /* [0, 1) */
+QG_API qg_tensor *qg_tensor_rand(qg_rng *gen, qg_dtype dt, int ndim, const int64_t *shape);  /* U[0,1) */
+QG_API qg_tensor *qg_tensor_randn(qg_rng *gen, qg_dtype dt, int ndim, const int64_t *shape); /* N(0,1) */
 /* Fill in place: U[lo, hi) and N(mean, std). */
-qg_status qg_tensor_uniform_(qg_tensor *t, qg_rng *gen, double lo, double hi);
-qg_status qg_tensor_normal_(qg_tensor *t, qg_rng *gen, double mean, double std);
+QG_API qg_status qg_tensor_uniform_(qg_tensor *t, qg_rng *gen, double lo, double hi);
+QG_API qg_status qg_tensor_normal_(qg_tensor *t, qg_rng *gen, double mean, double std);
 
 /* Inspection. */
-int64_t qg_tensor_numel(const qg_tensor *t);
-bool qg_tensor_is_contiguous(const qg_tensor *t);
+QG_API int64_t qg_tensor_numel(const qg_tensor *t);
+QG_API bool qg_tensor_is_contiguous(const qg_tensor *t);
 /* Pointer to element 0 (storage data + offset). */
-void *qg_tensor_data(const qg_tensor *t);
+QG_API void *qg_tensor_data(const qg_tensor *t);
 /* Element at a multi-index (ndim entries), converted to double. */
-double qg_tensor_get(const qg_tensor *t, const int64_t *index);
-qg_status qg_tensor_set(qg_tensor *t, const int64_t *index, double value);
+QG_API double qg_tensor_get(const qg_tensor *t, const int64_t *index);
+QG_API qg_status qg_tensor_set(qg_tensor *t, const int64_t *index, double value);
 /* Value of a one-element tensor. NAN with an error otherwise. */
-double qg_tensor_item(const qg_tensor *t);
+QG_API double qg_tensor_item(const qg_tensor *t);
 /* Copy all elements (C order) into buf, converted to dtype dt. */
-qg_status qg_tensor_copy_to(const qg_tensor *t, qg_dtype dt, void *buf);
+QG_API qg_status qg_tensor_copy_to(const qg_tensor *t, qg_dtype dt, void *buf);
 /* dst[...] = src[...] for equal shapes (src may broadcast), any strides and dtypes. */
-qg_status qg_tensor_copy_(qg_tensor *dst, const qg_tensor *src);
-qg_status qg_tensor_fill_(qg_tensor *t, double value);
+QG_API qg_status qg_tensor_copy_(qg_tensor *dst, const qg_tensor *src);
+QG_API qg_status qg_tensor_fill_(qg_tensor *t, double value);
 /* Gives a caller-owned tensor a new shape (contiguous), like PyTorch's resize_: the
  * first elements are kept, new ones are zero. Only for the storage's sole owner and
  * never for tape tensors (views of it would dangle). */
-qg_status qg_tensor_resize_(qg_tensor *t, int ndim, const int64_t *shape);
+QG_API qg_status qg_tensor_resize_(qg_tensor *t, int ndim, const int64_t *shape);
 /* Writes "f32[2, 3]" etc. into buf. */
-const char *qg_shape_str(const qg_tensor *t, char *buf, size_t n);
+QG_API const char *qg_shape_str(const qg_tensor *t, char *buf, size_t n);
 
 /* ---------------------------------------------------------------- autograd */
 
-qg_status qg_tensor_set_requires_grad(qg_tensor *t, bool on);
+QG_API qg_status qg_tensor_set_requires_grad(qg_tensor *t, bool on);
 /* Zeroes t->grad if allocated. */
-void qg_tensor_zero_grad(qg_tensor *t);
+QG_API void qg_tensor_zero_grad(qg_tensor *t);
 
 /* Grad mode: while off, ops record nothing (their outputs still live on the tape). */
-bool qg_grad_enabled(void);
-bool qg_set_grad_enabled(bool on); /* returns the previous mode */
+QG_API bool qg_grad_enabled(void);
+QG_API bool qg_set_grad_enabled(bool on); /* returns the previous mode */
 #define QG_NO_GRAD_BEGIN { bool qg__prev_grad_mode = qg_set_grad_enabled(false);
 #define QG_NO_GRAD_END qg_set_grad_enabled(qg__prev_grad_mode); }
 
@@ -179,136 +181,136 @@ bool qg_set_grad_enabled(bool on); /* returns the previous mode */
  * fails with "tensor from a reset tape" (QG_ESTATE) instead of reading freed memory
  * (guaranteed for the pass just reset; a handle kept over two resets may alias a
  * newer tensor). */
-qg_tape *qg_tape_new(void);
-void qg_tape_free(qg_tape *tape);
-void qg_tape_reset(qg_tape *tape);
-qg_tape *qg_tape_current(void);
-qg_tape *qg_tape_set_current(qg_tape *tape); /* returns the previous; NULL = default */
-size_t qg_tape_bytes(const qg_tape *tape);   /* arena capacity */
-size_t qg_tape_node_count(const qg_tape *tape);
+QG_API qg_tape *qg_tape_new(void);
+QG_API void qg_tape_free(qg_tape *tape);
+QG_API void qg_tape_reset(qg_tape *tape);
+QG_API qg_tape *qg_tape_current(void);
+QG_API qg_tape *qg_tape_set_current(qg_tape *tape); /* returns the previous; NULL = default */
+QG_API size_t qg_tape_bytes(const qg_tape *tape);   /* arena capacity */
+QG_API size_t qg_tape_node_count(const qg_tape *tape);
 /* A tape whose pass passes `bytes` of arena or `nodes` nodes without a reset warns
  * once, through the warning handler: the sign of a training loop that forgot
  * qg_tape_reset and grows without bound. Defaults: 4 GiB, 100,000 nodes; setting
  * them re-arms the warning. */
-qg_status qg_tape_set_limits(qg_tape *tape, size_t bytes, size_t nodes);
+QG_API qg_status qg_tape_set_limits(qg_tape *tape, size_t bytes, size_t nodes);
 
 /* Warnings (not errors: the call goes on) go to the handler, by default one line
  * "qgrad warning: ..." on stderr. NULL restores the default. Process-wide. */
 typedef void (*qg_warning_fn)(const char *message, void *ctx);
-void qg_set_warning_handler(qg_warning_fn fn, void *ctx);
+QG_API void qg_set_warning_handler(qg_warning_fn fn, void *ctx);
 
 /* Frees this thread's default tape (made on first use), so that qg_live_allocations
  * returns to what the program itself holds; the next op makes a new one. */
-void qg_shutdown(void);
+QG_API void qg_shutdown(void);
 
 /* Backpropagate from out. grad_out may be NULL only for one-element outputs (then 1).
  * Accumulates (+=) into the .grad of every leaf that requires grad. The graph is
  * consumed: a second backward through any of its nodes is an error ("backward through
  * the graph a second time"), as in PyTorch, unless the first was qg_backward_retain
  * (PyTorch's retain_graph=True). */
-qg_status qg_backward(qg_tensor *out, const qg_tensor *grad_out);
-qg_status qg_backward_retain(qg_tensor *out, const qg_tensor *grad_out);
+QG_API qg_status qg_backward(qg_tensor *out, const qg_tensor *grad_out);
+QG_API qg_status qg_backward_retain(qg_tensor *out, const qg_tensor *grad_out);
 
 /* A view of t that does not require grad and has no history. */
-qg_tensor *qg_detach(const qg_tensor *t);
+QG_API qg_tensor *qg_detach(const qg_tensor *t);
 
 /* ---------------------------------------------------------------- threads, memory */
 
-void qg_set_num_threads(int n);
-int qg_get_num_threads(void);
+QG_API void qg_set_num_threads(int n);
+QG_API int qg_get_num_threads(void);
 /* Blocks allocated by qgrad and not yet freed (a leak/growth check for tests),
  * including this thread's default tape, if made (see qg_shutdown). */
-int64_t qg_live_allocations(void);
+QG_API int64_t qg_live_allocations(void);
 
 /* ---------------------------------------------------------------- ops
  * Elementwise binary ops broadcast as numpy does; both inputs must have one float
  * dtype. Results are contiguous. */
 
-qg_tensor *qg_add(const qg_tensor *a, const qg_tensor *b);
-qg_tensor *qg_sub(const qg_tensor *a, const qg_tensor *b);
-qg_tensor *qg_mul(const qg_tensor *a, const qg_tensor *b);
-qg_tensor *qg_div(const qg_tensor *a, const qg_tensor *b);
+QG_API qg_tensor *qg_add(const qg_tensor *a, const qg_tensor *b);
+QG_API qg_tensor *qg_sub(const qg_tensor *a, const qg_tensor *b);
+QG_API qg_tensor *qg_mul(const qg_tensor *a, const qg_tensor *b);
+QG_API qg_tensor *qg_div(const qg_tensor *a, const qg_tensor *b);
 /* On ties the gradient is split half and half, as PyTorch does. */
-qg_tensor *qg_maximum(const qg_tensor *a, const qg_tensor *b);
-qg_tensor *qg_minimum(const qg_tensor *a, const qg_tensor *b);
+QG_API qg_tensor *qg_maximum(const qg_tensor *a, const qg_tensor *b);
+QG_API qg_tensor *qg_minimum(const qg_tensor *a, const qg_tensor *b);
 /* mask (U8, nonzero = true) selects a, else b; all three broadcast. */
-qg_tensor *qg_where(const qg_tensor *mask, const qg_tensor *a, const qg_tensor *b);
+QG_API qg_tensor *qg_where(const qg_tensor *mask, const qg_tensor *a, const qg_tensor *b);
 
-qg_tensor *qg_add_scalar(const qg_tensor *a, double s);
-qg_tensor *qg_sub_scalar(const qg_tensor *a, double s);
-qg_tensor *qg_mul_scalar(const qg_tensor *a, double s);
-qg_tensor *qg_div_scalar(const qg_tensor *a, double s);
-qg_tensor *qg_pow_scalar(const qg_tensor *a, double exponent);
+QG_API qg_tensor *qg_add_scalar(const qg_tensor *a, double s);
+QG_API qg_tensor *qg_sub_scalar(const qg_tensor *a, double s);
+QG_API qg_tensor *qg_mul_scalar(const qg_tensor *a, double s);
+QG_API qg_tensor *qg_div_scalar(const qg_tensor *a, double s);
+QG_API qg_tensor *qg_pow_scalar(const qg_tensor *a, double exponent);
 
-qg_tensor *qg_neg(const qg_tensor *a);
-qg_tensor *qg_exp(const qg_tensor *a);
-qg_tensor *qg_log(const qg_tensor *a);
-qg_tensor *qg_sqrt(const qg_tensor *a);
-qg_tensor *qg_rsqrt(const qg_tensor *a);
-qg_tensor *qg_abs(const qg_tensor *a);
-qg_tensor *qg_tanh(const qg_tensor *a);
-qg_tensor *qg_sigmoid(const qg_tensor *a);
-qg_tensor *qg_relu(const qg_tensor *a);
-qg_tensor *qg_clamp(const qg_tensor *a, double lo, double hi);
-qg_tensor *qg_hardtanh(const qg_tensor *a, double min_val, double max_val);
-qg_tensor *qg_relu6(const qg_tensor *a);
+QG_API qg_tensor *qg_neg(const qg_tensor *a);
+QG_API qg_tensor *qg_exp(const qg_tensor *a);
+QG_API qg_tensor *qg_log(const qg_tensor *a);
+QG_API qg_tensor *qg_sqrt(const qg_tensor *a);
+QG_API qg_tensor *qg_rsqrt(const qg_tensor *a);
+QG_API qg_tensor *qg_abs(const qg_tensor *a);
+QG_API qg_tensor *qg_tanh(const qg_tensor *a);
+QG_API qg_tensor *qg_sigmoid(const qg_tensor *a);
+QG_API qg_tensor *qg_relu(const qg_tensor *a);
+QG_API qg_tensor *qg_clamp(const qg_tensor *a, double lo, double hi);
+QG_API qg_tensor *qg_hardtanh(const qg_tensor *a, double min_val, double max_val);
+QG_API qg_tensor *qg_relu6(const qg_tensor *a);
 
 /* Comparisons give U8 masks (no gradient). */
-qg_tensor *qg_gt(const qg_tensor *a, const qg_tensor *b);
-qg_tensor *qg_lt(const qg_tensor *a, const qg_tensor *b);
-qg_tensor *qg_eq(const qg_tensor *a, const qg_tensor *b);
+QG_API qg_tensor *qg_gt(const qg_tensor *a, const qg_tensor *b);
+QG_API qg_tensor *qg_lt(const qg_tensor *a, const qg_tensor *b);
+QG_API qg_tensor *qg_eq(const qg_tensor *a, const qg_tensor *b);
 
 /* (m,k)@(k,n) -> (m,n); (B,m,k)@(B,k,n) -> (B,m,n) with a batch dim of 1 broadcasting,
  * and a 2-D operand broadcasting over the other's batch. */
-qg_tensor *qg_matmul(const qg_tensor *a, const qg_tensor *b);
+QG_API qg_tensor *qg_matmul(const qg_tensor *a, const qg_tensor *b);
 /* x (..., in) W (out, in) b (out) or NULL -> (..., out) */
-qg_tensor *qg_linear(const qg_tensor *x, const qg_tensor *w, const qg_tensor *b);
+QG_API qg_tensor *qg_linear(const qg_tensor *x, const qg_tensor *w, const qg_tensor *b);
 
 /* Reductions over the listed dims (ndims == 0: over all dims). */
-qg_tensor *qg_sum(const qg_tensor *x, int ndims, const int *dims, bool keepdim);
-qg_tensor *qg_mean(const qg_tensor *x, int ndims, const int *dims, bool keepdim);
-qg_tensor *qg_var(const qg_tensor *x, int ndims, const int *dims, bool unbiased, bool keepdim);
+QG_API qg_tensor *qg_sum(const qg_tensor *x, int ndims, const int *dims, bool keepdim);
+QG_API qg_tensor *qg_mean(const qg_tensor *x, int ndims, const int *dims, bool keepdim);
+QG_API qg_tensor *qg_var(const qg_tensor *x, int ndims, const int *dims, bool unbiased, bool keepdim);
 /* Max along dim; *indices (I64, tape-owned) if indices != NULL. Gradient goes to the
  * first maximal element, as PyTorch's max(dim). */
-qg_tensor *qg_max(const qg_tensor *x, int dim, bool keepdim, qg_tensor **indices);
-qg_tensor *qg_argmax(const qg_tensor *x, int dim, bool keepdim);
+QG_API qg_tensor *qg_max(const qg_tensor *x, int dim, bool keepdim, qg_tensor **indices);
+QG_API qg_tensor *qg_argmax(const qg_tensor *x, int dim, bool keepdim);
 
-qg_tensor *qg_softmax(const qg_tensor *x, int dim);
-qg_tensor *qg_log_softmax(const qg_tensor *x, int dim);
+QG_API qg_tensor *qg_softmax(const qg_tensor *x, int dim);
+QG_API qg_tensor *qg_log_softmax(const qg_tensor *x, int dim);
 
 typedef enum qg_reduction { QG_REDUCTION_MEAN = 0, QG_REDUCTION_SUM, QG_REDUCTION_NONE } qg_reduction;
 /* logits (N, C); target either (N) integer class ids (I64 or I32; -100 is ignored) or
  * (N, C) class probabilities of the input's float dtype, as PyTorch 1.13 takes both.
  * With probabilities the mean divides by N. */
-qg_tensor *qg_cross_entropy(const qg_tensor *logits, const qg_tensor *target, qg_reduction red);
+QG_API qg_tensor *qg_cross_entropy(const qg_tensor *logits, const qg_tensor *target, qg_reduction red);
 /* The same with PyTorch's label_smoothing in [0, 1]: the target mixed with the uniform
  * distribution, (1 - ls) target + ls / C. */
-qg_tensor *qg_cross_entropy_label_smoothing(const qg_tensor *logits, const qg_tensor *target, qg_reduction red,
+QG_API qg_tensor *qg_cross_entropy_label_smoothing(const qg_tensor *logits, const qg_tensor *target, qg_reduction red,
                                             double label_smoothing);
 /* logp (N, C) log-probabilities, target (N). */
-qg_tensor *qg_nll_loss(const qg_tensor *logp, const qg_tensor *target, qg_reduction red);
-qg_tensor *qg_mse_loss(const qg_tensor *x, const qg_tensor *y, qg_reduction red);
+QG_API qg_tensor *qg_nll_loss(const qg_tensor *logp, const qg_tensor *target, qg_reduction red);
+QG_API qg_tensor *qg_mse_loss(const qg_tensor *x, const qg_tensor *y, qg_reduction red);
 
 /* Views (no copy unless stated) */
-qg_tensor *qg_reshape(const qg_tensor *x, int ndim, const int64_t *shape); /* one -1 allowed; copies if strides forbid a view */
-qg_tensor *qg_view(const qg_tensor *x, int ndim, const int64_t *shape);    /* error if a copy would be needed */
-qg_tensor *qg_transpose(const qg_tensor *x, int d0, int d1);
-qg_tensor *qg_permute(const qg_tensor *x, const int *perm);
-qg_tensor *qg_narrow(const qg_tensor *x, int dim, int64_t start, int64_t length);
+QG_API qg_tensor *qg_reshape(const qg_tensor *x, int ndim, const int64_t *shape); /* one -1 allowed; copies if strides forbid a view */
+QG_API qg_tensor *qg_view(const qg_tensor *x, int ndim, const int64_t *shape);    /* error if a copy would be needed */
+QG_API qg_tensor *qg_transpose(const qg_tensor *x, int d0, int d1);
+QG_API qg_tensor *qg_permute(const qg_tensor *x, const int *perm);
+QG_API qg_tensor *qg_narrow(const qg_tensor *x, int dim, int64_t start, int64_t length);
 /* Python-style x[..., start:end:step, ...] along dim; step > 0. */
-qg_tensor *qg_slice(const qg_tensor *x, int dim, int64_t start, int64_t end, int64_t step);
-qg_tensor *qg_select(const qg_tensor *x, int dim, int64_t index);
-qg_tensor *qg_expand(const qg_tensor *x, int ndim, const int64_t *shape); /* -1 keeps a dim */
-qg_tensor *qg_squeeze(const qg_tensor *x, int dim);
-qg_tensor *qg_unsqueeze(const qg_tensor *x, int dim);
-qg_tensor *qg_flatten(const qg_tensor *x, int start_dim, int end_dim);
-qg_tensor *qg_contiguous(const qg_tensor *x); /* x itself if already contiguous */
+QG_API qg_tensor *qg_slice(const qg_tensor *x, int dim, int64_t start, int64_t end, int64_t step);
+QG_API qg_tensor *qg_select(const qg_tensor *x, int dim, int64_t index);
+QG_API qg_tensor *qg_expand(const qg_tensor *x, int ndim, const int64_t *shape); /* -1 keeps a dim */
+QG_API qg_tensor *qg_squeeze(const qg_tensor *x, int dim);
+QG_API qg_tensor *qg_unsqueeze(const qg_tensor *x, int dim);
+QG_API qg_tensor *qg_flatten(const qg_tensor *x, int start_dim, int end_dim);
+QG_API qg_tensor *qg_contiguous(const qg_tensor *x); /* x itself if already contiguous */
 
-qg_tensor *qg_cat(int n, qg_tensor *const *xs, int dim);
-qg_tensor *qg_stack(int n, qg_tensor *const *xs, int dim);
+QG_API qg_tensor *qg_cat(int n, qg_tensor *const *xs, int dim);
+QG_API qg_tensor *qg_stack(int n, qg_tensor *const *xs, int dim);
 
 /* Cast (no gradient through integer dtypes). */
-qg_tensor *qg_to_dtype(const qg_tensor *x, qg_dtype dt);
+QG_API qg_tensor *qg_to_dtype(const qg_tensor *x, qg_dtype dt);
 
 /* ---------------------------------------------------------------- nn functional
  * The differentiable forms behind qgrad/nn.h's layers, PyTorch's F.* semantics.
@@ -316,28 +318,28 @@ qg_tensor *qg_to_dtype(const qg_tensor *x, qg_dtype dt);
  * (stride 1 — for pooling, the kernel size —, padding 0, dilation 1). */
 
 /* x (N, C, H, W), w (K, C/groups, kh, kw), b (K) or NULL -> (N, K, OH, OW) */
-qg_tensor *qg_conv2d(const qg_tensor *x, const qg_tensor *w, const qg_tensor *b, const int *stride,
+QG_API qg_tensor *qg_conv2d(const qg_tensor *x, const qg_tensor *w, const qg_tensor *b, const int *stride,
                      const int *padding, const int *dilation, int groups);
 /* x (N, C, L), w (K, C/groups, k), b (K) or NULL -> (N, K, OL) */
-qg_tensor *qg_conv1d(const qg_tensor *x, const qg_tensor *w, const qg_tensor *b, int stride,
+QG_API qg_tensor *qg_conv1d(const qg_tensor *x, const qg_tensor *w, const qg_tensor *b, int stride,
                      int padding, int dilation, int groups);
 /* x (N, C), (N, C, L) or (N, C, H, W); statistics per channel C. Training: normalise
  * with the batch mean and biased variance, and if running_mean/running_var are given
  * update them in place, running = (1 - momentum) running + momentum batch, with the
  * unbiased variance. Eval: normalise with the running statistics (required).
  * weight, bias: (C) or NULL. */
-qg_tensor *qg_batch_norm(const qg_tensor *x, qg_tensor *running_mean, qg_tensor *running_var,
+QG_API qg_tensor *qg_batch_norm(const qg_tensor *x, qg_tensor *running_mean, qg_tensor *running_var,
                          const qg_tensor *weight, const qg_tensor *bias, bool training,
                          double momentum, double eps);
 /* x (N, C, H, W) or (C, H, W) */
-qg_tensor *qg_max_pool2d(const qg_tensor *x, const int *kernel, const int *stride, const int *padding,
+QG_API qg_tensor *qg_max_pool2d(const qg_tensor *x, const int *kernel, const int *stride, const int *padding,
                          const int *dilation, bool ceil_mode);
-qg_tensor *qg_avg_pool2d(const qg_tensor *x, const int *kernel, const int *stride, const int *padding,
+QG_API qg_tensor *qg_avg_pool2d(const qg_tensor *x, const int *kernel, const int *stride, const int *padding,
                          bool ceil_mode, bool count_include_pad, int divisor_override);
-qg_tensor *qg_adaptive_avg_pool2d(const qg_tensor *x, int64_t oh, int64_t ow);
+QG_API qg_tensor *qg_adaptive_avg_pool2d(const qg_tensor *x, int64_t oh, int64_t ow);
 /* Training: zero each element with probability p (mask drawn from gen, NULL = global)
  * and scale the rest by 1/(1-p). Eval, or p == 0: x itself. */
-qg_tensor *qg_dropout(const qg_tensor *x, double p, bool training, qg_rng *gen);
+QG_API qg_tensor *qg_dropout(const qg_tensor *x, double p, bool training, qg_rng *gen);
 
 /* ---------------------------------------------------------------- gradcheck
  * Central-difference check of a float64 function's gradient. fn maps the inputs to
@@ -352,7 +354,7 @@ typedef struct qg_gradcheck_opts {
 } qg_gradcheck_opts;
 /* Inputs with requires_grad set are checked. Returns QG_OK or an error whose message
  * names the input, the element and both values. */
-qg_status qg_gradcheck(qg_gradcheck_fn fn, void *ctx, int n, qg_tensor *const *inputs,
+QG_API qg_status qg_gradcheck(qg_gradcheck_fn fn, void *ctx, int n, qg_tensor *const *inputs,
                        const qg_gradcheck_opts *opts);
 
 #ifdef __cplusplus

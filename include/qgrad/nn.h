@@ -5,6 +5,8 @@
 #ifndef QGRAD_NN_H
 #define QGRAD_NN_H
 
+#include "qgrad/export.h"
+
 #include "qgrad/autograd.h"
 
 #ifdef __cplusplus
@@ -28,36 +30,36 @@ extern "C" {
  */
 typedef struct qg_tensor_dict qg_tensor_dict;
 
-qg_tensor_dict *qg_tensor_dict_new(void);
-void qg_tensor_dict_free(qg_tensor_dict *d); /* NULL is a no-op */
-int qg_tensor_dict_size(const qg_tensor_dict *d);
+QG_API qg_tensor_dict *qg_tensor_dict_new(void);
+QG_API void qg_tensor_dict_free(qg_tensor_dict *d); /* NULL is a no-op */
+QG_API int qg_tensor_dict_size(const qg_tensor_dict *d);
 /* Entry i in insertion order (0 <= i < size); NULL with an error if out of range. */
-const char *qg_tensor_dict_name(const qg_tensor_dict *d, int i);
-qg_tensor *qg_tensor_dict_at(const qg_tensor_dict *d, int i);
+QG_API const char *qg_tensor_dict_name(const qg_tensor_dict *d, int i);
+QG_API qg_tensor *qg_tensor_dict_at(const qg_tensor_dict *d, int i);
 /* NULL with an error (QG_EINVAL, naming the key) if absent. */
-qg_tensor *qg_tensor_dict_get(const qg_tensor_dict *d, const char *name);
+QG_API qg_tensor *qg_tensor_dict_get(const qg_tensor_dict *d, const char *name);
 /* Adds t under name, replacing (and freeing) an existing entry of that name.
  * t must be caller-owned (not an op output: clone those first). The dict takes
  * ownership of t even when the call fails (t is then freed), so
  * qg_tensor_dict_put(d, "w", qg_tensor_clone(w)) never leaks. A tensor may be in a
  * dict only once. Names are non-empty and not "__metadata__". */
-qg_status qg_tensor_dict_put(qg_tensor_dict *d, const char *name, qg_tensor *t);
+QG_API qg_status qg_tensor_dict_put(qg_tensor_dict *d, const char *name, qg_tensor *t);
 /* The "__metadata__" string map (key and value are copied; setting a key again
  * replaces its value). */
-qg_status qg_tensor_dict_set_meta(qg_tensor_dict *d, const char *key, const char *value);
-const char *qg_tensor_dict_meta(const qg_tensor_dict *d, const char *key); /* NULL if absent */
-int qg_tensor_dict_meta_size(const qg_tensor_dict *d);
+QG_API qg_status qg_tensor_dict_set_meta(qg_tensor_dict *d, const char *key, const char *value);
+QG_API const char *qg_tensor_dict_meta(const qg_tensor_dict *d, const char *key); /* NULL if absent */
+QG_API int qg_tensor_dict_meta_size(const qg_tensor_dict *d);
 /* Metadata entry i (insertion order): its key, and its value through *value. */
-const char *qg_tensor_dict_meta_at(const qg_tensor_dict *d, int i, const char **value);
+QG_API const char *qg_tensor_dict_meta_at(const qg_tensor_dict *d, int i, const char **value);
 
 /* Reads a safetensors file; the tensors are new caller-owned contiguous tensors. */
-qg_tensor_dict *qg_safetensors_load(const char *path);
+QG_API qg_tensor_dict *qg_safetensors_load(const char *path);
 /* Same, from a buffer holding a whole file. */
-qg_tensor_dict *qg_safetensors_parse(const void *buf, size_t len);
+QG_API qg_tensor_dict *qg_safetensors_parse(const void *buf, size_t len);
 /* Writes d to path: to a temporary file in the same folder, fsync, then rename, so a
  * crash never leaves a half-written file. Each tensor is written in C order whatever
  * its strides; entries keep the dict's order, "__metadata__" comes first. */
-qg_status qg_safetensors_save(const char *path, const qg_tensor_dict *d);
+QG_API qg_status qg_safetensors_save(const char *path, const qg_tensor_dict *d);
 
 /* ======================================================== end tensor dicts */
 
@@ -140,41 +142,41 @@ struct qg_module {
 };
 
 /* Allocates type->size zeroed bytes; training mode on. */
-qg_module *qg_module_new(const qg_module_type *type);
-void qg_module_free(qg_module *m);
+QG_API qg_module *qg_module_new(const qg_module_type *type);
+QG_API void qg_module_free(qg_module *m);
 /* Register; the module takes ownership (also on failure: t/child is freed).
  * Names are unique per kind and must not contain '.'. */
-qg_status qg_module_add_param(qg_module *m, const char *name, qg_tensor *t);
-qg_status qg_module_add_buffer(qg_module *m, const char *name, qg_tensor *t);
-qg_status qg_module_add_child(qg_module *m, const char *name, qg_module *child);
+QG_API qg_status qg_module_add_param(qg_module *m, const char *name, qg_tensor *t);
+QG_API qg_status qg_module_add_buffer(qg_module *m, const char *name, qg_tensor *t);
+QG_API qg_status qg_module_add_child(qg_module *m, const char *name, qg_module *child);
 /* Adds child under name and makes it the output hook: forward returns hook(forward(x)). */
-qg_status qg_module_set_output_hook(qg_module *m, const char *name, qg_module *hook);
+QG_API qg_status qg_module_set_output_hook(qg_module *m, const char *name, qg_module *hook);
 /* Sets a buffer's flags (QG_BUFFER_RESIZABLE | QG_BUFFER_FIXED_DTYPE). */
-qg_status qg_module_buffer_set_flags(qg_module *m, const char *name, unsigned flags);
+QG_API qg_status qg_module_buffer_set_flags(qg_module *m, const char *name, unsigned flags);
 /* Direct lookups by own name (no dots); NULL if absent or empty. */
-qg_tensor *qg_module_param(const qg_module *m, const char *name);
-qg_tensor *qg_module_buffer(const qg_module *m, const char *name);
-qg_module *qg_module_child(const qg_module *m, const char *name);
+QG_API qg_tensor *qg_module_param(const qg_module *m, const char *name);
+QG_API qg_tensor *qg_module_buffer(const qg_module *m, const char *name);
+QG_API qg_module *qg_module_child(const qg_module *m, const char *name);
 /* Module at a dotted path ("features.0"); "" is m itself. NULL with an error. */
-qg_module *qg_module_get(qg_module *m, const char *path);
+QG_API qg_module *qg_module_get(qg_module *m, const char *path);
 /* Replaces the module at a dotted path, returning the old one (now the caller's). */
-qg_module *qg_module_replace(qg_module *m, const char *path, qg_module *new_child);
+QG_API qg_module *qg_module_replace(qg_module *m, const char *path, qg_module *new_child);
 /* Takes the direct child `name` out of m (and out of its output hook, if it is one);
  * the caller owns it. */
-qg_module *qg_module_remove_child(qg_module *m, const char *name);
+QG_API qg_module *qg_module_remove_child(qg_module *m, const char *name);
 /* Replaces (and frees) a parameter or buffer tensor, keeping its slot. */
-qg_status qg_module_set_param(qg_module *m, const char *name, qg_tensor *t);
-qg_status qg_module_set_buffer(qg_module *m, const char *name, qg_tensor *t);
-bool qg_module_is(const qg_module *m, const char *type_name);
+QG_API qg_status qg_module_set_param(qg_module *m, const char *name, qg_tensor *t);
+QG_API qg_status qg_module_set_buffer(qg_module *m, const char *name, qg_tensor *t);
+QG_API bool qg_module_is(const qg_module *m, const char *type_name);
 
-qg_tensor *qg_module_forward(qg_module *m, qg_tensor *x);
-void qg_module_train(qg_module *m, bool mode); /* recursive */
-void qg_module_eval(qg_module *m);
+QG_API qg_tensor *qg_module_forward(qg_module *m, qg_tensor *x);
+QG_API void qg_module_train(qg_module *m, bool mode); /* recursive */
+QG_API void qg_module_eval(qg_module *m);
 /* Converts every parameter and buffer of floating dtype to dt (like .double()), except
  * buffers flagged QG_BUFFER_FIXED_DTYPE. */
-qg_status qg_module_to(qg_module *m, qg_dtype dt);
+QG_API qg_status qg_module_to(qg_module *m, qg_dtype dt);
 /* Zeroes every parameter's grad. */
-void qg_module_zero_grad(qg_module *m);
+QG_API void qg_module_zero_grad(qg_module *m);
 
 /* Flat lists in PyTorch's named_parameters() / named_buffers() order: a module's own
  * entries first, then each child's in registration order. Names are dotted paths.
@@ -184,23 +186,23 @@ typedef struct qg_tensor_list {
     char **names;
     qg_tensor **tensors;
 } qg_tensor_list;
-qg_tensor_list *qg_module_parameters(const qg_module *m);
-qg_tensor_list *qg_module_buffers(const qg_module *m);
-void qg_tensor_list_free(qg_tensor_list *l);
+QG_API qg_tensor_list *qg_module_parameters(const qg_module *m);
+QG_API qg_tensor_list *qg_module_buffers(const qg_module *m);
+QG_API void qg_tensor_list_free(qg_tensor_list *l);
 /* Visits every module of the tree (pre-order) with its dotted path. */
 typedef void (*qg_module_visit_fn)(qg_module *m, const char *path, void *ctx);
-void qg_module_apply(qg_module *m, qg_module_visit_fn fn, void *ctx);
+QG_API void qg_module_apply(qg_module *m, qg_module_visit_fn fn, void *ctx);
 
 /* State dict: parameters and buffers by dotted name (PyTorch's order: per module,
  * parameters then buffers, then children), as copies. */
-qg_tensor_dict *qg_module_state_dict(const qg_module *m);
+QG_API qg_tensor_dict *qg_module_state_dict(const qg_module *m);
 /* Strict load: every key of the module must be in d with the same shape and dtype,
  * and d must have no other key; otherwise an error listing the missing, unexpected
  * and mismatched keys, and the module is left unchanged. strict=false ignores
  * missing and unexpected keys (mismatches are still errors). */
-qg_status qg_module_load_state_dict(qg_module *m, const qg_tensor_dict *d, bool strict);
-qg_status qg_module_save(const qg_module *m, const char *path);            /* safetensors */
-qg_status qg_module_load(qg_module *m, const char *path, bool strict);
+QG_API qg_status qg_module_load_state_dict(qg_module *m, const qg_tensor_dict *d, bool strict);
+QG_API qg_status qg_module_save(const qg_module *m, const char *path);            /* safetensors */
+QG_API qg_status qg_module_load(qg_module *m, const char *path, bool strict);
 
 /* ======================================================== layers
  * Constructors take PyTorch's arguments; options structs follow the rules of
@@ -222,15 +224,15 @@ qg_status qg_module_load(qg_module *m, const char *path, bool strict);
  * ```
  */
 
-qg_module *qg_sequential_new(void);
+QG_API qg_module *qg_sequential_new(void);
 /* Appends child under the name str(index) (PyTorch's Sequential(*mods)). */
-qg_status qg_sequential_append(qg_module *seq, qg_module *child);
+QG_API qg_status qg_sequential_append(qg_module *seq, qg_module *child);
 /* Appends under a given name (PyTorch's Sequential(OrderedDict)). A NULL child (a
  * constructor that failed) is recorded like an op's NULL input: the Sequential keeps
  * the first failure, qg_sequential_status returns it (with its message) and forward
  * refuses to run, so a model built by many adds needs one check at the end. */
-qg_status qg_sequential_add(qg_module *seq, const char *name, qg_module *child);
-qg_status qg_sequential_status(const qg_module *seq);
+QG_API qg_status qg_sequential_add(qg_module *seq, const char *name, qg_module *child);
+QG_API qg_status qg_sequential_status(const qg_module *seq);
 /* A Sequential from an array, in one call: NULL if any module is NULL (every module
  * given is then freed, and the error is the failed constructor's). A NULL name is
  * the item's index, as qg_sequential_append names it. */
@@ -238,13 +240,13 @@ typedef struct qg_named_module {
     const char *name;
     qg_module *module;
 } qg_named_module;
-qg_module *qg_sequential_of(int n, const qg_named_module *items);
+QG_API qg_module *qg_sequential_of(int n, const qg_named_module *items);
 
 typedef struct qg_linear_opts {
     bool no_bias; /* bias=False */
 } qg_linear_opts;
 /* o NULL: PyTorch's defaults (bias=True), as for every layer's options */
-qg_module *qg_nn_linear_new(int64_t in_features, int64_t out_features, const qg_linear_opts *o, qg_rng *gen);
+QG_API qg_module *qg_nn_linear_new(int64_t in_features, int64_t out_features, const qg_linear_opts *o, qg_rng *gen);
 
 typedef struct qg_conv_opts {
     int stride[2];   /* (h, w); an entry 0 = 1; Conv1d uses [0] */
@@ -253,8 +255,8 @@ typedef struct qg_conv_opts {
     int groups;      /* 0 = 1 */
     bool no_bias;    /* bias=False */
 } qg_conv_opts;
-qg_module *qg_nn_conv1d_new(int64_t in_ch, int64_t out_ch, int kernel, const qg_conv_opts *o, qg_rng *gen);
-qg_module *qg_nn_conv2d_new(int64_t in_ch, int64_t out_ch, int kh, int kw, const qg_conv_opts *o, qg_rng *gen);
+QG_API qg_module *qg_nn_conv1d_new(int64_t in_ch, int64_t out_ch, int kernel, const qg_conv_opts *o, qg_rng *gen);
+QG_API qg_module *qg_nn_conv2d_new(int64_t in_ch, int64_t out_ch, int kh, int kw, const qg_conv_opts *o, qg_rng *gen);
 
 typedef struct qg_bn_opts {
     qg_opt_double eps;      /* unset = 1e-5; > 0 */
@@ -263,14 +265,14 @@ typedef struct qg_bn_opts {
     bool no_affine;      /* affine=False */
     bool no_track;       /* track_running_stats=False */
 } qg_bn_opts;
-qg_module *qg_nn_batchnorm1d_new(int64_t num_features, const qg_bn_opts *o);
-qg_module *qg_nn_batchnorm2d_new(int64_t num_features, const qg_bn_opts *o);
+QG_API qg_module *qg_nn_batchnorm1d_new(int64_t num_features, const qg_bn_opts *o);
+QG_API qg_module *qg_nn_batchnorm2d_new(int64_t num_features, const qg_bn_opts *o);
 
-qg_module *qg_nn_relu_new(void);
-qg_module *qg_nn_relu6_new(void);
-qg_module *qg_nn_hardtanh_new(double min_val, double max_val);
-qg_module *qg_nn_identity_new(void);
-qg_module *qg_nn_flatten_new(int start_dim, int end_dim); /* PyTorch default: 1, -1 */
+QG_API qg_module *qg_nn_relu_new(void);
+QG_API qg_module *qg_nn_relu6_new(void);
+QG_API qg_module *qg_nn_hardtanh_new(double min_val, double max_val);
+QG_API qg_module *qg_nn_identity_new(void);
+QG_API qg_module *qg_nn_flatten_new(int start_dim, int end_dim); /* PyTorch default: 1, -1 */
 
 typedef struct qg_pool_opts {
     int stride[2];   /* (h, w); an entry 0 = that kernel size (PyTorch's stride=None) */
@@ -280,10 +282,10 @@ typedef struct qg_pool_opts {
     bool no_count_include_pad; /* avg pool: count_include_pad=False */
     int divisor_override;      /* avg pool: 0 = none */
 } qg_pool_opts;
-qg_module *qg_nn_maxpool2d_new(int kh, int kw, const qg_pool_opts *o);
-qg_module *qg_nn_avgpool2d_new(int kh, int kw, const qg_pool_opts *o);
-qg_module *qg_nn_adaptive_avgpool2d_new(int64_t oh, int64_t ow);
-qg_module *qg_nn_dropout_new(double p, qg_rng *gen); /* gen NULL = global */
+QG_API qg_module *qg_nn_maxpool2d_new(int kh, int kw, const qg_pool_opts *o);
+QG_API qg_module *qg_nn_avgpool2d_new(int kh, int kw, const qg_pool_opts *o);
+QG_API qg_module *qg_nn_adaptive_avgpool2d_new(int64_t oh, int64_t ow);
+QG_API qg_module *qg_nn_dropout_new(double p, qg_rng *gen); /* gen NULL = global */
 
 /* Hyper-parameters of a Linear, Conv1d/2d or BatchNorm1d/2d module (for code that
  * rebuilds or fuses layers). Conv1d uses kernel[1], stride[0], padding[0], dilation[0]. */
@@ -294,7 +296,7 @@ typedef struct qg_layer_info {
     double eps, momentum;            /* BN */
     bool cumulative, affine, track;  /* BN */
 } qg_layer_info;
-qg_status qg_nn_layer_info(const qg_module *m, qg_layer_info *info);
+QG_API qg_status qg_nn_layer_info(const qg_module *m, qg_layer_info *info);
 
 
 #ifdef __cplusplus

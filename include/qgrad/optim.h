@@ -33,6 +33,8 @@
 #ifndef QGRAD_OPTIM_H
 #define QGRAD_OPTIM_H
 
+#include "qgrad/export.h"
+
 #include "qgrad/nn.h"
 
 #ifdef __cplusplus
@@ -57,8 +59,8 @@ typedef struct qg_sgd_opts {
 /* Errors as PyTorch's (bad lr, momentum, weight_decay, nesterov without momentum or
  * with dampening, an empty list) and more: every parameter must be a caller-owned
  * (not tape) contiguous f32 or f64 tensor, listed once. */
-qg_sgd *qg_sgd_new(const qg_tensor_list *params, const qg_sgd_opts *o);
-void qg_sgd_free(qg_sgd *o); /* NULL is a no-op; frees the optimizer's state */
+QG_API qg_sgd *qg_sgd_new(const qg_tensor_list *params, const qg_sgd_opts *o);
+QG_API void qg_sgd_free(qg_sgd *o); /* NULL is a no-op; frees the optimizer's state */
 
 /* One step of torch.optim.SGD (its single-tensor path), per parameter p with a grad:
  *   g = grad (negated if maximize); g = g + weight_decay * p;
@@ -72,24 +74,24 @@ void qg_sgd_free(qg_sgd *o); /* NULL is a no-op; frees the optimizer's state */
  * skipped (their momentum buffer starts on their first step with a grad). A grad
  * must be contiguous with its parameter's shape and dtype; on any error nothing is
  * changed. */
-qg_status qg_sgd_step(qg_sgd *o);
+QG_API qg_status qg_sgd_step(qg_sgd *o);
 /* Zeroes every parameter's grad in place (PyTorch's zero_grad(set_to_none=False)). */
-void qg_sgd_zero_grad(qg_sgd *o);
+QG_API void qg_sgd_zero_grad(qg_sgd *o);
 
-qg_status qg_sgd_set_lr(qg_sgd *o, double lr); /* lr >= 0 */
-double qg_sgd_get_lr(const qg_sgd *o);         /* NAN if o is NULL */
-const qg_sgd_opts *qg_sgd_opts_of(const qg_sgd *o);
-int qg_sgd_num_params(const qg_sgd *o);
+QG_API qg_status qg_sgd_set_lr(qg_sgd *o, double lr); /* lr >= 0 */
+QG_API double qg_sgd_get_lr(const qg_sgd *o);         /* NAN if o is NULL */
+QG_API const qg_sgd_opts *qg_sgd_opts_of(const qg_sgd *o);
+QG_API int qg_sgd_num_params(const qg_sgd *o);
 /* Number of qg_sgd_step calls that succeeded. */
-int64_t qg_sgd_step_count(const qg_sgd *o);
+QG_API int64_t qg_sgd_step_count(const qg_sgd *o);
 /* The momentum buffer of parameter i (NULL before its first step with a grad, or
  * without momentum). Owned by the optimizer. */
-const qg_tensor *qg_sgd_momentum_buffer(const qg_sgd *o, int i);
+QG_API const qg_tensor *qg_sgd_momentum_buffer(const qg_sgd *o, int i);
 /* PyTorch's param_group['initial_lr']: set by the first scheduler bound to the
  * optimizer to the lr of that moment, and where schedulers start from. NAN until a
  * scheduler sets it. */
-double qg_sgd_get_initial_lr(const qg_sgd *o);
-qg_status qg_sgd_set_initial_lr(qg_sgd *o, double lr);
+QG_API double qg_sgd_get_initial_lr(const qg_sgd *o);
+QG_API qg_status qg_sgd_set_initial_lr(qg_sgd *o, double lr);
 
 /* State dict, in PyTorch's optimizer numbering (parameter i of the list), added to d
  * under prefix (may be "" or NULL) as tensors the dict owns:
@@ -104,13 +106,13 @@ qg_status qg_sgd_set_initial_lr(qg_sgd *o, double lr);
  *   step_count                      i64 scalar
  * so qg_safetensors_save(path, d) writes it and a file with a model's state dict can
  * hold it under a prefix such as "optimizer.". */
-qg_status qg_sgd_state_dict(const qg_sgd *o, qg_tensor_dict *d, const char *prefix);
+QG_API qg_status qg_sgd_state_dict(const qg_sgd *o, qg_tensor_dict *d, const char *prefix);
 /* Restores hyper-parameters, step count and momentum buffers (copies) from d. The
  * number of parameters, the buffers' shapes and dtypes, every key under
  * "<prefix>state." and "<prefix>param_groups." and the hyper-parameters' values are
  * checked first: on error the optimizer is left unchanged. A parameter without a
  * saved buffer gets none (its next step starts one). */
-qg_status qg_sgd_load_state_dict(qg_sgd *o, const qg_tensor_dict *d, const char *prefix);
+QG_API qg_status qg_sgd_load_state_dict(qg_sgd *o, const qg_tensor_dict *d, const char *prefix);
 
 /* ======================================================== Adam, AdamW
  *
@@ -140,9 +142,9 @@ typedef struct qg_adam_opts {
 
 /* Errors as PyTorch's (bad lr, betas, eps, weight_decay, an empty list) and SGD's
  * parameter checks. */
-qg_adam *qg_adam_new(const qg_tensor_list *params, const qg_adam_opts *o);
-qg_adam *qg_adamw_new(const qg_tensor_list *params, const qg_adam_opts *o);
-void qg_adam_free(qg_adam *o); /* NULL is a no-op */
+QG_API qg_adam *qg_adam_new(const qg_tensor_list *params, const qg_adam_opts *o);
+QG_API qg_adam *qg_adamw_new(const qg_tensor_list *params, const qg_adam_opts *o);
+QG_API void qg_adam_free(qg_adam *o); /* NULL is a no-op */
 
 /* One step, per parameter p with a grad (t = its own step count, from 1):
  *   g = grad (negated if maximize);
@@ -154,22 +156,22 @@ void qg_adam_free(qg_adam *o); /* NULL is a no-op */
  * dtype with its scalar rounded first, "x + a * y" and the addcmul fused (fma), t
  * counted in float32. Parameters with a NULL grad are skipped; on error nothing
  * changes. */
-qg_status qg_adam_step(qg_adam *o);
-void qg_adam_zero_grad(qg_adam *o); /* zeroes every grad in place */
+QG_API qg_status qg_adam_step(qg_adam *o);
+QG_API void qg_adam_zero_grad(qg_adam *o); /* zeroes every grad in place */
 
-qg_status qg_adam_set_lr(qg_adam *o, double lr); /* lr >= 0 */
-double qg_adam_get_lr(const qg_adam *o);         /* NAN if o is NULL */
+QG_API qg_status qg_adam_set_lr(qg_adam *o, double lr); /* lr >= 0 */
+QG_API double qg_adam_get_lr(const qg_adam *o);         /* NAN if o is NULL */
 /* The options in effect, every qg_opt_double set. */
-const qg_adam_opts *qg_adam_opts_of(const qg_adam *o);
-bool qg_adam_is_adamw(const qg_adam *o);
-int qg_adam_num_params(const qg_adam *o);
-int64_t qg_adam_step_count(const qg_adam *o); /* qg_adam_step calls that succeeded */
+QG_API const qg_adam_opts *qg_adam_opts_of(const qg_adam *o);
+QG_API bool qg_adam_is_adamw(const qg_adam *o);
+QG_API int qg_adam_num_params(const qg_adam *o);
+QG_API int64_t qg_adam_step_count(const qg_adam *o); /* qg_adam_step calls that succeeded */
 /* Parameter i's state (owned by the optimizer; NULL before its first step with a
  * grad; max_exp_avg_sq only with amsgrad) and its step count. */
-const qg_tensor *qg_adam_exp_avg(const qg_adam *o, int i);
-const qg_tensor *qg_adam_exp_avg_sq(const qg_adam *o, int i);
-const qg_tensor *qg_adam_max_exp_avg_sq(const qg_adam *o, int i);
-int64_t qg_adam_param_steps(const qg_adam *o, int i);
+QG_API const qg_tensor *qg_adam_exp_avg(const qg_adam *o, int i);
+QG_API const qg_tensor *qg_adam_exp_avg_sq(const qg_adam *o, int i);
+QG_API const qg_tensor *qg_adam_max_exp_avg_sq(const qg_adam *o, int i);
+QG_API int64_t qg_adam_param_steps(const qg_adam *o, int i);
 
 /* State dict under prefix, PyTorch's names:
  *   state.<i>.step                    f32 scalar (as PyTorch keeps it)
@@ -186,8 +188,8 @@ int64_t qg_adam_param_steps(const qg_adam *o, int i);
  * Loading checks everything first (keys, counts, shapes, dtypes, values, a parameter's
  * state complete, decoupled_weight_decay if present equal to the optimizer's kind) and
  * leaves the optimizer unchanged on error. */
-qg_status qg_adam_state_dict(const qg_adam *o, qg_tensor_dict *d, const char *prefix);
-qg_status qg_adam_load_state_dict(qg_adam *o, const qg_tensor_dict *d, const char *prefix);
+QG_API qg_status qg_adam_state_dict(const qg_adam *o, qg_tensor_dict *d, const char *prefix);
+QG_API qg_status qg_adam_load_state_dict(qg_adam *o, const qg_tensor_dict *d, const char *prefix);
 
 /* ======================================================== learning-rate schedules
  *
@@ -200,32 +202,32 @@ qg_status qg_adam_load_state_dict(qg_adam *o, const qg_tensor_dict *d, const cha
 typedef struct qg_lr_scheduler qg_lr_scheduler;
 
 /* lr *= gamma every step_size epochs (step_size >= 1). */
-qg_lr_scheduler *qg_step_lr_new(qg_sgd *opt, int64_t step_size, double gamma);
+QG_API qg_lr_scheduler *qg_step_lr_new(qg_sgd *opt, int64_t step_size, double gamma);
 /* lr *= gamma^k when the epoch equals a milestone listed k times (n >= 0 entries). */
-qg_lr_scheduler *qg_multi_step_lr_new(qg_sgd *opt, int n, const int64_t *milestones, double gamma);
+QG_API qg_lr_scheduler *qg_multi_step_lr_new(qg_sgd *opt, int n, const int64_t *milestones, double gamma);
 /* Cosine from base_lr to eta_min over T_max epochs (T_max >= 1), then back up, as
  * PyTorch's recursive formula does past T_max. */
-qg_lr_scheduler *qg_cosine_annealing_lr_new(qg_sgd *opt, int64_t T_max, double eta_min);
+QG_API qg_lr_scheduler *qg_cosine_annealing_lr_new(qg_sgd *opt, int64_t T_max, double eta_min);
 /* lr factor from start_factor to end_factor over total_iters epochs (linear warm-up):
  * 0 < start_factor <= 1, 0 <= end_factor <= 1, total_iters >= 1. */
-qg_lr_scheduler *qg_linear_lr_new(qg_sgd *opt, double start_factor, double end_factor, int64_t total_iters);
+QG_API qg_lr_scheduler *qg_linear_lr_new(qg_sgd *opt, double start_factor, double end_factor, int64_t total_iters);
 /* SequentialLR: scheds[0] until epoch milestones[0], then scheds[1], ... (n >= 1
  * schedulers on opt, n - 1 milestones). Takes ownership of scheds (also on failure,
  * when they are freed); as PyTorch's, it resets the lr to initial_lr and restarts
  * scheds[0]. */
-qg_lr_scheduler *qg_sequential_lr_new(qg_sgd *opt, int n, qg_lr_scheduler *const *scheds,
+QG_API qg_lr_scheduler *qg_sequential_lr_new(qg_sgd *opt, int n, qg_lr_scheduler *const *scheds,
                                       const int64_t *milestones);
 /* ChainedScheduler: each step steps all of scheds in order (n >= 1, one optimizer).
  * Takes ownership of scheds (also on failure). */
-qg_lr_scheduler *qg_chained_scheduler_new(int n, qg_lr_scheduler *const *scheds);
+QG_API qg_lr_scheduler *qg_chained_scheduler_new(int n, qg_lr_scheduler *const *scheds);
 
-qg_status qg_lr_scheduler_step(qg_lr_scheduler *s);
+QG_API qg_status qg_lr_scheduler_step(qg_lr_scheduler *s);
 /* The lr the last step set (PyTorch's get_last_lr()[0]); NAN if s is NULL. */
-double qg_lr_scheduler_get_last_lr(const qg_lr_scheduler *s);
-int64_t qg_lr_scheduler_last_epoch(const qg_lr_scheduler *s);
+QG_API double qg_lr_scheduler_get_last_lr(const qg_lr_scheduler *s);
+QG_API int64_t qg_lr_scheduler_last_epoch(const qg_lr_scheduler *s);
 /* NULL is a no-op; frees the schedulers s owns too. A scheduler owned by a
  * SequentialLR or ChainedScheduler is freed with it (freeing it alone is a no-op). */
-void qg_lr_scheduler_free(qg_lr_scheduler *s);
+QG_API void qg_lr_scheduler_free(qg_lr_scheduler *s);
 
 /* State dict under prefix, as PyTorch's scheduler.state_dict() keys:
  *   last_epoch, _step_count       i64 scalars
@@ -237,8 +239,8 @@ void qg_lr_scheduler_free(qg_lr_scheduler *s);
  * Loading checks every key first (a missing one means another scheduler type) and
  * leaves the scheduler unchanged on error. The optimizer's lr is not touched: it is
  * in the optimizer's state dict. */
-qg_status qg_lr_scheduler_state_dict(const qg_lr_scheduler *s, qg_tensor_dict *d, const char *prefix);
-qg_status qg_lr_scheduler_load_state_dict(qg_lr_scheduler *s, const qg_tensor_dict *d, const char *prefix);
+QG_API qg_status qg_lr_scheduler_state_dict(const qg_lr_scheduler *s, qg_tensor_dict *d, const char *prefix);
+QG_API qg_status qg_lr_scheduler_load_state_dict(qg_lr_scheduler *s, const qg_tensor_dict *d, const char *prefix);
 
 #ifdef __cplusplus
 }

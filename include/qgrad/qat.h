@@ -5,6 +5,8 @@
 #ifndef QGRAD_QAT_H
 #define QGRAD_QAT_H
 
+#include "qgrad/export.h"
+
 #include "qgrad/autograd.h"
 #include "qgrad/nn.h"
 
@@ -43,9 +45,9 @@ static inline bool qg_qscheme_is_symmetric(qg_qscheme s) {
  * q is NaN or beyond int64 (x = +-inf, NaN, huge) gives (qmin - zp) * scale, mask 0 (x86
  * PyTorch). A floating zero point (per channel) is added before rounding,
  * q = lrintf(fma(x, inv, zp)), and is not range checked. Ranges must lie in int32. */
-qg_tensor *qg_fake_quantize_per_tensor(const qg_tensor *x, double scale, int64_t zero_point,
+QG_API qg_tensor *qg_fake_quantize_per_tensor(const qg_tensor *x, double scale, int64_t zero_point,
                                        int64_t qmin, int64_t qmax);
-qg_tensor *qg_fake_quantize_per_channel(const qg_tensor *x, const qg_tensor *scale,
+QG_API qg_tensor *qg_fake_quantize_per_channel(const qg_tensor *x, const qg_tensor *scale,
                                         const qg_tensor *zero_point, int axis, int64_t qmin,
                                         int64_t qmax);
 /* Learnable (LSQ, PyTorch's _fake_quantize_learnable_*): scale and zero_point are f32
@@ -57,10 +59,10 @@ qg_tensor *qg_fake_quantize_per_channel(const qg_tensor *x, const qg_tensor *sca
  * uses 2); the scale/zero-point sums run in double (PyTorch: float). f64 x works (scale
  * and zero_point may be f64 too; they are read as float, as PyTorch reads them). With a
  * gradient to compute, the range must include 0 (PyTorch's backward fails otherwise). */
-qg_tensor *qg_fake_quantize_learnable_per_tensor(const qg_tensor *x, const qg_tensor *scale,
+QG_API qg_tensor *qg_fake_quantize_learnable_per_tensor(const qg_tensor *x, const qg_tensor *scale,
                                                  const qg_tensor *zero_point, int64_t qmin,
                                                  int64_t qmax, double grad_factor);
-qg_tensor *qg_fake_quantize_learnable_per_channel(const qg_tensor *x, const qg_tensor *scale,
+QG_API qg_tensor *qg_fake_quantize_learnable_per_channel(const qg_tensor *x, const qg_tensor *scale,
                                                   const qg_tensor *zero_point, int axis,
                                                   int64_t qmin, int64_t qmax, double grad_factor);
 
@@ -78,15 +80,15 @@ qg_tensor *qg_fake_quantize_learnable_per_channel(const qg_tensor *x, const qg_t
  * channel); so are qmin >= qmax and ranges beyond int32. B also fails (QG_EINVAL) where
  * PyTorch's "quantization scale should be > 0" does (a symmetric [0, 1] range), and for
  * qmax - qmin > INT32_MAX (PyTorch's int arithmetic overflows). */
-qg_status qg_qparams_observer(int64_t n, const float *min_val, const float *max_val,
+QG_API qg_status qg_qparams_observer(int64_t n, const float *min_val, const float *max_val,
                               qg_qscheme scheme, qg_qdtype dtype, bool custom_range, int64_t qmin,
                               int64_t qmax, float eps, float *scale, int32_t *zero_point);
-qg_status qg_qparams_choose(int64_t n, const float *min_val, const float *max_val,
+QG_API qg_status qg_qparams_choose(int64_t n, const float *min_val, const float *max_val,
                             bool symmetric, int64_t qmin, int64_t qmax, float *scale,
                             int32_t *zero_point);
 /* The (qmin, qmax) of a dtype, halved by reduce_range; a custom range when
  * custom_min < custom_max (halved as qmin//2, qmax//2 with reduce_range). */
-void qg_quant_range(qg_qdtype dtype, bool reduce_range, int64_t custom_min, int64_t custom_max,
+QG_API void qg_quant_range(qg_qdtype dtype, bool reduce_range, int64_t custom_min, int64_t custom_max,
                     int64_t *qmin, int64_t *qmax);
 
 /* ======================================================== fused observe + fake-quantize
@@ -104,7 +106,7 @@ void qg_quant_range(qg_qdtype dtype, bool reduce_range, int64_t custom_min, int6
  * resizing happens whatever the flags. Extensions: any ch_axis (PyTorch: 0 only), f64 x.
  * Deviation: NaN/inf in x while observing is QG_EINVAL and leaves the running values
  * unchanged (PyTorch stores them). zero_point may be i32 or i64. */
-qg_tensor *qg_fused_moving_avg_obs_fake_quant(const qg_tensor *x, const qg_tensor *observer_on,
+QG_API qg_tensor *qg_fused_moving_avg_obs_fake_quant(const qg_tensor *x, const qg_tensor *observer_on,
                                               const qg_tensor *fake_quant_on,
                                               qg_tensor *running_min, qg_tensor *running_max,
                                               qg_tensor *scale, qg_tensor *zero_point,
@@ -163,30 +165,30 @@ typedef struct qg_qconfig {
 /* Presets: "fbgemm", "x86", "qnnpack" (get_default_qat_qconfig(backend), version 1),
  * "default" (default_qat_qconfig), "dynamic" (memoryless activation observer).
  * Unknown names are an error listing the known ones. */
-qg_status qg_qconfig_preset(const char *name, qg_qconfig *out);
+QG_API qg_status qg_qconfig_preset(const char *name, qg_qconfig *out);
 /* n-bit QAT: activations quint8-style affine in [0, 2^act_bits - 1], weights symmetric
  * per channel in [-2^(w_bits-1), 2^(w_bits-1) - 1], fused moving-average fake-quant.
  * Bits from 2 to 16. */
-qg_status qg_qconfig_nbit(int act_bits, int weight_bits, qg_qconfig *out);
+QG_API qg_status qg_qconfig_nbit(int act_bits, int weight_bits, qg_qconfig *out);
 
 /* FixedQParamsFakeQuantize specs for sigmoid-like [0, 1] outputs (scale 1/256, zero
  * point 0) and tanh-like [-1, 1] outputs (scale 2/256, zero point 128), quint8. */
-qg_fq_spec qg_fq_spec_fixed_sigmoid(void);
-qg_fq_spec qg_fq_spec_fixed_tanh(void);
+QG_API qg_fq_spec qg_fq_spec_fixed_sigmoid(void);
+QG_API qg_fq_spec qg_fq_spec_fixed_tanh(void);
 
-qg_module *qg_observer_new(const qg_fq_spec *spec);
-qg_module *qg_fake_quant_new(const qg_fq_spec *spec);
+QG_API qg_module *qg_observer_new(const qg_fq_spec *spec);
+QG_API qg_module *qg_fake_quant_new(const qg_fq_spec *spec);
 /* Observer / fake-quant introspection (for tests and convert). */
-qg_status qg_observer_calculate_qparams(qg_module *obs, qg_tensor **scale, qg_tensor **zero_point);
+QG_API qg_status qg_observer_calculate_qparams(qg_module *obs, qg_tensor **scale, qg_tensor **zero_point);
 /* Toggles on every fake-quant module of a tree (or on one). */
-void qg_enable_fake_quant(qg_module *m, bool on);
-void qg_enable_observer(qg_module *m, bool on);
+QG_API void qg_enable_fake_quant(qg_module *m, bool on);
+QG_API void qg_enable_observer(qg_module *m, bool on);
 /* Path used in observer error messages (copied). */
-void qg_module_set_path(qg_module *m, const char *path);
+QG_API void qg_module_set_path(qg_module *m, const char *path);
 
 /* QuantStub / DeQuantStub: identities where prepare attaches the input fake-quant. */
-qg_module *qg_quant_stub_new(void);
-qg_module *qg_dequant_stub_new(void);
+QG_API qg_module *qg_quant_stub_new(void);
+QG_API qg_module *qg_dequant_stub_new(void);
 
 /* ======================================================== QAT modules
  * Type names follow PyTorch's modules: "qat.Linear", "qat.Conv1d", "qat.Conv2d",
@@ -211,40 +213,40 @@ typedef struct qg_qat_args {
     qg_opt_double eps, momentum; /* BN: unset = 1e-5, 0.1 */
     bool freeze_bn;
 } qg_qat_args;
-qg_module *qg_qat_new(const char *type_name, const qg_qat_args *args, const qg_qconfig *qconfig, qg_rng *gen);
+QG_API qg_module *qg_qat_new(const char *type_name, const qg_qat_args *args, const qg_qconfig *qconfig, qg_rng *gen);
 
 /* from_float: a float module (nn Linear/Conv, or a fused float module) becomes its QAT
  * version with the given qconfig, taking its parameters and BN state. The float
  * module is consumed on success (the QAT module owns what it had); on error it is left
  * to the caller. Errors name the module type and what was expected. */
-qg_module *qg_qat_from_float(qg_module *float_mod, const qg_qconfig *qconfig);
+QG_API qg_module *qg_qat_from_float(qg_module *float_mod, const qg_qconfig *qconfig);
 /* dynamic QAT Linear; refuses a non-memoryless activation observer */
-qg_module *qg_qat_dynamic_linear_from_float(qg_module *float_linear, const qg_qconfig *qconfig);
+QG_API qg_module *qg_qat_dynamic_linear_from_float(qg_module *float_linear, const qg_qconfig *qconfig);
 /* to_float: the float module back (BN folded into weight and bias for the Bn variants:
  * W' = W * g / sqrt(rv + eps), b' = (b - rm) * g / sqrt(rv + eps) + beta), as a new
  * module; the QAT module is left unchanged. */
-qg_module *qg_qat_to_float(const qg_module *qat_mod);
+QG_API qg_module *qg_qat_to_float(const qg_module *qat_mod);
 /* A whole prepared model back to float, in place: every QAT module in the tree becomes
  * its float module (as qg_qat_to_float), and the activation fake-quants are removed, so
  * the model computes the float function (QuantStub/DeQuantStub stay, as identities). */
-qg_status qg_qat_to_float_model(qg_module *model);
+QG_API qg_status qg_qat_to_float_model(qg_module *model);
 /* BN statistics of the Bn variants: frozen BN uses and keeps its running stats, and
  * train() does not unfreeze it. Both recurse over a tree. */
-void qg_freeze_bn_stats(qg_module *m);
-void qg_update_bn_stats(qg_module *m);
+QG_API void qg_freeze_bn_stats(qg_module *m);
+QG_API void qg_update_bn_stats(qg_module *m);
 
 /* ======================================================== fuse, prepare
  * fuse_modules_qat: each group lists dotted paths of modules run in sequence
  * (conv+bn, conv+bn+relu, conv+relu, linear+relu, linear+bn); the first becomes the
  * fused float module, the others Identity. */
-qg_status qg_fuse_modules_qat(qg_module *model, int ngroups, const char *const *const *groups,
+QG_API qg_status qg_fuse_modules_qat(qg_module *model, int ngroups, const char *const *const *groups,
                               const int *group_sizes);
 /* prepare_qat: swaps every supported module (Linear, Conv1d/2d and the fused float
  * modules) for its QAT type with the qconfig, attaches an output fake-quant
  * (activation_post_process) where PyTorch's eager prepare does (QAT modules, QuantStub),
  * and records module paths for error messages. An unsupported combination is an
  * error naming the module. */
-qg_status qg_prepare_qat(qg_module *model, const qg_qconfig *qconfig);
+QG_API qg_status qg_prepare_qat(qg_module *model, const qg_qconfig *qconfig);
 
 #ifdef __cplusplus
 }
