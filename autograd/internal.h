@@ -183,10 +183,10 @@ void qg__store(void *p, qg_dtype dt, double v);
 
 /* C(m,n) = alpha * A(m,k) B(k,n) + beta * C; element (i,j) of X at X[i*rs + j*cs].
  * beta == 0 overwrites C (NaNs in C are not propagated). */
-void qg_gemm_f32(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t rsa,
+void qg__gemm_f32(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t rsa,
                  int64_t csa, const float *B, int64_t rsb, int64_t csb, float beta, float *C,
                  int64_t rsc, int64_t csc);
-void qg_gemm_f64(int64_t m, int64_t n, int64_t k, double alpha, const double *A, int64_t rsa,
+void qg__gemm_f64(int64_t m, int64_t n, int64_t k, double alpha, const double *A, int64_t rsa,
                  int64_t csa, const double *B, int64_t rsb, int64_t csb, double beta, double *C,
                  int64_t rsc, int64_t csc);
 
@@ -195,13 +195,13 @@ void qg__gemm(qg_dtype dt, int64_t m, int64_t n, int64_t k, const char *A, int64
               int64_t rsb, int64_t csb, double beta, char *C, int64_t rsc, int64_t csc);
 
 /* Vector math on contiguous arrays (SLEEF where the build has it). y may alias x. */
-void qg_vexp_f32(int64_t n, const float *x, float *y);
-void qg_vexp_f64(int64_t n, const double *x, double *y);
-void qg_vlog_f32(int64_t n, const float *x, float *y);
-void qg_vlog_f64(int64_t n, const double *x, double *y);
-void qg_vtanh_f32(int64_t n, const float *x, float *y);
-void qg_vtanh_f64(int64_t n, const double *x, double *y);
-void qg_vsigmoid_f32(int64_t n, const float *x, float *y);
-void qg_vsigmoid_f64(int64_t n, const double *x, double *y);
+void qg__vexp_f32(int64_t n, const float *x, float *y);
+void qg__vexp_f64(int64_t n, const double *x, double *y);
+void qg__vlog_f32(int64_t n, const float *x, float *y);
+void qg__vlog_f64(int64_t n, const double *x, double *y);
+void qg__vtanh_f32(int64_t n, const float *x, float *y);
+void qg__vtanh_f64(int64_t n, const double *x, double *y);
+void qg__vsigmoid_f32(int64_t n, const float *x, float *y);
+void qg__vsigmoid_f64(int64_t n, const double *x, double *y);
 
 #endif

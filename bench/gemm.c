@@ -1,4 +1,4 @@
-/* GFLOP/s of qg_gemm_f32 beside OpenBLAS cblas_sgemm, at 1 and 2 threads, on a square
+/* GFLOP/s of qg__gemm_f32 beside OpenBLAS cblas_sgemm, at 1 and 2 threads, on a square
  * 1024 problem and the GEMMs of a batch-64 784-256-128-10 MLP (forward X @ W^T, input
  * gradients dY @ W, weight gradients dY^T @ X), in the layouts the MLP uses; the same
  * layouts go to OpenBLAS through its Trans flags.
@@ -57,7 +57,7 @@ static void run_qgrad(const problem *p) {
     const shape *s = p->s;
     int64_t rsa = s->ta ? 1 : s->k, csa = s->ta ? s->m : 1;
     int64_t rsb = s->tb ? 1 : s->n, csb = s->tb ? s->k : 1;
-    qg_gemm_f32(s->m, s->n, s->k, 1.0f, p->A, rsa, csa, p->B, rsb, csb, 0.0f, p->C, s->n, 1);
+    qg__gemm_f32(s->m, s->n, s->k, 1.0f, p->A, rsa, csa, p->B, rsb, csb, 0.0f, p->C, s->n, 1);
 }
 
 static void run_openblas(const problem *p) {

@@ -1,4 +1,4 @@
-/* qg_gemm_f32 / qg_gemm_f64 against a naive triple loop in double: many shapes (empty,
+/* qg__gemm_f32 / qg__gemm_f64 against a naive triple loop in double: many shapes (empty,
  * 1, primes, sizes off the micro-tile and cache-block multiples, tall and skinny),
  * every transpose combination through strides, strided, reversed and expanded views,
  * alpha/beta combinations (beta == 0 over a NaN-filled C), no writes outside C's view,
@@ -69,10 +69,10 @@ typedef struct {
         memcpy(C1, C0, pc.len * sizeof(real));                                             \
         memcpy(C2, C0, pc.len * sizeof(real));                                             \
         qg_set_num_threads(1);                                                             \
-        qg_gemm_##SUF(m, n, k, (real)g->alpha, A + pa.off, pa.rs, pa.cs, B + pb.off, pb.rs, \
+        qg__gemm_##SUF(m, n, k, (real)g->alpha, A + pa.off, pa.rs, pa.cs, B + pb.off, pb.rs, \
                       pb.cs, (real)g->beta, C1, pc.rs, pc.cs);                             \
         qg_set_num_threads(2);                                                             \
-        qg_gemm_##SUF(m, n, k, (real)g->alpha, A + pa.off, pa.rs, pa.cs, B + pb.off, pb.rs, \
+        qg__gemm_##SUF(m, n, k, (real)g->alpha, A + pa.off, pa.rs, pa.cs, B + pb.off, pb.rs, \
                       pb.cs, (real)g->beta, C2, pc.rs, pc.cs);                             \
         qg_set_num_threads(0);                                                             \
         double worst = 0;                                                                  \
@@ -210,9 +210,9 @@ int main(void) {
     {
         int64_t m = 150, n = 170, k = 300;
         float *A = calloc(m * k, 4), *B = calloc(k * n, 4), *C = calloc(m * n, 4);
-        qg_gemm_f32(m, n, k, 1, A, k, 1, B, n, 1, 0, C, n, 1);
+        qg__gemm_f32(m, n, k, 1, A, k, 1, B, n, 1, 0, C, n, 1);
         int64_t before = qg_live_allocations();
-        for (int r = 0; r < 5; r++) qg_gemm_f32(m, n, k, 1, A, k, 1, B, n, 1, 0, C, n, 1);
+        for (int r = 0; r < 5; r++) qg__gemm_f32(m, n, k, 1, A, k, 1, B, n, 1, 0, C, n, 1);
         int64_t after = qg_live_allocations();
         int good = before == after;
         printf("%s repeated calls allocate nothing (live blocks %lld -> %lld)\n",

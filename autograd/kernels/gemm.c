@@ -191,10 +191,10 @@ static inline int64_t qg__kc_block(int64_t k, int64_t kc_max) {
 void qg__gemm(qg_dtype dt, int64_t m, int64_t n, int64_t k, const char *A, int64_t rsa, int64_t csa, const char *B,
               int64_t rsb, int64_t csb, double beta, char *C, int64_t rsc, int64_t csc) {
     if (dt == QG_F32)
-        qg_gemm_f32(m, n, k, 1.0f, (const float *)A, rsa, csa, (const float *)B, rsb, csb, (float)beta, (float *)C, rsc,
+        qg__gemm_f32(m, n, k, 1.0f, (const float *)A, rsa, csa, (const float *)B, rsb, csb, (float)beta, (float *)C, rsc,
                     csc);
     else
-        qg_gemm_f64(m, n, k, 1.0, (const double *)A, rsa, csa, (const double *)B, rsb, csb, beta, (double *)C, rsc, csc);
+        qg__gemm_f64(m, n, k, 1.0, (const double *)A, rsa, csa, (const double *)B, rsb, csb, beta, (double *)C, rsc, csc);
 }
 
 #else /* ------------------------------------------------------------------ template */
@@ -767,7 +767,7 @@ static double SUF(gemm_cost)(int64_t m, int64_t n, int64_t k, int64_t rsa, int64
     return cost;
 }
 
-void SUF(qg_gemm)(int64_t m, int64_t n, int64_t k, real alpha, const real *A, int64_t rsa,
+void SUF(qg__gemm)(int64_t m, int64_t n, int64_t k, real alpha, const real *A, int64_t rsa,
                   int64_t csa, const real *B, int64_t rsb, int64_t csb, real beta, real *C,
                   int64_t rsc, int64_t csc) {
     if (m <= 0 || n <= 0) return;

@@ -65,7 +65,7 @@
             memcpy(y + i, buf, sizeof(double) * (size_t)(n - i));                      \
         }                                                                              \
     }                                                                                  \
-    void qg_v##name##_f32(int64_t n, const float *x, float *y) {                       \
+    void qg__v##name##_f32(int64_t n, const float *x, float *y) {                       \
         int nt = qg__threads_for(n * 8);                                               \
         if (nt <= 1 || omp_in_parallel_()) { name##_f32_part(n, x, y); return; }       \
         _Pragma("omp parallel for num_threads(nt) schedule(static)")                   \
@@ -74,7 +74,7 @@
             name##_f32_part(b - a, x + a, y + a);                                      \
         }                                                                              \
     }                                                                                  \
-    void qg_v##name##_f64(int64_t n, const double *x, double *y) {                     \
+    void qg__v##name##_f64(int64_t n, const double *x, double *y) {                     \
         int nt = qg__threads_for(n * 8);                                               \
         if (nt <= 1 || omp_in_parallel_()) { name##_f64_part(n, x, y); return; }       \
         _Pragma("omp parallel for num_threads(nt) schedule(static)")                   \
@@ -97,14 +97,14 @@ DEFINE_VMATH(log, log)
 DEFINE_VMATH(tanh, tanh)
 
 /* sigmoid(x) = 1 / (1 + exp(-x)), PyTorch's formula */
-void qg_vsigmoid_f32(int64_t n, const float *x, float *y) {
+void qg__vsigmoid_f32(int64_t n, const float *x, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] = -x[i];
-    qg_vexp_f32(n, y, y);
+    qg__vexp_f32(n, y, y);
     for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + y[i]);
 }
 
-void qg_vsigmoid_f64(int64_t n, const double *x, double *y) {
+void qg__vsigmoid_f64(int64_t n, const double *x, double *y) {
     for (int64_t i = 0; i < n; i++) y[i] = -x[i];
-    qg_vexp_f64(n, y, y);
+    qg__vexp_f64(n, y, y);
     for (int64_t i = 0; i < n; i++) y[i] = 1.0 / (1.0 + y[i]);
 }

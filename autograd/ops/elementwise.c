@@ -57,23 +57,23 @@ static void unary_fwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) 
         switch (c->op) {
         case U_NEG: MAP_ROW(-x); break;
         case U_EXP:
-            if (contig && sizeof(real) == 4) qg_vexp_f32(n, (const float *)ptr[1], (float *)ptr[0]);
-            else if (contig) qg_vexp_f64(n, (const double *)ptr[1], (double *)ptr[0]);
+            if (contig && sizeof(real) == 4) qg__vexp_f32(n, (const float *)ptr[1], (float *)ptr[0]);
+            else if (contig) qg__vexp_f64(n, (const double *)ptr[1], (double *)ptr[0]);
             else MAP_ROW(exp(x));
             break;
         case U_LOG:
-            if (contig && sizeof(real) == 4) qg_vlog_f32(n, (const float *)ptr[1], (float *)ptr[0]);
-            else if (contig) qg_vlog_f64(n, (const double *)ptr[1], (double *)ptr[0]);
+            if (contig && sizeof(real) == 4) qg__vlog_f32(n, (const float *)ptr[1], (float *)ptr[0]);
+            else if (contig) qg__vlog_f64(n, (const double *)ptr[1], (double *)ptr[0]);
             else MAP_ROW(log(x));
             break;
         case U_TANH:
-            if (contig && sizeof(real) == 4) qg_vtanh_f32(n, (const float *)ptr[1], (float *)ptr[0]);
-            else if (contig) qg_vtanh_f64(n, (const double *)ptr[1], (double *)ptr[0]);
+            if (contig && sizeof(real) == 4) qg__vtanh_f32(n, (const float *)ptr[1], (float *)ptr[0]);
+            else if (contig) qg__vtanh_f64(n, (const double *)ptr[1], (double *)ptr[0]);
             else MAP_ROW(tanh(x));
             break;
         case U_SIGMOID:
-            if (contig && sizeof(real) == 4) qg_vsigmoid_f32(n, (const float *)ptr[1], (float *)ptr[0]);
-            else if (contig) qg_vsigmoid_f64(n, (const double *)ptr[1], (double *)ptr[0]);
+            if (contig && sizeof(real) == 4) qg__vsigmoid_f32(n, (const float *)ptr[1], (float *)ptr[0]);
+            else if (contig) qg__vsigmoid_f64(n, (const double *)ptr[1], (double *)ptr[0]);
             else MAP_ROW((real)1 / ((real)1 + exp(-x)));
             break;
         case U_SQRT: MAP_ROW(sqrt(x)); break;

@@ -41,8 +41,8 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if (nt > 1)")
             real mx = xr[0];
             for (int64_t r = 1; r < R; r++) mx = xr[r] > mx || xr[r] != xr[r] ? xr[r] : mx;
             for (int64_t r = 0; r < R; r++) yr[r] = xr[r] - mx;
-            if (sizeof(real) == 4) qg_vexp_f32(R, (const float *)yr, (float *)yr);
-            else qg_vexp_f64(R, (const double *)yr, (double *)yr);
+            if (sizeof(real) == 4) qg__vexp_f32(R, (const float *)yr, (float *)yr);
+            else qg__vexp_f64(R, (const double *)yr, (double *)yr);
             double s = 0;
             for (int64_t r = 0; r < R; r++) s += yr[r];
             if (log_) {
