@@ -38,6 +38,15 @@ void *qg__alloc(size_t nbytes);
 void *qg__calloc(size_t nbytes);
 void qg__free(void *p);
 
+/* ------------------------------------------------------------- sizes */
+
+/* The most elements a tensor's dims may reach: the product of max(size, 1) over its
+ * dims is at most this, so element offsets times any dtype size, and sums of a few of
+ * them, fit in int64. Sizes are checked against it wherever a shape is made. */
+#define QG_MAX_SPAN ((int64_t)1 << 59)
+/* error (QG_ESHAPE, naming op) unless every size is >= 0 and their span fits */
+qg_status qg__check_sizes(const char *op, int ndim, const int64_t *shape);
+
 /* ------------------------------------------------------------- threads */
 
 #ifdef _OPENMP
@@ -46,6 +55,13 @@ void qg__free(void *p);
 /* Work (roughly elements touched) above which a kernel goes parallel. */
 #define QG_PAR_THRESHOLD 32768
 int qg__threads_for(int64_t work);
+/* floor(n * t / nt), the start of thread t's share of n items, without overflow */
+static inline int64_t qg__share(int64_t n, int t, int nt) { return n / nt * t + n % nt * t / nt; }
+/* a * b for work estimates, saturating at INT64_MAX (a, b >= 0) */
+static inline int64_t qg__sat_mul(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
 /* This thread's number inside a parallel region (0 outside, or without OpenMP). */
 static inline int qg__thread_id(void) {
 #ifdef _OPENMP
@@ -82,6 +98,11 @@ struct qg_node {
     qg_node *prev;
     bool consumed;             /* run by a backward that did not retain the graph */
 };
+
+/* Marks a caller-owned tensor as used by the current pass (graph inputs, views). */
+void qg__tape_uses(const qg_tensor *x);
+/* qg_tensor_free of a tensor the current pass uses: the tape takes it, frees it at reset */
+bool qg__tape_adopt(qg_tensor *t);
 
 /* Arena allocation on the current tape (64-byte aligned), freed at reset. */
 void *qg__tape_alloc(size_t nbytes);

@@ -78,7 +78,7 @@ void qg__iter_run(const qg_iter *it, qg_row_fn fn, void *ctx, bool parallel) {
             int64_t n = it->shape[it->ndim - 1];
 #pragma omp parallel for num_threads(nt) schedule(static)
             for (int t = 0; t < nt; t++) {
-                int64_t a = n * t / nt, b = n * (t + 1) / nt;
+                int64_t a = qg__share(n, t, nt), b = qg__share(n, t + 1, nt);
                 char *ptr[QG_ITER_MAX];
                 int64_t st[QG_ITER_MAX];
                 for (int k = 0; k < it->nops; k++) {

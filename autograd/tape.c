@@ -30,6 +30,8 @@ struct qg_tape {
     size_t nodes;
     qg_tensor *tensors;  /* tensors allocated since reset (newest first) */
     uint64_t gen;        /* bumped at each reset */
+    uint64_t id;         /* unique over the process: tells a tape from one at a freed one's address */
+    qg_tensor *orphans;  /* caller-owned tensors freed while this pass used them: freed at reset */
     uint64_t pass;       /* bumped at each backward */
     size_t warn_bytes, warn_nodes; /* qg_tape_set_limits */
     bool warned;
@@ -82,14 +84,45 @@ static void chunks_free(chunk *c) {
 }
 
 qg_tape *qg_tape_new(void) {
+    static uint64_t next_id;
     qg_tape *t = qg__calloc(sizeof *t);
     if (!t) return qg__err(QG_ENOMEM, "tape_new: out of memory"), NULL;
     t->warn_bytes = WARN_BYTES_DEFAULT, t->warn_nodes = WARN_NODES_DEFAULT;
+    t->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
     return t;
+}
+
+/* ------------------------------------------------------------- caller-owned inputs */
+
+/* A caller-owned tensor that the pass's graph or views point to is marked; freeing it
+ * before the reset (a parameter, or the batch, before backward) moves it to the tape,
+ * which frees it at reset, as PyTorch's graph keeps its inputs alive. */
+void qg__tape_uses(const qg_tensor *x) {
+    qg_tape *tp = qg_tape_current();
+    if (!x || x->tape || !tp) return;
+    qg_tensor *m = (qg_tensor *)x; /* bookkeeping only */
+    m->used_tape = tp->id, m->used_gen = tp->gen;
+}
+
+bool qg__tape_adopt(qg_tensor *t) {
+    qg_tape *tp = current_tape ? current_tape : default_tape;
+    if (!tp || !t->used_tape || t->used_tape != tp->id || t->used_gen != tp->gen) return false;
+    t->used_tape = 0;
+    t->tape_next = tp->orphans;
+    tp->orphans = t;
+    return true;
+}
+
+static void free_orphans(qg_tape *t) {
+    for (qg_tensor *o; (o = t->orphans);) {
+        t->orphans = o->tape_next;
+        qg_tensor_free(o); /* used_tape is 0: freed now (its grad may join the list) */
+    }
 }
 
 void qg_tape_free(qg_tape *t) {
     if (!t) return;
+    free_orphans(t);
     if (current_tape == t) current_tape = NULL;
     if (default_tape == t) default_tape = NULL;
     chunks_free(t->chunks);
@@ -147,6 +180,7 @@ qg_tape *qg_tape_set_current(qg_tape *t) {
 void qg_tape_reset(qg_tape *t) {
     if (!t) t = qg_tape_current();
     if (!t) return;
+    free_orphans(t);
     /* Several chunks mean the pass outgrew the arena: replace them by one chunk that
      * holds the whole pass, so the next pass allocates nothing. */
     if (t->chunks && t->chunks->next) {
@@ -189,6 +223,7 @@ qg_status qg__live(const char *op, const qg_tensor *x) {
 void *qg__tape_alloc(size_t nbytes) {
     qg_tape *t = qg_tape_current();
     if (!t) return NULL;
+    if (nbytes > SIZE_MAX / 4) return qg__err(QG_ENOMEM, "tape: %zu bytes are more than can be allocated", nbytes), NULL;
     nbytes = (nbytes + 63) & ~(size_t)63;
     chunk *c = t->chunks;
     if (!c || c->cap - c->used < nbytes) {
@@ -247,6 +282,7 @@ static qg_tensor *tape_header(void) {
 }
 
 qg_tensor *qg__tape_tensor(qg_dtype dt, int ndim, const int64_t *shape) {
+    if (qg__check_sizes("tape", ndim, shape)) return NULL;
     qg_tensor *t = tape_header();
     qg_storage *s = qg__tape_alloc(sizeof *s);
     size_t nbytes = (size_t)qg__numel(ndim, shape) * qg_dtype_size(dt);
@@ -273,6 +309,7 @@ qg_tensor *qg__tape_zeros(qg_dtype dt, int ndim, const int64_t *shape) {
 qg_tensor *qg__tape_view(const qg_tensor *src) {
     qg_tensor *t = tape_header();
     if (!t) return NULL;
+    qg__tape_uses(src); /* the view reads src's storage */
     t->dtype = src->dtype;
     t->ndim = src->ndim;
     memcpy(t->shape, src->shape, sizeof t->shape);
@@ -304,7 +341,7 @@ qg_node *qg__record(const char *name, qg_backward_fn bw, qg_tensor *out, int nin
     qg_tensor **in = qg__tape_alloc(sizeof *in * (size_t)(nin ? nin : 1));
     if (!n || !in) return NULL;
     memset(n, 0, sizeof *n);
-    for (int i = 0; i < nin; i++) in[i] = (qg_tensor *)ins[i];
+    for (int i = 0; i < nin; i++) in[i] = (qg_tensor *)ins[i], qg__tape_uses(ins[i]);
     n->name = name;
     n->backward = bw;
     n->out = out;

@@ -50,6 +50,20 @@ int64_t qg__numel(int ndim, const int64_t *shape) {
     return n;
 }
 
+qg_status qg__check_sizes(const char *op, int ndim, const int64_t *shape) {
+    int64_t span = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return qg__err(QG_ESHAPE, "%s: negative size %lld at dim %d", op, (long long)shape[i], i);
+        if (__builtin_mul_overflow(span, shape[i] ? shape[i] : 1, &span) || span > QG_MAX_SPAN) {
+            char b[160] = "";
+            for (int k = 0, m = 0; k < ndim && m < (int)sizeof b - 24; k++)
+                m += snprintf(b + m, sizeof b - (size_t)m, k ? ", %lld" : "%lld", (long long)shape[k]);
+            return qg__err(QG_ESHAPE, "%s: shape (%s) is too large (its sizes multiply past 2^59)", op, b);
+        }
+    }
+    return QG_OK;
+}
+
 void qg__contig_strides(int ndim, const int64_t *shape, int64_t *strides) {
     int64_t s = 1;
     for (int i = ndim - 1; i >= 0; i--) {
@@ -132,14 +146,7 @@ static qg_status check_shape(const char *op, qg_dtype dt, int ndim, const int64_
     if (ndim < 0 || ndim > QG_MAX_DIMS)
         return qg__err(QG_EINVAL, "%s: ndim %d outside 0..%d", op, ndim, QG_MAX_DIMS);
     if (ndim > 0 && !shape) return qg__err(QG_EINVAL, "%s: shape is NULL", op);
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0) return qg__err(QG_ESHAPE, "%s: negative size %lld at dim %d", op, (long long)shape[i], i);
-        if (shape[i] && n > (INT64_MAX / 16) / shape[i])
-            return qg__err(QG_ESHAPE, "%s: shape too large", op);
-        n *= shape[i];
-    }
-    return QG_OK;
+    return qg__check_sizes(op, ndim, shape);
 }
 
 static qg_tensor *heap_tensor(const char *op, qg_dtype dt, int ndim, const int64_t *shape, bool zero) {
@@ -187,6 +194,8 @@ qg_tensor *qg_tensor_arange(qg_dtype dt, double start, double end, double step) 
     if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step))
         return qg__err(QG_EINVAL, "tensor_arange: need finite start/end and a non-zero step"), NULL;
     double len = ceil((end - start) / step);
+    if (len > (double)QG_MAX_SPAN)
+        return qg__err(QG_ESHAPE, "tensor_arange: %g elements are too many", len), NULL;
     int64_t n = len > 0 ? (int64_t)len : 0;
     qg_tensor *t = heap_tensor("tensor_arange", dt, 1, &n, false);
     if (!t) return NULL;
@@ -219,6 +228,7 @@ qg_tensor *qg_tensor_clone(const qg_tensor *src) {
 
 void qg_tensor_free(qg_tensor *t) {
     if (!t || t->tape) return; /* tape tensors die at reset */
+    if (qg__tape_adopt(t)) return; /* the pass still uses it: freed at reset */
     qg_storage *s = t->storage;
     if (s && !s->on_tape && --s->refcount == 0) {
         qg__free(s->data);

@@ -1,5 +1,9 @@
 /* IDX files (the MNIST format) through zlib, which reads gzip and plain files alike,
  * and the MNIST-style dataset made of four of them. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "internal.h"
@@ -21,10 +25,25 @@ static uint32_t be32(const unsigned char *b) {
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
 }
 
+/* Deflate's best ratio is about 1032:1, so a gzip file of n bytes holds at most this many:
+ * a header claiming more is refused before anything is allocated. */
+#define GZIP_MAX_RATIO 1040
+
 qg_tensor *qg_idx_load(const char *path) {
     if (!path) return qg__err_null("idx_load"), NULL;
-    gzFile f = gzopen(path, "rb");
-    if (!f) return qg__err(QG_EIO, "idx_load: cannot open %s", path), NULL;
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return qg__err(QG_EIO, "idx_load: cannot open %s: %s", path, strerror(errno)), NULL;
+    struct stat sb;
+    if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return qg__err(QG_EIO, "idx_load: %s is not a regular file", path), NULL;
+    }
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return qg__err(QG_ENOMEM, "idx_load: %s: out of memory for the zlib stream", path), NULL;
+    }
     qg_tensor *t = NULL;
     unsigned char head[4], dimb[4 * 255];
     if (!read_all(f, head, 4)) {
@@ -50,22 +69,38 @@ qg_tensor *qg_idx_load(const char *path) {
         goto done;
     }
     int nd = head[3];
-    int64_t shape[QG_MAX_DIMS], n = 1;
+    int64_t shape[QG_MAX_DIMS], n = 1, span = 1; /* span: product of max(dim, 1), what strides reach */
     if (!read_all(f, dimb, 4 * (size_t)nd)) {
         qg__err(QG_EFORMAT, "idx_load: %s: truncated in the dimensions", path);
         goto done;
     }
     for (int i = 0; i < nd; i++) {
         shape[i] = be32(dimb + 4 * i);
-        if (shape[i] > 0 && n > ((int64_t)1 << 40) / shape[i]) {
-            qg__err(QG_EFORMAT, "idx_load: %s: dimensions too large", path);
+        if (__builtin_mul_overflow(span, shape[i] ? shape[i] : 1, &span) || span > ((int64_t)1 << 40)) {
+            qg__err(QG_EFORMAT, "idx_load: %s: dimensions too large (over 2^40 elements)", path);
             goto done;
         }
         n *= shape[i];
     }
+    /* the claimed size against the file's, before allocating it */
+    size_t bytes = (size_t)n * esize;
+    uint64_t fsize = (uint64_t)sb.st_size, head_bytes = 4 + 4 * (uint64_t)nd;
+    if (gzdirect(f) && bytes != fsize - head_bytes) {
+        if (bytes < fsize - head_bytes)
+            qg__err(QG_EFORMAT, "idx_load: %s: data continues past the %lld elements the header gives (the file holds %llu data bytes)",
+                    path, (long long)n, (unsigned long long)(fsize - head_bytes));
+        else
+            qg__err(QG_EFORMAT, "idx_load: %s: truncated: the header gives %lld elements (%zu bytes) but the file holds %llu data bytes",
+                    path, (long long)n, bytes, (unsigned long long)(fsize - head_bytes));
+        goto done;
+    }
+    if (!gzdirect(f) && bytes / GZIP_MAX_RATIO > fsize) {
+        qg__err(QG_EFORMAT, "idx_load: %s: the header gives %lld elements (%zu bytes), more than a %llu-byte gzip file can hold",
+                path, (long long)n, bytes, (unsigned long long)fsize);
+        goto done;
+    }
     t = qg_tensor_empty(dt, nd, shape);
     if (!t) goto done;
-    size_t bytes = (size_t)n * esize;
     unsigned char *raw = dt == QG_U8 || dt == QG_I8 ? qg_tensor_data(t) : qg__alloc(bytes ? bytes : 1);
     bool ok = raw && read_all(f, raw, bytes);
     unsigned char extra;
@@ -105,9 +140,8 @@ done:
 /* <dir>/<stem> with ".gz" when that file exists, else the plain name */
 static void pick(char *buf, size_t n, const char *dir, const char *stem) {
     snprintf(buf, n, "%s/%s.gz", dir, stem);
-    FILE *f = fopen(buf, "rb");
-    if (f) fclose(f);
-    else snprintf(buf, n, "%s/%s", dir, stem);
+    struct stat sb; /* stat, not fopen: opening a FIFO would block */
+    if (stat(buf, &sb)) snprintf(buf, n, "%s/%s", dir, stem);
 }
 
 qg_status qg_dataset_load_mnist(const char *dir, bool train, qg_dataset *out) {

@@ -629,7 +629,7 @@ qg_tensor_dict *qg_safetensors_parse(const void *buf, size_t len) {
 qg_tensor_dict *qg_safetensors_load(const char *path) {
     if (!path) return qg__err(QG_EINVAL, "safetensors_load: path is NULL"), NULL;
     source s = {"safetensors_load", path, NULL, -1, 0};
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return fail(&s, QG_EIO, "cannot open: %s", strerror(errno)), NULL;
     qg_tensor_dict *d = NULL;
     char *hdr = NULL;

@@ -38,6 +38,10 @@ static bool composite(const qg_lr_scheduler *s) { return s->kind == K_SEQUENTIAL
 
 /* ---------------------------------------------------------------- formulas */
 
+/* Epochs and step counts stay within [-1, 2^53], where they are exact as doubles (the
+ * lr formulas take them as doubles) and stepping cannot overflow. */
+#define MAX_EPOCH ((int64_t)1 << 53)
+
 /* number of milestones m <= e (bisect_right over a sorted list) */
 static int bisect_right(const int64_t *m, int n, int64_t e) {
     int k = 0;
@@ -104,6 +108,9 @@ static double closed_lr(const qg_lr_scheduler *s, int64_t e) {
 /* _LRScheduler.step(): epoch < 0 is step(), else step(epoch) (closed form). The new
  * lr is checked before anything changes. */
 static qg_status base_step(qg_lr_scheduler *s, int64_t epoch) {
+    if (s->last_epoch >= MAX_EPOCH || s->step_count >= MAX_EPOCH)
+        return qg__err(QG_EINVAL, "lr_scheduler_step: %s is at epoch %lld, step %lld: no further steps (limit 2^53)",
+                       kind_names[s->kind], (long long)s->last_epoch, (long long)s->step_count);
     int64_t e = epoch < 0 ? s->last_epoch + 1 : epoch;
     /* get_lr sees the incremented _step_count and last_epoch */
     s->step_count++;
@@ -122,6 +129,9 @@ static qg_status base_step(qg_lr_scheduler *s, int64_t epoch) {
 qg_status qg_lr_scheduler_step(qg_lr_scheduler *s) {
     if (!s) return qg__err(QG_EINVAL, "lr_scheduler_step: scheduler is NULL");
     if (s->kind == K_SEQUENTIAL) {
+        if (s->last_epoch >= MAX_EPOCH)
+            return qg__err(QG_EINVAL, "lr_scheduler_step: SequentialLR is at epoch %lld: no further steps (limit 2^53)",
+                           (long long)s->last_epoch);
         int64_t e = s->last_epoch + 1;
         int idx = bisect_right(s->milestones, s->nm, e);
         qg_lr_scheduler *sub = s->sub[idx];
@@ -458,11 +468,13 @@ static qg_status load(qg_lr_scheduler *s, const qg_tensor_dict *d, const char *p
     const char *op = "lr_scheduler_load_state_dict";
     const qg_tensor *le = NULL, *ll, *sc = NULL, *bl = NULL, *a = NULL, *b = NULL, *c = NULL;
     if (s->kind != K_CHAINED && !(le = want(d, pf, "last_epoch", QG_I64, -1))) return qg_last_status();
+    if (le && (get_i64(le) < -1 || get_i64(le) > MAX_EPOCH))
+        return qg__err(QG_EINVAL, "%s: %slast_epoch %lld is outside -1..2^53", op, pf, (long long)get_i64(le));
     if (!(ll = want(d, pf, "_last_lr", QG_F64, 1))) return qg_last_status();
     if (!composite(s)) {
         if (!(sc = want(d, pf, "_step_count", QG_I64, -1)) || !(bl = want(d, pf, "base_lrs", QG_F64, 1)))
             return qg_last_status();
-        if (get_i64(sc) < 0 || !(get_f64(bl) >= 0))
+        if (get_i64(sc) < 0 || get_i64(sc) > MAX_EPOCH || !(get_f64(bl) >= 0))
             return qg__err(QG_EINVAL, "%s: bad %s_step_count or %sbase_lrs", op, pf, pf);
     }
     switch (s->kind) {

@@ -1,5 +1,5 @@
 /* batch_norm and dropout: float64 gradient checks (training and eval, affine or not,
- * 2-D, 3-D and 4-D inputs, contiguous, transposed and sliced layouts), forward values
+ * 2-D, 3-D and 4-D inputs, contiguous, transposed, sliced and expanded layouts), forward values
  * and running-statistic updates against hand-computed numbers, thread-count
  * independence, and the error paths. */
 #include <stdlib.h>
@@ -7,13 +7,20 @@
 
 #include "test_util.h"
 
-enum { L_CONTIG, L_TRANSPOSED, L_SLICED, L_COUNT };
-static const char *const layout_names[] = {"contiguous", "transposed", "sliced"};
+enum { L_CONTIG, L_TRANSPOSED, L_SLICED, L_EXPANDED, L_COUNT };
+static const char *const layout_names[] = {"contiguous", "transposed", "sliced", "expanded"};
 
-/* The base tensor is stored so that the layout's view has the case's shape. */
-static qg_tensor *layout_view(qg_tensor *b, int layout) {
+/* The base tensor is stored so that the layout's view has the case's shape; the
+ * expanded layout broadcasts a last dim of 1 to `last` (stride 0). */
+static qg_tensor *layout_view(qg_tensor *b, int layout, int64_t last) {
     if (layout == L_TRANSPOSED) return qg_transpose(b, -1, -2);
     if (layout == L_SLICED) return qg_slice(b, -1, 1, INT64_MAX, 2);
+    if (layout == L_EXPANDED) {
+        int64_t shape[QG_MAX_DIMS];
+        memcpy(shape, b->shape, sizeof(int64_t) * (size_t)b->ndim);
+        shape[b->ndim - 1] = last;
+        return qg_expand(b, b->ndim, shape);
+    }
     return b;
 }
 
@@ -26,6 +33,8 @@ static qg_tensor *make_base(qg_rng *g, int nd, const int64_t *shape_in, int layo
         shape[nd - 1] = shape[nd - 2], shape[nd - 2] = t;
     } else if (layout == L_SLICED) {
         shape[nd - 1] = 2 * shape[nd - 1] + 1;
+    } else if (layout == L_EXPANDED) {
+        shape[nd - 1] = 1;
     }
     qg_tensor *t = qg_tensor_empty(QG_F64, nd, shape);
     if (normal) qg_tensor_normal_(t, g, lo, hi);
@@ -37,6 +46,7 @@ static qg_tensor *make_base(qg_rng *g, int nd, const int64_t *shape_in, int layo
 
 typedef struct {
     int layout;
+    int64_t last;            /* the last dim's size (for the expanded layout) */
     bool training, affine;
     int running;             /* 0: NULL running stats; 1: given (reset inside fn in training) */
     qg_tensor *rm, *rv;      /* running stats used by fn */
@@ -53,7 +63,7 @@ static qg_tensor *bn_fn(qg_tensor *const *in, void *vctx) {
         qg_tensor_copy_(c->rv, c->rv0);
         rm = c->rm, rv = c->rv;
     }
-    qg_tensor *x = layout_view(in[0], c->layout);
+    qg_tensor *x = layout_view(in[0], c->layout, c->last);
     qg_tensor *y = qg_batch_norm(x, rm, rv, c->affine ? in[1] : NULL, c->affine ? in[2] : NULL, c->training,
                                  0.1, 1e-5);
     /* a nonlinearity after BN, so the output's gradient is not constant per channel */
@@ -83,7 +93,7 @@ static void bn_gradchecks(qg_rng *g) {
                         qg_tensor_set_requires_grad(in[0], true);
                         qg_tensor_set_requires_grad(in[1], affine);
                         qg_tensor_set_requires_grad(in[2], affine);
-                        bn_ctx c = {layout, training, affine, running, NULL, NULL, NULL, NULL};
+                        bn_ctx c = {layout, shape[nd - 1], training, affine, running, NULL, NULL, NULL, NULL};
                         c.rm0 = qg_tensor_randn(g, QG_F64, 1, &C);
                         c.rv0 = qg_tensor_empty(QG_F64, 1, &C);
                         qg_tensor_uniform_(c.rv0, g, 0.5, 2.0);
@@ -110,7 +120,7 @@ static qg_tensor *drop_fn(qg_tensor *const *in, void *vctx) {
     drop_ctx *c = vctx;
     qg_rng r;
     qg_rng_init(&r, 77); /* the same mask on every evaluation */
-    return qg_dropout(layout_view(in[0], c->layout), c->p, true, &r);
+    return qg_dropout(layout_view(in[0], c->layout, 4), c->p, true, &r);
 }
 
 static void dropout_gradchecks(qg_rng *g) {
@@ -285,7 +295,7 @@ static void bn_threads(void) {
             qg_set_num_threads(r ? 4 : 1);
             qg_tensor *rm = qg_tensor_zeros(QG_F32, 1, &C), *rv = qg_tensor_ones(QG_F32, 1, &C);
             qg_tensor_zero_grad(x), qg_tensor_zero_grad(w);
-            qg_tensor *xv = layout_view(x, cs[k].layout);
+            qg_tensor *xv = layout_view(x, cs[k].layout, cs[k].shape[cs[k].nd - 1]);
             qg_tensor *y = qg_batch_norm(xv, rm, rv, w, b, true, 0.1, 1e-5);
             qg_tensor *l = qg_sum(qg_mul(y, xv), 0, NULL, false);
             CHECK(l && qg_backward(l, NULL) == QG_OK, "bn threads backward: %s", qg_last_error());
@@ -309,7 +319,7 @@ static void bn_threads(void) {
         qg_tensor *x64 = qg_tensor_empty(QG_F64, x->ndim, x->shape), *w64 = qg_tensor_empty(QG_F64, 1, &C),
                   *b64 = qg_tensor_empty(QG_F64, 1, &C);
         qg_tensor_copy_(x64, x), qg_tensor_copy_(w64, w), qg_tensor_copy_(b64, b);
-        qg_tensor *y64 = qg_batch_norm(layout_view(x64, cs[k].layout), NULL, NULL, w64, b64, true, 0.1, 1e-5);
+        qg_tensor *y64 = qg_batch_norm(layout_view(x64, cs[k].layout, cs[k].shape[cs[k].nd - 1]), NULL, NULL, w64, b64, true, 0.1, 1e-5);
         double *d64 = malloc(sizeof(double) * (size_t)n), maxerr = 0;
         qg_tensor_copy_to(y64, QG_F64, d64);
         for (int64_t i = 0; i < n; i++) maxerr = fmax(maxerr, fabs(d64[i] - res[0][0][i]));

@@ -70,7 +70,7 @@
         if (nt <= 1 || omp_in_parallel_()) { name##_f32_part(n, x, y); return; }       \
         _Pragma("omp parallel for num_threads(nt) schedule(static)")                   \
         for (int t = 0; t < nt; t++) {                                                 \
-            int64_t a = (n * t / nt) / WF * WF, b = t == nt - 1 ? n : (n * (t + 1) / nt) / WF * WF; \
+            int64_t a = qg__share(n, t, nt) / WF * WF, b = t == nt - 1 ? n : qg__share(n, t + 1, nt) / WF * WF; \
             name##_f32_part(b - a, x + a, y + a);                                      \
         }                                                                              \
     }                                                                                  \
@@ -79,7 +79,7 @@
         if (nt <= 1 || omp_in_parallel_()) { name##_f64_part(n, x, y); return; }       \
         _Pragma("omp parallel for num_threads(nt) schedule(static)")                   \
         for (int t = 0; t < nt; t++) {                                                 \
-            int64_t a = (n * t / nt) / WD * WD, b = t == nt - 1 ? n : (n * (t + 1) / nt) / WD * WD; \
+            int64_t a = qg__share(n, t, nt) / WD * WD, b = t == nt - 1 ? n : qg__share(n, t + 1, nt) / WD * WD; \
             name##_f64_part(b - a, x + a, y + a);                                      \
         }                                                                              \
     }

@@ -295,7 +295,10 @@ static buf_plan plan_bufs(const conv_geom *g, size_t es, bool col, bool dcol) {
 /* The buffers of `count` threads; col parts zeroed, as im2col leaves the padding
  * alone. NULL base on allocation failure. */
 static char *alloc_bufs(const buf_plan *p, int count) {
-    char *base = qg__tape_alloc(p->stride * (size_t)count + 64);
+    size_t n;
+    if (__builtin_mul_overflow(p->stride, (size_t)count, &n) || n > SIZE_MAX / 2)
+        return qg__err(QG_ENOMEM, "conv: %d work buffers of %zu bytes are too large", count, p->stride), NULL;
+    char *base = qg__tape_alloc(n + 64);
     if (base && p->col)
         for (int t = 0; t < count; t++) memset(base + (size_t)t * p->stride, 0, p->col);
     return base;
@@ -572,13 +575,22 @@ static qg_tensor *conv2d_impl(const char *op, const qg_tensor *x, const qg_tenso
     if (b && (b->ndim != 1 || b->shape[0] != g.K))
         return qg__err(QG_ESHAPE, "%s: bias %s does not match weight %s (expected (%lld))", op,
                        qg_shape_str(b, s1, sizeof s1), qg_shape_str(w, s2, sizeof s2), (long long)g.K), NULL;
-    int64_t eh = g.dh * (g.kh - 1) + 1, ew = g.dw * (g.kw - 1) + 1; /* dilated kernel */
+    int64_t eh, ew; /* dilated kernel; sizes are below 2^59 and int parameters below 2^31 */
+    if (__builtin_mul_overflow(g.dh, g.kh - 1, &eh) || __builtin_mul_overflow(g.dw, g.kw - 1, &ew))
+        return qg__err(QG_ESHAPE, "%s: the dilated kernel of weight %s is too large", op, qg_shape_str(w, s1, sizeof s1)),
+               NULL;
+    eh++, ew++;
     if (g.H + 2 * g.ph < eh || g.W + 2 * g.pw < ew)
         return qg__err(QG_ESHAPE, "%s: padded input size per channel (%lld x %lld) of input %s is smaller than the "
                        "dilated kernel (%lld x %lld)", op, (long long)(g.H + 2 * g.ph), (long long)(g.W + 2 * g.pw),
                        qg_shape_str(x, s1, sizeof s1), (long long)eh, (long long)ew), NULL;
     g.OH = (g.H + 2 * g.ph - eh) / g.sh + 1;
     g.OW = (g.W + 2 * g.pw - ew) / g.sw + 1;
+    /* the output and the column matrices (C*kh*kw, OH*OW) and (OH*OW, max(Kg, CKg)) must fit */
+    if (qg__check_sizes(op, 4, (int64_t[]){g.N, g.K, g.OH, g.OW}) ||
+        qg__check_sizes(op, 4, (int64_t[]){g.C, g.kh * g.kw, g.OH, g.OW}) ||
+        qg__check_sizes(op, 3, (int64_t[]){g.OH, g.OW, g.K > g.C * g.kh * g.kw ? g.K : g.C * g.kh * g.kw}))
+        return NULL;
     g.Cg = g.C / groups, g.Kg = g.K / groups, g.CKg = g.Cg * g.kh * g.kw, g.P = g.OH * g.OW;
     memcpy(g.xs, x->strides, sizeof g.xs);
     g.pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&

@@ -57,7 +57,7 @@ static void draw_mask(qg_rng *gen, double p, int64_t n, uint8_t *mask) {
     const qg_rng start = *gen;
 _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
     for (int t = 0; t < nt; t++) {
-        int64_t a = n * t / nt, b = n * (t + 1) / nt;
+        int64_t a = qg__share(n, t, nt), b = qg__share(n, t + 1, nt);
         qg_rng r = start;
         r.counter += (uint64_t)a;
         for (int64_t i = a; i < b; i++) mask[i] = qg_rng_uniform(&r) >= p;

@@ -96,8 +96,9 @@ static qg_status pool_window(const char *op, const qg_tensor *x, const int *kern
     return QG_OK;
 }
 
-static qg_tensor *pool_output(const qg_tensor *x, const pool_geom *g) {
+static qg_tensor *pool_output(const char *op, const qg_tensor *x, const pool_geom *g) {
     int64_t shape[4] = {g->N, g->C, g->OH, g->OW};
+    if (qg__check_sizes(op, 4, shape)) return NULL;
     return g->ndim == 4 ? qg__tape_tensor(x->dtype, 4, shape) : qg__tape_tensor(x->dtype, 3, shape + 1);
 }
 
@@ -219,14 +220,14 @@ qg_tensor *qg_max_pool2d(const qg_tensor *x, const int *kernel, const int *strid
         return NULL;
     if (g.H * g.W > INT32_MAX)
         return qg__err(QG_ESHAPE, "max_pool2d: planes of more than 2^31 elements are not supported"), NULL;
-    qg_tensor *out = pool_output(x, &g);
+    qg_tensor *out = pool_output("max_pool2d", x, &g);
     const int64_t NC = g.N * g.C, P = g.OH * g.OW;
     int32_t *idx = qg__tape_alloc(sizeof(int32_t) * (size_t)(NC * P + 1));
     if (!out || !idx) return NULL;
     const char *xd = qg__data(x);
     char *od = qg__data(out);
     size_t es = qg_dtype_size(x->dtype);
-    int nt = qg__threads_for(NC * (P * g.kh * g.kw + P));
+    int nt = qg__threads_for(qg__sat_mul(NC * P, g.kh * g.kw + 1));
     /* per-thread scratch of the 2x2 path: column winners and their indices */
     size_t ss = max_2x2(&g) ? (((size_t)(2 * P) * es + 63) & ~(size_t)63) + (size_t)(2 * P) * sizeof(int32_t) + 64 : 0;
     char *scr = ss ? qg__tape_alloc(ss * (size_t)nt) : NULL;
@@ -290,7 +291,7 @@ static void avg_pool_backward(qg_node *n) {
     const int64_t NC = g->N * g->C, HW = g->H * g->W, P = g->OH * g->OW, W = g->W;
     char *gxp = qg__data(qg__grad_of(x));
     const char *gyp = qg__data(n->out->grad);
-    int nt = qg__threads_for(NC * (P * g->kh * g->kw + HW));
+    int nt = qg__threads_for(qg__sat_mul(NC * P, g->kh * g->kw + 1) / 2 + NC * HW / 2);
     (void)nt; /* only the OpenMP pragmas use it */
     QG_FLOAT_DISPATCH(x->dtype, {
         real *gx = (real *)gxp;
@@ -317,13 +318,13 @@ qg_tensor *qg_avg_pool2d(const qg_tensor *x, const int *kernel, const int *strid
         return NULL;
     g.divisor = divisor_override;
     g.count_include_pad = count_include_pad;
-    qg_tensor *out = pool_output(x, &g);
+    qg_tensor *out = pool_output("avg_pool2d", x, &g);
     if (!out) return NULL;
     const int64_t NC = g.N * g.C, P = g.OH * g.OW;
     const char *xd = qg__data(x);
     char *od = qg__data(out);
     size_t es = qg_dtype_size(x->dtype);
-    int nt = qg__threads_for(NC * (P * g.kh * g.kw + P));
+    int nt = qg__threads_for(qg__sat_mul(NC * P, g.kh * g.kw + 1));
     (void)nt; /* only the OpenMP pragmas use it */
     _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
     for (int64_t q = 0; q < NC; q++)
@@ -394,7 +395,7 @@ qg_tensor *qg_adaptive_avg_pool2d(const qg_tensor *x, int64_t oh, int64_t ow) {
         return qg__err(QG_EINVAL, "adaptive_avg_pool2d: output size must be non-negative, got (%lld, %lld)",
                        (long long)oh, (long long)ow), NULL;
     g.OH = oh, g.OW = ow;
-    qg_tensor *out = pool_output(x, &g);
+    qg_tensor *out = pool_output("adaptive_avg_pool2d", x, &g);
     if (!out) return NULL;
     const int64_t NC = g.N * g.C, P = g.OH * g.OW;
     const char *xd = qg__data(x);

@@ -114,6 +114,7 @@ static qg_tensor *make_view(view_kind k, int64_t *ip, const qg_tensor *x, const 
         return qg__err(QG_ESHAPE, "view: cannot view %s at the requested shape without a copy; use qg_reshape",
                        qg_shape_str(x, b, sizeof b)), NULL;
     }
+    if (qg__check_sizes(view_names[k], out->ndim, out->shape)) return NULL; /* expand may reach past the limit */
     out->tape_next = tmp, out->tape = tp, out->tape_gen = gen;
     out->node = NULL, out->grad = NULL, out->requires_grad = false;
     if (qg__needs_grad(1, &x)) {
@@ -139,8 +140,8 @@ static qg_status target_shape(const char *op, const qg_tensor *x, int ndim, cons
             infer = i;
         } else if (shape[i] < 0) {
             return qg__err(QG_EINVAL, "%s: invalid size %lld at dim %d", op, (long long)shape[i], i);
-        } else {
-            known *= shape[i];
+        } else if (__builtin_mul_overflow(known, shape[i], &known)) {
+            return qg__err(QG_ESHAPE, "%s: the target sizes multiply past 2^63 (dim %d: %lld)", op, i, (long long)shape[i]);
         }
         ip[1 + i] = shape[i];
     }
@@ -252,7 +253,9 @@ qg_tensor *qg_slice(const qg_tensor *x, int dim, int64_t start, int64_t end, int
     if (end < 0) end += n;
     start = start < 0 ? 0 : (start > n ? n : start);
     end = end < start ? start : (end > n ? n : end);
-    int64_t ip[QG_MAX_DIMS * 2] = {d, start, (end - start + step - 1) / step, step};
+    int64_t len = end > start ? (end - start - 1) / step + 1 : 0;
+    /* a dim of one element keeps its stride: stride * step could overflow and says nothing */
+    int64_t ip[QG_MAX_DIMS * 2] = {d, start, len, len > 1 ? step : 1};
     return make_view(V_SLICE, ip, x, x);
 }
 
@@ -264,7 +267,7 @@ qg_tensor *qg_narrow(const qg_tensor *x, int dim, int64_t start, int64_t length)
     if (qg__dim("narrow", dim, x->ndim, &d)) return NULL;
     int64_t n = x->shape[d];
     if (start < 0) start += n;
-    if (start < 0 || length < 0 || start > n || start + length > n)
+    if (start < 0 || length < 0 || start > n || length > n - start)
         return qg__err(QG_EINVAL, "narrow: start %lld, length %lld out of range for dim %d of size %lld",
                        (long long)start, (long long)length, dim, (long long)n), NULL;
     int64_t ip[QG_MAX_DIMS * 2] = {d, start, length, 1};

@@ -103,6 +103,7 @@ typedef struct qg_tensor {
     uint64_t grad_pass;           /* backward pass that initialised .grad (tape tensors) */
     uint64_t reach;               /* backward pass that found it on the graph */
     struct qg_tensor *tape_next;
+    uint64_t used_tape, used_gen; /* caller-owned: the tape pass whose graph or views use it */
 } qg_tensor;
 
 QG_API size_t qg_dtype_size(qg_dtype dt);
