@@ -5,7 +5,21 @@
 
 static atomic_llong live_blocks;
 
+/* Allocation-failure injection, a test hook (tests/hooks.h): the allocation that many
+ * calls from now (heap or tape) fails, once; -1 = none. */
+static atomic_llong fail_in = -1, calls;
+
+void qg__fail_alloc_after(int64_t n) { atomic_store(&fail_in, n < 0 ? -1 : n); }
+int64_t qg__alloc_calls(void) { return atomic_load(&calls); }
+
+bool qg__alloc_fails(void) {
+    atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&fail_in, memory_order_relaxed) < 0) return false;
+    return atomic_fetch_sub(&fail_in, 1) == 0; /* then -1: once */
+}
+
 void *qg__alloc(size_t nbytes) {
+    if (qg__alloc_fails()) return NULL;
     size_t n = (nbytes + 63) & ~(size_t)63; /* aligned_alloc wants a multiple */
     void *p = aligned_alloc(64, n ? n : 64);
     if (p) atomic_fetch_add(&live_blocks, 1);

@@ -5,17 +5,21 @@
 
 #include "internal.h"
 
-/* L = sum(out * r), in double */
-static double weighted_sum(const qg_tensor *out, const qg_tensor *r) {
+/* *L = sum(out * r), in double */
+static qg_status weighted_sum(const qg_tensor *out, const qg_tensor *r, double *L) {
     int64_t n = qg_tensor_numel(out);
     double *a = qg__alloc(sizeof(double) * (size_t)(n ? n : 1)), *b = qg__alloc(sizeof(double) * (size_t)(n ? n : 1));
-    QG_ASSERT(a && b);
+    if (!a || !b) {
+        qg__free(a), qg__free(b);
+        return qg__err(QG_ENOMEM, "gradcheck: out of memory");
+    }
     qg_tensor_copy_to(out, QG_F64, a);
     qg_tensor_copy_to(r, QG_F64, b);
     double s = 0;
     for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
     qg__free(a), qg__free(b);
-    return s;
+    *L = s;
+    return QG_OK;
 }
 
 static qg_status eval(qg_gradcheck_fn fn, void *ctx, int n, qg_tensor *const *in, const qg_tensor *r, double *L) {
@@ -23,8 +27,7 @@ static qg_status eval(qg_gradcheck_fn fn, void *ctx, int n, qg_tensor *const *in
     qg_tensor *out = fn(in, ctx);
     if (!out) return qg__err(qg_last_status() ? qg_last_status() : QG_EINVAL, "gradcheck: fn returned NULL: %s", qg_last_error());
     (void)n;
-    *L = weighted_sum(out, r);
-    return QG_OK;
+    return weighted_sum(out, r, L);
 }
 
 /* element i (C order) of t, through its strides */
@@ -66,7 +69,10 @@ qg_status qg_gradcheck(qg_gradcheck_fn fn, void *ctx, int n, qg_tensor *const *i
     qg_rng g;
     qg_rng_init(&g, o.seed);
     qg_tensor *r = qg_tensor_randn(&g, out->dtype, out->ndim, out->shape);
-    QG_ASSERT(r);
+    if (!r) {
+        st = qg_last_status();
+        goto done;
+    }
     for (int i = 0; i < n; i++) qg_tensor_zero_grad(inputs[i]);
     if ((st = qg_backward(out, r))) goto free_r;
 
@@ -74,7 +80,10 @@ qg_status qg_gradcheck(qg_gradcheck_fn fn, void *ctx, int n, qg_tensor *const *i
         qg_tensor *x = inputs[i];
         if (!x->requires_grad) continue;
         qg_tensor *ga = x->grad ? qg_tensor_clone(x->grad) : qg_tensor_zeros(QG_F64, x->ndim, x->shape);
-        QG_ASSERT(ga);
+        if (!ga) {
+            st = qg_last_status();
+            break;
+        }
         int64_t ne = qg_tensor_numel(x);
         for (int64_t e = 0; e < ne && !st; e++) {
             double *p = (double *)elem(x, e), x0 = *p, lp = 0, lm = 0;

@@ -35,6 +35,11 @@ uint64_t qg__err_serial(void);
 
 /* Counted, 64-byte aligned heap blocks (qg_live_allocations counts them). */
 void *qg__alloc(size_t nbytes);
+/* Test hooks (declared for tests in tests/hooks.h): fail the allocation n calls from
+ * now, once; count allocation calls. qg__alloc_fails is the check both allocators make. */
+void qg__fail_alloc_after(int64_t n);
+int64_t qg__alloc_calls(void);
+bool qg__alloc_fails(void);
 void *qg__calloc(size_t nbytes);
 void qg__free(void *p);
 
@@ -46,6 +51,15 @@ void qg__free(void *p);
 #define QG_MAX_SPAN ((int64_t)1 << 59)
 /* error (QG_ESHAPE, naming op) unless every size is >= 0 and their span fits */
 qg_status qg__check_sizes(const char *op, int ndim, const int64_t *shape);
+
+/* ------------------------------------------------------------- modules */
+
+/* Registers a tensor a constructor just made (param or buffer): NULL is that
+ * constructor's failure, returned as the error, where the public add functions
+ * would register None. For nn/ and qat/ constructors. */
+struct qg_module;
+qg_status qg__module_add_param_made(struct qg_module *m, const char *name, qg_tensor *t);
+qg_status qg__module_add_buffer_made(struct qg_module *m, const char *name, qg_tensor *t);
 
 /* ------------------------------------------------------------- threads */
 
@@ -83,7 +97,9 @@ struct qg_storage {
 /* ------------------------------------------------------------- tape */
 
 #define QG_NODE_SAVED 8
-typedef void (*qg_backward_fn)(qg_node *n);
+/* Adds the node's input gradients from n->out->grad; QG_OK, or an error status (with
+ * the message set) when a buffer cannot be had: backward stops there. */
+typedef qg_status (*qg_backward_fn)(qg_node *n);
 
 struct qg_node {
     const char *name;          /* op name, for messages */
@@ -101,6 +117,8 @@ struct qg_node {
 
 /* Marks a caller-owned tensor as used by the current pass (graph inputs, views). */
 void qg__tape_uses(const qg_tensor *x);
+/* Does the current pass (its graph or a view) use caller-owned t? */
+bool qg__tape_in_use(const qg_tensor *t);
 /* qg_tensor_free of a tensor the current pass uses: the tape takes it, frees it at reset */
 bool qg__tape_adopt(qg_tensor *t);
 

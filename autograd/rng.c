@@ -28,6 +28,7 @@ double qg_rng_uniform(qg_rng *r) { return (double)(qg_rng_next_u64(r) >> 11) * 0
 /* fills a contiguous float tensor; normal uses Box-Muller on pairs */
 static qg_status fill_random(const char *op, qg_tensor *t, qg_rng *g, bool normal, double a, double b) {
     if (!t) return qg__err(QG_EINVAL, "%s: tensor is NULL", op);
+    if (qg__live(op, t)) return QG_ESTATE;
     if (!qg__is_float(t->dtype))
         return qg__err(QG_EDTYPE, "%s: expected f32 or f64, got %s", op, qg_dtype_name(t->dtype));
     if (!qg_tensor_is_contiguous(t)) return qg__err(QG_EINVAL, "%s: tensor must be contiguous", op);
@@ -51,10 +52,13 @@ static qg_status fill_random(const char *op, qg_tensor *t, qg_rng *g, bool norma
 }
 
 qg_status qg_tensor_uniform_(qg_tensor *t, qg_rng *gen, double lo, double hi) {
+    if (!(lo <= hi)) /* PyTorch's check, NaN included */
+        return qg__err(QG_EINVAL, "tensor_uniform_: expected a [lo, hi) range, got lo=%g > hi=%g", lo, hi);
     return fill_random("tensor_uniform_", t, gen, false, lo, hi);
 }
 
 qg_status qg_tensor_normal_(qg_tensor *t, qg_rng *gen, double mean, double std) {
+    if (!(std >= 0)) return qg__err(QG_EINVAL, "tensor_normal_: expected std >= 0, got %g", std);
     return fill_random("tensor_normal_", t, gen, true, mean, std);
 }
 

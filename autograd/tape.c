@@ -104,9 +104,14 @@ void qg__tape_uses(const qg_tensor *x) {
     m->used_tape = tp->id, m->used_gen = tp->gen;
 }
 
+bool qg__tape_in_use(const qg_tensor *t) {
+    qg_tape *tp = current_tape ? current_tape : default_tape;
+    return tp && t->used_tape && t->used_tape == tp->id && t->used_gen == tp->gen;
+}
+
 bool qg__tape_adopt(qg_tensor *t) {
     qg_tape *tp = current_tape ? current_tape : default_tape;
-    if (!tp || !t->used_tape || t->used_tape != tp->id || t->used_gen != tp->gen) return false;
+    if (!qg__tape_in_use(t)) return false;
     t->used_tape = 0;
     t->tape_next = tp->orphans;
     tp->orphans = t;
@@ -224,6 +229,7 @@ void *qg__tape_alloc(size_t nbytes) {
     qg_tape *t = qg_tape_current();
     if (!t) return NULL;
     if (nbytes > SIZE_MAX / 4) return qg__err(QG_ENOMEM, "tape: %zu bytes are more than can be allocated", nbytes), NULL;
+    if (qg__alloc_fails()) return qg__err(QG_ENOMEM, "tape: out of memory allocating %zu bytes", nbytes), NULL;
     nbytes = (nbytes + 63) & ~(size_t)63;
     chunk *c = t->chunks;
     if (!c || c->cap - c->used < nbytes) {
@@ -364,14 +370,11 @@ qg_tensor *qg__grad_of(qg_tensor *t) {
         if (t->grad && t->grad_pass == tp->pass) return t->grad;
         if (t->grad) qg_tensor_zero_grad(t);
         else t->grad = qg__tape_zeros(t->dtype, t->ndim, t->shape);
-        QG_ASSERT(t->grad);
+        if (!t->grad) return NULL;
         t->grad_pass = tp->pass;
         return t->grad;
     }
-    if (!t->grad) {
-        t->grad = qg_tensor_zeros(t->dtype, t->ndim, t->shape);
-        QG_ASSERT(t->grad);
-    }
+    if (!t->grad) t->grad = qg_tensor_zeros(t->dtype, t->ndim, t->shape);
     return t->grad;
 }
 
@@ -416,6 +419,10 @@ static qg_status backward(qg_tensor *out, const qg_tensor *grad_out, bool retain
     if (st) return st;
     bool prev = qg_set_grad_enabled(false);
     qg_tensor *g = qg__grad_of(out);
+    if (!g) {
+        qg_set_grad_enabled(prev);
+        return qg__err(QG_ENOMEM, "backward: out of memory for the output's gradient");
+    }
     if (grad_out) {
         /* same numel; view grad_out at out's shape and add */
         qg_tensor gv = *grad_out;
@@ -430,7 +437,13 @@ static qg_status backward(qg_tensor *out, const qg_tensor *grad_out, bool retain
     for (qg_node *n = tp->last; n; n = n->prev) {
         qg_tensor *o = n->out;
         if (o->grad && o->grad_pass == tp->pass && o->tape_gen == tp->gen) {
-            n->backward(n);
+            if ((st = n->backward(n))) {
+                /* the graph stays usable: the gradients are partial, zero them to retry */
+                char why[256];
+                snprintf(why, sizeof why, "%s", qg_last_error());
+                qg_set_grad_enabled(prev);
+                return qg__err(st, "backward: through %s: %s (gradients are incomplete)", n->name, why);
+            }
             n->consumed = !retain;
         }
     }

@@ -193,6 +193,9 @@ qg_tensor *qg_tensor_ones(qg_dtype dt, int ndim, const int64_t *shape) {
 qg_tensor *qg_tensor_arange(qg_dtype dt, double start, double end, double step) {
     if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step))
         return qg__err(QG_EINVAL, "tensor_arange: need finite start/end and a non-zero step"), NULL;
+    if ((end - start) / step < 0)
+        return qg__err(QG_EINVAL, "tensor_arange: upper bound and larger bound inconsistent with step sign "
+                                  "(start %g, end %g, step %g)", start, end, step), NULL;
     double len = ceil((end - start) / step);
     if (len > (double)QG_MAX_SPAN)
         return qg__err(QG_ESHAPE, "tensor_arange: %g elements are too many", len), NULL;
@@ -383,6 +386,10 @@ qg_status qg_tensor_fill_(qg_tensor *t, double value) {
 
 qg_status qg_tensor_resize_(qg_tensor *t, int ndim, const int64_t *shape) {
     if (!t) return qg__err_null("tensor_resize_");
+    if (qg__live("tensor_resize_", t)) return QG_ESTATE;
+    if (qg__tape_in_use(t))
+        return qg__err(QG_ESTATE, "tensor_resize_: the current pass still uses this tensor (a view of it or the graph); "
+                                  "call qg_tape_reset first");
     if (t->tape) return qg__err(QG_EINVAL, "tensor_resize_: op results on the tape cannot be resized");
     if (t->storage->refcount != 1 || t->offset || !qg_tensor_is_contiguous(t))
         return qg__err(QG_EINVAL, "tensor_resize_: the tensor must own its contiguous storage alone");

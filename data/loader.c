@@ -22,6 +22,8 @@ qg_loader *qg_loader_new(const qg_dataset *d, const qg_loader_opts *o) {
         return qg__err(QG_EINVAL, "loader_new: expected contiguous images u8 (N, H, W) and labels u8 (N), got %s and %s",
                        qg_shape_str(im, a, sizeof a), qg_shape_str(lb, b, sizeof b)), NULL;
     qg_loader_opts opts = o ? *o : (qg_loader_opts){0};
+    if (im->tape || lb->tape) /* tape tensors die at the next reset, the loader lives on */
+        return qg__err(QG_EINVAL, "loader_new: images and labels must be caller-owned tensors, not op results"), NULL;
     if (opts.batch == 0) opts.batch = 64;
     if (opts.batch < 0) return qg__err(QG_EINVAL, "loader_new: batch must be positive, got %lld", (long long)opts.batch), NULL;
     if (opts.std == 0 && opts.mean != 0)
@@ -33,11 +35,13 @@ qg_loader *qg_loader_new(const qg_dataset *d, const qg_loader_opts *o) {
     l->d = d, l->o = opts;
     l->n = d->images->shape[0], l->h = d->images->shape[1], l->w = d->images->shape[2];
     l->order = qg__alloc(sizeof(int64_t) * (size_t)(l->n ? l->n : 1));
-    l->x = qg_tensor_empty(QG_F32, 4, (int64_t[]){opts.batch, 1, l->h, l->w});
-    l->y = qg_tensor_empty(QG_I64, 1, &opts.batch);
+    int64_t rows = opts.batch < l->n ? opts.batch : l->n > 0 ? l->n : 1; /* a batch never has more */
+    l->x = qg_tensor_empty(QG_F32, 4, (int64_t[]){rows, 1, l->h, l->w});
+    l->y = qg_tensor_empty(QG_I64, 1, &rows);
     if (!l->order || !l->x || !l->y) {
         qg_loader_free(l);
-        return qg__err(QG_ENOMEM, "loader_new: out of memory"), NULL;
+        return qg__err(qg_last_status() == QG_ESHAPE ? QG_ESHAPE : QG_ENOMEM, "loader_new: cannot make a batch of %lld x %lld x %lld: %s",
+                       (long long)rows, (long long)l->h, (long long)l->w, qg_last_error()), NULL;
     }
     /* PyTorch's ToTensor + Normalize in float: (p / 255 - mean) / std */
     for (int p = 0; p < 256; p++) l->lut[p] = ((float)p / 255.0f - (float)opts.mean) / (float)opts.std;
@@ -76,8 +80,12 @@ bool qg_loader_next(qg_loader *l, qg_tensor **x, qg_tensor **y) {
     if (!l || !x || !y) return qg__err_null("loader_next"), false;
     int64_t left = l->n - l->pos, b = left < l->o.batch ? left : l->o.batch;
     if (b <= 0 || (b < l->o.batch && l->o.drop_last)) return false;
+    const qg_tensor *dim = l->d->images, *dlb = l->d->labels;
+    if (!dim || !dlb || dim->ndim != 3 || dim->dtype != QG_U8 || dim->shape[0] != l->n || dim->shape[1] != l->h ||
+        dim->shape[2] != l->w || dlb->ndim != 1 || dlb->dtype != QG_U8 || dlb->shape[0] != l->n)
+        return qg__err(QG_ESTATE, "loader_next: the dataset's tensors were freed or replaced after loader_new"), false;
     int64_t px = l->h * l->w;
-    const uint8_t *im = qg_tensor_data(l->d->images), *lb = qg_tensor_data(l->d->labels);
+    const uint8_t *im = qg_tensor_data(dim), *lb = qg_tensor_data(dlb);
     float *xd = qg_tensor_data(l->x);
     int64_t *yd = qg_tensor_data(l->y);
     for (int64_t i = 0; i < b; i++) {

@@ -7,12 +7,17 @@
 #include "qgrad/nn.h"
 
 /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias, as nn.Linear and nn.ConvNd do */
-static qg_tensor *uniform_init(int ndim, const int64_t *shape, int64_t fan_in, qg_rng *gen) {
+static qg_tensor *uniform_init(int ndim, const int64_t *shape, double fan_in, qg_rng *gen) {
     qg_tensor *t = qg_tensor_empty(QG_F32, ndim, shape);
-    double bound = fan_in > 0 ? 1.0 / sqrt((double)fan_in) : 0.0;
+    double bound = fan_in > 0 ? 1.0 / sqrt(fan_in) : 0.0;
     if (t) qg_tensor_uniform_(t, gen, -bound, bound);
     return t;
 }
+
+static qg_status add_made(qg_module *m, const char *name, qg_tensor *t, bool param) {
+    return param ? qg__module_add_param_made(m, name, t) : qg__module_add_buffer_made(m, name, t);
+}
+static qg_status add_init(qg_module *m, const char *name, qg_tensor *t) { return add_made(m, name, t, true); }
 
 /* constructors register several tensors; any failure frees the half-made module */
 static qg_module *finish(qg_module *m, qg_status st) {
@@ -59,7 +64,7 @@ qg_status qg_sequential_status(const qg_module *seq) {
 qg_status qg_sequential_add(qg_module *seq, const char *name, qg_module *child) {
     if (!seq) return qg_module_free(child), qg__err_null("sequential_add");
     if (!qg_module_is(seq, "Sequential")) {
-        qg_module_free(child);
+        if (child != seq) qg_module_free(child);
         return qg__err(QG_EINVAL, "sequential_add: the parent is a %s, not a Sequential", seq->type->name);
     }
     seq_mod *s = (seq_mod *)seq;
@@ -116,8 +121,9 @@ qg_module *qg_nn_linear_new(int64_t in, int64_t out, const qg_linear_opts *o, qg
     qg_module *m = qg_module_new(&linear_type);
     if (!m) return NULL;
     ((linear_mod *)m)->in_features = in, ((linear_mod *)m)->out_features = out;
-    qg_status st = qg_module_add_param(m, "weight", uniform_init(2, (int64_t[]){out, in}, in, gen));
-    if (!st) st = qg_module_add_param(m, "bias", bias ? uniform_init(1, &out, in, gen) : NULL);
+    qg_status st = add_init(m, "weight", uniform_init(2, (int64_t[]){out, in}, (double)in, gen));
+    if (!st && bias) st = add_init(m, "bias", uniform_init(1, &out, (double)in, gen));
+    if (!st && !bias) st = qg_module_add_param(m, "bias", NULL);
     return finish(m, st);
 }
 
@@ -167,11 +173,12 @@ static qg_module *conv_new(int dims, int64_t in, int64_t out, int kh, int kw, co
         qg_module_free(m);
         return qg__err(QG_EINVAL, "%s: stride and dilation must be positive, padding non-negative", op), NULL;
     }
-    int64_t fan_in = in / groups * kh * kw;
+    double fan_in = (double)(in / groups) * kh * kw; /* no int64 overflow for huge sizes */
     int64_t shape[4] = {out, in / groups, kh, kw};
     if (dims == 1) shape[2] = kw;
-    qg_status st = qg_module_add_param(m, "weight", uniform_init(dims + 2, shape, fan_in, gen));
-    if (!st) st = qg_module_add_param(m, "bias", o->no_bias ? NULL : uniform_init(1, &out, fan_in, gen));
+    qg_status st = add_init(m, "weight", uniform_init(dims + 2, shape, fan_in, gen));
+    if (!st && !o->no_bias) st = add_init(m, "bias", uniform_init(1, &out, fan_in, gen));
+    if (!st && o->no_bias) st = qg_module_add_param(m, "bias", NULL);
     return finish(m, st);
 }
 
@@ -233,12 +240,12 @@ static qg_module *bn_new(int dims, int64_t c, const qg_bn_opts *o) {
         return NULL;
     }
     b->cumulative = o->cumulative, b->affine = !o->no_affine, b->track = !o->no_track;
-    qg_status st = qg_module_add_param(m, "weight", b->affine ? qg_tensor_ones(QG_F32, 1, &c) : NULL);
-    if (!st) st = qg_module_add_param(m, "bias", b->affine ? qg_tensor_zeros(QG_F32, 1, &c) : NULL);
+    qg_status st = b->affine ? add_init(m, "weight", qg_tensor_ones(QG_F32, 1, &c)) : qg_module_add_param(m, "weight", NULL);
+    if (!st) st = b->affine ? add_init(m, "bias", qg_tensor_zeros(QG_F32, 1, &c)) : qg_module_add_param(m, "bias", NULL);
     if (!st && b->track) {
-        st = qg_module_add_buffer(m, "running_mean", qg_tensor_zeros(QG_F32, 1, &c));
-        if (!st) st = qg_module_add_buffer(m, "running_var", qg_tensor_ones(QG_F32, 1, &c));
-        if (!st) st = qg_module_add_buffer(m, "num_batches_tracked", qg_tensor_zeros(QG_I64, 0, NULL));
+        st = add_made(m, "running_mean", qg_tensor_zeros(QG_F32, 1, &c), false);
+        if (!st) st = add_made(m, "running_var", qg_tensor_ones(QG_F32, 1, &c), false);
+        if (!st) st = add_made(m, "num_batches_tracked", qg_tensor_zeros(QG_I64, 0, NULL), false);
     }
     return finish(m, st);
 }

@@ -93,6 +93,15 @@ qg_status qg_module_add_param(qg_module *m, const char *name, qg_tensor *t) {
     return st;
 }
 
+static qg_status add_made(qg_module *m, const char *name, qg_tensor *t, bool param) {
+    if (!t) /* the constructor's failure (out of memory, too large), not a None slot */
+        return qg_last_status() ? qg_last_status()
+                                : qg__err(QG_ENOMEM, "%s: cannot make its %s", m ? m->type->name : "module", name);
+    return param ? qg_module_add_param(m, name, t) : qg_module_add_buffer(m, name, t);
+}
+qg_status qg__module_add_param_made(qg_module *m, const char *name, qg_tensor *t) { return add_made(m, name, t, true); }
+qg_status qg__module_add_buffer_made(qg_module *m, const char *name, qg_tensor *t) { return add_made(m, name, t, false); }
+
 qg_status qg_module_add_buffer(qg_module *m, const char *name, qg_tensor *t) {
     qg_status st = check_name("module_add_buffer", m, name);
     if (!st) st = check_owned_tensor("module_add_buffer", t);
@@ -101,10 +110,30 @@ qg_status qg_module_add_buffer(qg_module *m, const char *name, qg_tensor *t) {
     return st;
 }
 
+/* c is m or in m's tree */
+static bool in_tree(const qg_module *m, const qg_module *c) {
+    if (m == c) return true;
+    for (int i = 0; i < m->nchildren; i++)
+        if (m->children[i].ptr && in_tree(m->children[i].ptr, c)) return true;
+    return false;
+}
+
+/* A child that is m, already in m's tree, or has m in its own tree (a cycle) is
+ * refused and not freed: freeing it would free a module the tree still holds. */
+static qg_status check_new_child(const char *op, const qg_module *m, const qg_module *child) {
+    if (child == m) return qg__err(QG_EINVAL, "%s: a module cannot be its own child", op);
+    if (in_tree(m, child))
+        return qg__err(QG_EINVAL, "%s: the %s is already in this %s's tree", op, child->type->name, m->type->name);
+    if (in_tree(child, m))
+        return qg__err(QG_EINVAL, "%s: the %s contains this %s (a cycle)", op, child->type->name, m->type->name);
+    return QG_OK;
+}
+
 qg_status qg_module_add_child(qg_module *m, const char *name, qg_module *child) {
-    qg_status st = check_name("module_add_child", m, name);
+    qg_status st = m && child ? check_new_child("module_add_child", m, child) : QG_OK;
+    if (st) return st;
+    st = check_name("module_add_child", m, name);
     if (!st && !child) st = qg__err_null("module_add_child");
-    if (!st && child == m) st = qg__err(QG_EINVAL, "module_add_child: a module cannot be its own child");
     if (!st && (st = push(&m->children, &m->nchildren, name, child))) qg__err(st, "module_add_child: out of memory");
     if (st) qg_module_free(child);
     return st;
@@ -130,6 +159,8 @@ qg_status qg_module_set_output_hook(qg_module *m, const char *name, qg_module *h
 qg_status qg_module_buffer_set_flags(qg_module *m, const char *name, unsigned flags) {
     int i = m && name ? find(m->buffers, m->nbuffers, name) : -1;
     if (i < 0) return qg__err(QG_EINVAL, "module_buffer_set_flags: no buffer named '%s'", name ? name : "(null)");
+    if (flags & ~(QG_BUFFER_RESIZABLE | QG_BUFFER_FIXED_DTYPE))
+        return qg__err(QG_EINVAL, "module_buffer_set_flags: unknown flags 0x%x for buffer '%s'", flags, name);
     m->buffers[i].flags = flags;
     return QG_OK;
 }
@@ -185,6 +216,7 @@ qg_module *qg_module_replace(qg_module *m, const char *path, qg_module *new_chil
     if (!old) return NULL;
     if (!slot) return qg__err(QG_EINVAL, "module_replace: path is empty"), NULL;
     if (!new_child) return qg__err_null("module_replace"), NULL;
+    if (check_new_child("module_replace", m, new_child)) return NULL;
     slot->ptr = new_child;
     /* the parent's output hook, if it was this child, follows the replacement */
     const char *dot = strrchr(path, '.');
@@ -198,10 +230,54 @@ qg_module *qg_module_replace(qg_module *m, const char *path, qg_module *new_chil
     return old;
 }
 
-static qg_status set_tensor(const char *op, qg_named *v, int n, const char *name, qg_tensor *t, bool param) {
-    int i = name ? find(v, n, name) : -1;
+/* check_load's view of m with t under name (the other entries m's own; dotted names
+ * are children's) */
+typedef struct {
+    qg_module *m;
+    const char *name;
+    const qg_tensor *t;
+} set_check;
+
+static const qg_tensor *set_lookup(const char *name, void *ctx) {
+    set_check *c = ctx;
+    if (!strcmp(name, c->name)) return c->t;
+    qg_module *m = c->m;
+    const char *dot = strrchr(name, '.');
+    if (dot) {
+        char path[512];
+        snprintf(path, sizeof path, "%.*s", (int)(dot - name), name);
+        if (!(m = walk(m, path, NULL))) return NULL;
+        name = dot + 1;
+    }
+    const qg_tensor *t = qg_module_param(m, name);
+    return t ? t : qg_module_buffer(m, name);
+}
+
+/* Replaces a parameter or buffer, with the checks a state-dict load makes: a
+ * parameter is floating; a QG_BUFFER_FIXED_DTYPE buffer (the quantization parameters
+ * the kernels read as float32) keeps its dtype, and its shape unless also
+ * QG_BUFFER_RESIZABLE; the module type's check_load accepts the result. */
+static qg_status set_tensor(const char *op, qg_module *m, const char *name, qg_tensor *t, bool param) {
+    qg_named *v = param ? m->params : m->buffers;
+    int i = name ? find(v, param ? m->nparams : m->nbuffers, name) : -1;
     qg_status st = i < 0 ? qg__err(QG_EINVAL, "%s: no entry named '%s'", op, name ? name : "(null)")
                          : check_owned_tensor(op, t);
+    if (!st && param && t && !qg__is_float(t->dtype))
+        st = qg__err(QG_EDTYPE, "%s: parameter '%s' must be f32 or f64, got %s", op, name, qg_dtype_name(t->dtype));
+    const qg_tensor *old = i >= 0 ? v[i].ptr : NULL;
+    if (!st && !param && (v[i].flags & QG_BUFFER_FIXED_DTYPE) && old) {
+        char want[64], got[64];
+        bool shape_ok = t && ((v[i].flags & QG_BUFFER_RESIZABLE) ||
+                              (t->ndim == old->ndim && !memcmp(t->shape, old->shape, sizeof(int64_t) * (size_t)t->ndim)));
+        if (!t || t->dtype != old->dtype || !shape_ok)
+            st = qg__err(QG_EINVAL, "%s: %s buffer '%s' is %s, got %s", op, m->type->name, name,
+                         qg_shape_str(old, want, sizeof want), qg_shape_str(t, got, sizeof got));
+    }
+    if (!st && m->type->check_load) {
+        set_check c = {m, name, t};
+        if ((st = m->type->check_load(m, set_lookup, &c)))
+            qg__err(st, "%s: %s '%s': %s", op, m->type->name, name, qg_last_error());
+    }
     if (st) {
         qg_tensor_free(t);
         return st;
@@ -213,13 +289,13 @@ static qg_status set_tensor(const char *op, qg_named *v, int n, const char *name
 }
 
 qg_status qg_module_set_param(qg_module *m, const char *name, qg_tensor *t) {
-    if (!m) return qg__err_null("module_set_param");
-    return set_tensor("module_set_param", m->params, m->nparams, name, t, true);
+    if (!m) return qg_tensor_free(t), qg__err_null("module_set_param"); /* taken, as on every failure */
+    return set_tensor("module_set_param", m, name, t, true);
 }
 
 qg_status qg_module_set_buffer(qg_module *m, const char *name, qg_tensor *t) {
-    if (!m) return qg__err_null("module_set_buffer");
-    return set_tensor("module_set_buffer", m->buffers, m->nbuffers, name, t, false);
+    if (!m) return qg_tensor_free(t), qg__err_null("module_set_buffer"); /* taken, as on every failure */
+    return set_tensor("module_set_buffer", m, name, t, false);
 }
 
 /* ------------------------------------------------------------- behaviour */

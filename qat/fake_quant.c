@@ -259,12 +259,14 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
 /* ---------------------------------------------------------------- STE op */
 
 /* gx += g * mask (all C order, contiguous) */
-static void ste_backward(qg_node *n) {
+static qg_status ste_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
-    if (!qg__wants_grad(x)) return;
+    if (!qg__wants_grad(x)) return QG_OK;
+    qg_tensor *gxt = qg__grad_of(x);
+    if (!gxt) return QG_ENOMEM;
     const int64_t N = qg_tensor_numel(x);
     const uint8_t *m = (const uint8_t *)qg__data(n->saved[0]);
-    char *gx_ = qg__data(qg__grad_of(x));
+    char *gx_ = qg__data(gxt);
     const char *g_ = qg__data(n->out->grad);
     const int nt = qg__threads_for(N);
     QG_FLOAT_DISPATCH(x->dtype, {
@@ -276,6 +278,7 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
             for (int64_t i = a; i < b; i++) gx[i] += g[i] * (real)m[i];
         }
     });
+    return QG_OK;
 }
 
 /* x copied to a contiguous tape tensor unless it already is one. */
@@ -337,6 +340,7 @@ static qg_status read_channel_params(const char *op, const qg_tensor *x, int axi
                                      const qg_tensor *zero_point, float **s_out, double **z_out, bool *float_zp) {
     char a[128], b[128];
     const int64_t C = x->shape[axis];
+    if (qg__live(op, scale) || qg__live(op, zero_point)) return QG_ESTATE;
     if (!qg__is_float(scale->dtype))
         return qg__err(QG_EDTYPE, "%s: scale must be f32 (or f64), got %s", op, qg_dtype_name(scale->dtype));
     if (zero_point->dtype != QG_I32 && zero_point->dtype != QG_I64 && !qg__is_float(zero_point->dtype))
@@ -401,10 +405,10 @@ typedef struct {
 /* Sums v (contiguous (outer, C, inner)) per channel into out[C], in double, in an order
  * that does not depend on the thread count (fixed pieces, summed in order). */
 #define LSQ_PIECE 16384
-static void channel_sums(qg_dtype dt, const fq_layout *L, const char *v_, double *out) {
+static qg_status channel_sums(qg_dtype dt, const fq_layout *L, const char *v_, double *out) {
     const int64_t pieces = (L->inner + LSQ_PIECE - 1) / LSQ_PIECE, rows = L->outer * L->C, np = rows * pieces;
     double *part = qg__tape_alloc(sizeof(double) * (size_t)(np ? np : 1));
-    QG_ASSERT(part);
+    if (!part) return QG_ENOMEM;
     const int nt = qg__threads_for(L->n);
     (void)nt; /* used by the pragma only */
     QG_FLOAT_DISPATCH(dt, {
@@ -424,20 +428,25 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
     });
     for (int64_t c = 0; c < L->C; c++) out[c] = 0;
     for (int64_t k = 0; k < np; k++) out[(k / pieces) % L->C] += part[k];
+    return QG_OK;
 }
 
-static void lsq_backward(qg_node *n) {
+static qg_status lsq_backward(qg_node *n) {
     qg_tensor *x = n->in[0], *scale = n->in[1], *zp = n->in[2];
     const lsq_ctx *cx = n->ctx;
     const bool want_x = qg__wants_grad(x), want_s = qg__wants_grad(scale), want_z = qg__wants_grad(zp);
-    if (!want_x && !want_s && !want_z) return;
+    if (!want_x && !want_s && !want_z) return QG_OK;
     const fq_layout L = layout_of(cx->xs, cx->axis);
-    if (L.n == 0) return;
+    if (L.n == 0) return QG_OK;
     const qg_dtype dt = x->dtype;
     const size_t es = qg_dtype_size(dt);
-    char *gx_ = want_x ? qg__data(qg__grad_of(x)) : NULL;
+    /* every buffer first, so that a failure leaves no gradient half-accumulated */
+    qg_tensor *gxt = want_x ? qg__grad_of(x) : NULL, *gst = want_s ? qg__grad_of(scale) : NULL;
+    qg_tensor *gzt = want_z ? qg__grad_of(zp) : NULL;
+    char *gx_ = gxt ? qg__data(gxt) : NULL;
     char *ds_ = want_s ? qg__tape_alloc(es * (size_t)L.n) : NULL, *dz_ = want_z ? qg__tape_alloc(es * (size_t)L.n) : NULL;
-    QG_ASSERT((!want_s || ds_) && (!want_z || dz_));
+    double *sum = qg__tape_alloc(sizeof(double) * (size_t)L.C);
+    if ((want_x && !gxt) || (want_s && (!gst || !ds_)) || (want_z && (!gzt || !dz_)) || !sum) return QG_ENOMEM;
     const char *g_ = qg__data(n->out->grad), *x_ = qg__data(cx->xs);
     fq_params p = {cx->scale, cx->zb, cx->qmin, cx->qmax, false};
     const bool wide = !narrow_range(&p, L.C);
@@ -448,7 +457,7 @@ static void lsq_backward(qg_node *n) {
         real *sc = qg__tape_alloc(sizeof(real) * (size_t)np), *dsm = qg__tape_alloc(sizeof(real) * (size_t)np);
         real *dbg = qg__tape_alloc(sizeof(real) * (size_t)np);
         wreal *zw = qg__tape_alloc(sizeof(wreal) * (size_t)np);
-        QG_ASSERT(inv && zr && sc && dsm && dbg && zw);
+        if (!inv || !zr || !sc || !dsm || !dbg || !zw) return QG_ENOMEM;
         for (int64_t j = 0; j < np; j++) {
             int64_t c = period == 1 ? j : (j / L.inner) % L.C;
             float s = cx->scale[c];
@@ -481,19 +490,17 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
             });
         }
     });
-    double *sum = qg__tape_alloc(sizeof(double) * (size_t)L.C);
-    QG_ASSERT(sum);
     for (int w = 0; w < 2; w++) {
-        qg_tensor *p_ = w ? zp : scale;
         const char *v = w ? dz_ : ds_;
         if (!v) continue;
-        channel_sums(dt, &L, v, sum);
-        qg_tensor *g = qg__grad_of(p_); /* contiguous (C) or (1) */
+        if (channel_sums(dt, &L, v, sum)) return QG_ENOMEM;
+        qg_tensor *g = w ? gzt : gst; /* contiguous (C) or (1) */
         QG_FLOAT_DISPATCH(g->dtype, {
             real *gp = (real *)qg__data(g);
             for (int64_t c = 0; c < L.C; c++) gp[c] += (real)sum[c];
         });
     }
+    return QG_OK;
 }
 
 static qg_status check_lsq_param(const char *op, const char *what, const qg_tensor *t, int64_t C, const qg_tensor *x,
@@ -512,6 +519,7 @@ static qg_tensor *lsq_op(const char *op, const qg_tensor *x, const qg_tensor *sc
                          bool per_channel, int axis, int64_t qmin, int64_t qmax, double grad_factor) {
     if (qg__check_float(op, x)) return NULL;
     if (!scale || !zero_point) return qg__err_null(op), NULL;
+    if (qg__live(op, scale) || qg__live(op, zero_point)) return NULL;
     int ax = -1;
     if (check_qrange(op, qmin, qmax) || (per_channel && check_axis(op, x, axis, &ax))) return NULL;
     const int64_t C = per_channel ? x->shape[ax] : 1;

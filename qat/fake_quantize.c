@@ -89,30 +89,30 @@ qg_module *qg_fake_quant_new(const qg_fq_spec *s) {
     float eps = (float)qg_opt_or(s->eps, 0x1p-23);
     qg_status st = QG_OK;
     if (s->kind == QG_FQ_LEARNABLE) { /* parameters first, then its buffers, then the observer */
-        st = qg_module_add_param(m, "scale", qg_tensor_ones(QG_F32, 1, &one));
-        if (!st) st = qg_module_add_param(m, "zero_point", qg_tensor_zeros(QG_F32, 1, &one));
-        if (!st) st = qg_module_add_buffer(m, "fake_quant_enabled", u8_one(QG_U8));
-        if (!st) st = qg_module_add_buffer(m, "observer_enabled", u8_one(QG_U8));
-        if (!st) st = qg_module_add_buffer(m, "static_enabled", u8_one(QG_U8));
-        if (!st) st = qg_module_add_buffer(m, "learning_enabled", qg_tensor_zeros(QG_U8, 1, &one));
-        if (!st) st = qg_module_add_buffer(m, "eps", qg_tensor_from_data(QG_F32, 1, &one, &eps));
+        st = qg__module_add_param_made(m, "scale", qg_tensor_ones(QG_F32, 1, &one));
+        if (!st) st = qg__module_add_param_made(m, "zero_point", qg_tensor_zeros(QG_F32, 1, &one));
+        if (!st) st = qg__module_add_buffer_made(m, "fake_quant_enabled", u8_one(QG_U8));
+        if (!st) st = qg__module_add_buffer_made(m, "observer_enabled", u8_one(QG_U8));
+        if (!st) st = qg__module_add_buffer_made(m, "static_enabled", u8_one(QG_U8));
+        if (!st) st = qg__module_add_buffer_made(m, "learning_enabled", qg_tensor_zeros(QG_U8, 1, &one));
+        if (!st) st = qg__module_add_buffer_made(m, "eps", qg_tensor_from_data(QG_F32, 1, &one, &eps));
         if (!st) st = qg_module_buffer_set_flags(m, "eps", QG_BUFFER_FIXED_DTYPE);
         if (!st) st = qg_module_add_child(m, "activation_post_process", qg__observer_make(s));
     } else {
-        st = qg_module_add_buffer(m, "fake_quant_enabled", u8_one(toggle));
-        if (!st) st = qg_module_add_buffer(m, "observer_enabled", u8_one(toggle));
+        st = qg__module_add_buffer_made(m, "fake_quant_enabled", u8_one(toggle));
+        if (!st) st = qg__module_add_buffer_made(m, "observer_enabled", u8_one(toggle));
         float sc = s->kind == QG_FQ_FIXED ? (float)s->fixed_scale : 1.0f;
         int32_t zp = s->kind == QG_FQ_FIXED ? (int32_t)s->fixed_zero_point : 0;
-        if (!st) st = qg_module_add_buffer(m, "scale", qg_tensor_from_data(QG_F32, 1, &one, &sc));
-        if (!st) st = qg_module_add_buffer(m, "zero_point", qg_tensor_from_data(QG_I32, 1, &one, &zp));
+        if (!st) st = qg__module_add_buffer_made(m, "scale", qg_tensor_from_data(QG_F32, 1, &one, &sc));
+        if (!st) st = qg__module_add_buffer_made(m, "zero_point", qg_tensor_from_data(QG_I32, 1, &one, &zp));
         if (!st) st = qg_module_buffer_set_flags(m, "scale", QG_BUFFER_RESIZABLE | QG_BUFFER_FIXED_DTYPE);
         if (!st) st = qg_module_buffer_set_flags(m, "zero_point", QG_BUFFER_RESIZABLE);
         if (s->kind == QG_FQ_FIXED) {
             qg_module *o = qg_module_new(&fixed_obs_type);
             st = st ? st : qg_module_add_child(m, "activation_post_process", o);
-            if (!st) st = qg_module_add_buffer(o, "scale", qg_tensor_from_data(QG_F32, 1, &one, &sc));
+            if (!st) st = qg__module_add_buffer_made(o, "scale", qg_tensor_from_data(QG_F32, 1, &one, &sc));
             if (!st) st = qg_module_buffer_set_flags(o, "scale", QG_BUFFER_FIXED_DTYPE);
-            if (!st) st = qg_module_add_buffer(o, "zero_point", qg_tensor_from_data(QG_I32, 1, &one, &zp));
+            if (!st) st = qg__module_add_buffer_made(o, "zero_point", qg_tensor_from_data(QG_I32, 1, &one, &zp));
         } else if (!st) {
             st = qg_module_add_child(m, "activation_post_process", qg__observer_make(s));
         }

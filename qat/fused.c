@@ -47,11 +47,11 @@ static void vec_put(qg_tensor *t, int64_t c, double v) {
 
 /* ---------------------------------------------------------------- min/max pass */
 
-/* x contiguous (outer, C, inner) -> per channel lo[C], hi[C]; false if x holds a NaN or
- * an infinity. Threads split the flat range; each keeps one accumulator per parameter
+/* x contiguous (outer, C, inner) -> per channel lo[C], hi[C]; *finite false if x holds
+ * a NaN or an infinity; QG_ENOMEM if the accumulators cannot be had. Threads split the flat range; each keeps one accumulator per parameter
  * slot: per channel when runs are long, else per entry of the period C * inner. */
-static bool channel_minmax(qg_dtype dt, const char *x_, int64_t outer, int64_t C, int64_t inner, float *lo_out,
-                           float *hi_out) {
+static qg_status channel_minmax(qg_dtype dt, const char *x_, int64_t outer, int64_t C, int64_t inner, float *lo_out,
+                                float *hi_out, bool *finite) {
     const int64_t n = outer * C * inner;
     const int64_t period = (C == 1 || inner >= MM_INNER_MIN) ? 1 : C * inner;
     const int64_t slots = period == 1 ? C : period;
@@ -59,7 +59,7 @@ static bool channel_minmax(qg_dtype dt, const char *x_, int64_t outer, int64_t C
     bool ok = true;
     QG_FLOAT_DISPATCH(dt, {
         real *acc = qg__tape_alloc(sizeof(real) * 3 * (size_t)(slots * nt));
-        QG_ASSERT(acc);
+        if (!acc) return QG_ENOMEM;
         const real *x = (const real *)x_;
 _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int t = 0; t < nt; t++) {
@@ -122,14 +122,19 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
             }
         }
     });
-    return ok;
+    *finite = ok;
+    return QG_OK;
 }
 
 /* ---------------------------------------------------------------- identity (fake-quant off) */
 
-static void identity_backward(qg_node *n) {
+static qg_status identity_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
-    if (qg__wants_grad(x)) qg__unbroadcast_add(qg__grad_of(x), n->out->grad); /* same shape: gx += g */
+    if (!qg__wants_grad(x)) return QG_OK;
+    qg_tensor *gx = qg__grad_of(x);
+    if (!gx) return QG_ENOMEM;
+    qg__unbroadcast_add(gx, n->out->grad); /* same shape: gx += g */
+    return QG_OK;
 }
 
 /* y = x (a view; its own contiguous copy when x is strided, so the gradient's C order
@@ -152,6 +157,7 @@ static qg_tensor *identity(const char *op, const qg_tensor *x) {
 static qg_status check_flag(const char *op, const char *what, const qg_tensor *t, bool *on) {
     char a[128];
     if (!t) return qg__err(QG_EINVAL, "%s: %s is NULL", op, what);
+    if (qg__live(op, t)) return QG_ESTATE;
     if (qg_tensor_numel(t) < 1)
         return qg__err(QG_ESHAPE, "%s: %s %s is empty", op, what, qg_shape_str(t, a, sizeof a));
     double v = qg__load(qg__data(t), t->dtype); /* element 0, truncated like item().toInt() */
@@ -162,6 +168,7 @@ static qg_status check_flag(const char *op, const char *what, const qg_tensor *t
 static qg_status check_buf(const char *op, const char *what, const qg_tensor *t, bool is_int, int64_t want) {
     char a[128];
     if (!t) return qg__err(QG_EINVAL, "%s: %s is NULL", op, what);
+    if (qg__live(op, t)) return QG_ESTATE;
     if (is_int ? (t->dtype != QG_I32 && t->dtype != QG_I64) : t->dtype != QG_F32)
         return qg__err(QG_EDTYPE, "%s: %s must be %s, got %s", op, what, is_int ? "i32" : "f32", qg_dtype_name(t->dtype));
     if (want >= 0 && (qg_tensor_numel(t) != want || t->ndim > 1))
@@ -230,7 +237,9 @@ qg_tensor *qg_fused_moving_avg_obs_fake_quant(const qg_tensor *x, const qg_tenso
         for (int d = 0; d < axis; d++) outer *= x->shape[d];
         for (int d = axis + 1; d < x->ndim; d++) inner *= x->shape[d];
         if (axis < 0) inner = qg_tensor_numel(x);
-        if (!channel_minmax(x->dtype, qg__data(xc), outer, C, inner, mn, mx))
+        bool finite;
+        if (channel_minmax(x->dtype, qg__data(xc), outer, C, inner, mn, mx, &finite)) return NULL;
+        if (!finite)
             return qg__err(QG_EINVAL, "%s: input %s holds a NaN or an infinity; the running min/max were left as they were",
                            op, qg_shape_str(x, s1, sizeof s1)), NULL;
         const float c = (float)averaging_const;

@@ -333,7 +333,11 @@ qg_module *qg_qat_new(const char *type_name, const qg_qat_args *a, const qg_qcon
         if (k->bn) {
             qg_bn_opts bo = {.eps = a->eps, .momentum = a->momentum};
             bn = k->op == OP_CONV2D ? qg_nn_batchnorm2d_new(a->out, &bo) : qg_nn_batchnorm1d_new(a->out, &bo);
-            if (bn) qg_tensor_uniform_(qg_module_param(bn, "weight"), gen, 0, 1); /* reset_bn_parameters */
+            if (!bn) { /* bad eps or momentum: the BN's error */
+                qg_module_free(base);
+                return NULL;
+            }
+            qg_tensor_uniform_(qg_module_param(bn, "weight"), gen, 0, 1); /* reset_bn_parameters */
         }
         f = qg__fused_float_new(k->float_name, base, bn ? bn : qg_nn_relu_new(), bn && k->relu ? qg_nn_relu_new() : NULL);
         if (!f) return NULL;

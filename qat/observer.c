@@ -133,14 +133,14 @@ qg_module *qg__observer_make(const qg_fq_spec *s) {
     o->custom_range = s->quant_min < s->quant_max;
     qg_quant_range(s->dtype, s->reduce_range, s->quant_min, s->quant_max, &o->qmin, &o->qmax);
     float eps = (float)qg_opt_or(s->eps, 0x1p-23);
-    qg_status st = qg_module_add_buffer(m, "eps", qg_tensor_from_data(QG_F32, 1, (int64_t[]){1}, &eps));
+    qg_status st = qg__module_add_buffer_made(m, "eps", qg_tensor_from_data(QG_F32, 1, (int64_t[]){1}, &eps));
     unsigned fixed = QG_BUFFER_FIXED_DTYPE | (pc ? QG_BUFFER_RESIZABLE : 0);
     if (pc) {
-        if (!st) st = qg_module_add_buffer(m, "min_val", qg_tensor_empty(QG_F32, 1, (int64_t[]){0}));
-        if (!st) st = qg_module_add_buffer(m, "max_val", qg_tensor_empty(QG_F32, 1, (int64_t[]){0}));
+        if (!st) st = qg__module_add_buffer_made(m, "min_val", qg_tensor_empty(QG_F32, 1, (int64_t[]){0}));
+        if (!st) st = qg__module_add_buffer_made(m, "max_val", qg_tensor_empty(QG_F32, 1, (int64_t[]){0}));
     } else {
-        if (!st) st = qg_module_add_buffer(m, "min_val", qg_tensor_full(QG_F32, 0, NULL, INFINITY));
-        if (!st) st = qg_module_add_buffer(m, "max_val", qg_tensor_full(QG_F32, 0, NULL, -INFINITY));
+        if (!st) st = qg__module_add_buffer_made(m, "min_val", qg_tensor_full(QG_F32, 0, NULL, INFINITY));
+        if (!st) st = qg__module_add_buffer_made(m, "max_val", qg_tensor_full(QG_F32, 0, NULL, -INFINITY));
     }
     const char *own[] = {"eps", "min_val", "max_val"};
     for (int i = 0; i < 3 && !st; i++) st = qg_module_buffer_set_flags(m, own[i], i ? fixed : QG_BUFFER_FIXED_DTYPE);

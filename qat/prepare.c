@@ -103,17 +103,26 @@ static qg_status fuse_group(qg_module *model, const char *const *paths, int n) {
             if (mods[0]->training != mods[i]->training)
                 return qg__err(QG_EINVAL, "fuse_modules_qat: [%s]: conv and BN must both be in training or eval mode", list);
         }
-    /* take the members out (Identity in their place), then fuse them into the first slot */
-    for (int i = 0; i < n; i++) {
-        qg_module *id = qg_nn_identity_new();
-        mods[i] = qg_module_replace(model, paths[i], id);
-        if (!mods[i]) return qg_module_free(id), qg_last_status();
-        id->training = mods[i]->training;
+    /* Everything that can fail comes first, so that a failure leaves the model as it
+     * was: the fused module with Identity placeholders as its children, and the
+     * Identities that take the later members' places. Then only swaps remain. */
+    qg_module *ph[3] = {NULL, NULL, NULL}, *ids[3] = {NULL, NULL, NULL};
+    bool ok = true;
+    for (int i = 0; i < n; i++) ok = (ph[i] = qg_nn_identity_new()) && ok;
+    qg_module *fused = ok ? qg__fused_float_new(patterns[pi].fused->name, ph[0], ph[1], ph[2]) : NULL;
+    if (!ok) qg_module_free(ph[0]), qg_module_free(ph[1]), qg_module_free(ph[2]);
+    for (int i = 1; i < n && fused; i++) ok = (ids[i] = qg_nn_identity_new()) && ok;
+    if (!fused || !ok) {
+        qg_module_free(fused), qg_module_free(ids[1]), qg_module_free(ids[2]);
+        return qg_last_status();
     }
-    qg_module *fused = qg__fused_float_new(patterns[pi].fused->name, mods[0], mods[1], n > 2 ? mods[2] : NULL);
-    if (!fused) return qg_last_status();
-    qg_module *old = qg_module_replace(model, paths[0], fused);
-    qg_module_free(old);
+    static const char *const slot[3] = {"0", "1", "2"};
+    for (int i = 0; i < n; i++) {
+        qg_module *member = qg_module_replace(model, paths[i], i ? ids[i] : fused);
+        if (i) ids[i]->training = member->training;
+        qg_module_free(qg_module_replace(fused, slot[i], member)); /* the placeholder */
+    }
+    fused->training = mods[0]->training;
     return QG_OK;
 }
 

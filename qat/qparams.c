@@ -76,6 +76,8 @@ qg_status qg_qparams_observer(int64_t n, const float *min_val, const float *max_
     const char *op = "qparams_observer";
     if (n < 0 || !scale || !zero_point || (n > 0 && (!min_val || !max_val)))
         return qg__err(QG_EINVAL, "%s: bad arguments (n %lld, NULL array)", op, (long long)n);
+    if ((unsigned)scheme > QG_PER_CHANNEL_SYMMETRIC || (unsigned)dtype > QG_QINT32)
+        return qg__err(QG_EINVAL, "%s: unknown qscheme %d or dtype %d", op, (int)scheme, (int)dtype);
     qg_status st = check_range(op, qmin, qmax);
     if (st) return st;
     /* never observed: a per-channel observer's empty buffers, or a per-tensor observer's

@@ -3,6 +3,7 @@
  * (naive loop) convolution; the same results at 1 and 2 threads; error paths. */
 #include <string.h>
 
+#include "hooks.h"
 #include "test_util.h"
 #include "gc_layouts.h"
 
@@ -430,9 +431,8 @@ static void error_paths(void) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) qg_tensor_free(all[i]);
 }
 
-/* conv.c's test hook: -1 picks each GEMM's orientation by cost, 1 forces the
- * transposed form (scratch + transpose), so both code paths are checked. */
-extern int qg__conv_orientation;
+/* qg__conv_orientation (tests/hooks.h): -1 picks each GEMM's orientation by cost, 1
+ * forces the transposed form (scratch + transpose), so both code paths are checked. */
 
 int main(void) {
     qg_rng g;

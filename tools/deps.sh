@@ -2,7 +2,7 @@
 # Installs what qgrad needs to build, test and train on Debian 12 (run as root).
 # Skipped when every package is already there, so re-runs are quick.
 set -euo pipefail
-pkgs=(meson ninja-build pkg-config gcc clang libsleef-dev libcjson-dev zlib1g-dev
+pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev libsleef-dev libcjson-dev zlib1g-dev
       libopenblas-dev libomp-14-dev dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do

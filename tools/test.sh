@@ -4,15 +4,19 @@
 # without checking), and gcc with AddressSanitizer + UndefinedBehaviorSanitizer. On a
 # machine with AVX-512 it adds a fifth, AVX2-only build (-march=x86-64-v3), so the AVX2
 # kernels (the only vector paths of an AVX2 machine) are tested there too; --no-avx2
-# skips it, --avx2 forces it. Ends with one line "N passed, N failed" over all runs.
+# skips it, --avx2 forces it. Last, the libFuzzer targets of tests/fuzz/ (clang, ASan +
+# UBSan) run FUZZ_SECONDS (default 60) each on their committed seed corpora, one pass
+# or failure per target; --no-fuzz skips them. Ends with one line "N passed, N failed"
+# over all runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-avx2=auto
+avx2=auto fuzz=yes
 for a in "$@"; do
   case "$a" in
     --avx2) avx2=yes ;;
     --no-avx2) avx2=no ;;
-    *) echo "usage: $0 [--avx2|--no-avx2]" >&2; exit 2 ;;
+    --no-fuzz) fuzz=no ;;
+    *) echo "usage: $0 [--avx2|--no-avx2] [--no-fuzz]" >&2; exit 2 ;;
   esac
 done
 if [ "$avx2" = auto ]; then
@@ -46,6 +50,24 @@ CC=clang run clang -Dbench=false
 run generic -Dnative=false -Dbench=false
 [ "$avx2" = yes ] && run avx2 -Dnative=false -Dc_args=-march=x86-64-v3 -Dbench=false
 run asan -Db_sanitize=address,undefined -Dbuildtype=debugoptimized -Db_lundef=false -Dbench=false
+
+fuzz() {
+  local dir=build-test-fuzz secs=${FUZZ_SECONDS:-60}
+  echo "=== $dir: libFuzzer targets, $secs s each"
+  if ! CC=clang meson setup "$dir" --wipe -Dfuzz=true -Db_sanitize=none -Dbench=false >"$dir.setup.log" 2>&1 &&
+     ! CC=clang meson setup "$dir" -Dfuzz=true -Db_sanitize=none -Dbench=false >"$dir.setup.log" 2>&1; then
+    cat "$dir.setup.log"; failed=$((failed + 1)); return
+  fi
+  local targets=(fuzz_idx fuzz_dataset fuzz_safetensors fuzz_qat_checkpoint fuzz_optim_state)
+  if ! ninja -C "$dir" "${targets[@]/#/tests/fuzz/}" >"$dir.build.log" 2>&1; then
+    tail -50 "$dir.build.log"; failed=$((failed + 1)); return
+  fi
+  bash tests/fuzz/run.sh "$dir/tests/fuzz" "$secs" 2>&1 | tee "$dir.run.log"
+  local ok; ok=$(grep -cE '^fuzz_[a-z_]+: .*: ok$' "$dir.run.log")
+  passed=$((passed + ok))
+  failed=$((failed + ${#targets[@]} - ok))
+}
+[ "$fuzz" = yes ] && fuzz
 
 echo "${passed} passed, ${failed} failed"
 [ "$failed" -eq 0 ]

@@ -239,18 +239,17 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
 
 /* ---------------------------------------------------------------- backward */
 
-static void bn_backward(qg_node *n) {
+static qg_status bn_backward(qg_node *n) {
     qg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     qg_tensor *xs = n->saved[0], *mean = n->saved[1], *invstd = n->saved[2];
     bool training = n->ip[0] != 0;
     bool want_x = qg__wants_grad(x), want_w = qg__wants_grad(w), want_b = qg__wants_grad(b);
-    if (!want_x && !want_w && !want_b) return;
-    if (qg_tensor_numel(xs) == 0) { /* an empty batch: zero gradients, as PyTorch gives */
-        if (want_x) qg__grad_of(x);
-        if (want_w) qg__grad_of(w);
-        if (want_b) qg__grad_of(b);
-        return;
-    }
+    if (!want_x && !want_w && !want_b) return QG_OK;
+    /* every buffer first, so that a failure leaves no gradient half-accumulated */
+    qg_tensor *gx = want_x ? qg__grad_of(x) : NULL, *gw = want_w ? qg__grad_of(w) : NULL;
+    qg_tensor *gb = want_b ? qg__grad_of(b) : NULL;
+    if ((want_x && !gx) || (want_w && !gw) || (want_b && !gb)) return QG_ENOMEM;
+    if (qg_tensor_numel(xs) == 0) return QG_OK; /* an empty batch: zero gradients, as PyTorch gives */
     ncs v;
     QG_ASSERT(ncs_view(xs, &v));
     const int64_t C = v.C;
@@ -260,7 +259,7 @@ static void bn_backward(qg_node *n) {
     const char *g = qg__data(n->out->grad);
     double *gsum = qg__tape_alloc(sizeof(double) * (size_t)(2 * C + 1)), *dotp = gsum + C;
     char *wv = qg__tape_alloc(es * (size_t)(3 * C + 1)), *gmean = wv + es * (size_t)C, *k = gmean + es * (size_t)C;
-    QG_ASSERT(gsum && wv);
+    if (!gsum || !wv) return QG_ENOMEM;
     bn_grad_sums(dt, &v, g, qg__data(mean), gsum, dotp);
     QG_FLOAT_DISPATCH(dt, {
         const real *is = (const real *)qg__data(invstd);
@@ -271,18 +270,17 @@ static void bn_backward(qg_node *n) {
             ((real *)gmean)[c] = (real)(gsum[c] / cnt);
         }
         if (want_w) {
-            qg_tensor *gw = qg__grad_of(w);
             for (int64_t c = 0; c < C; c++) ((real *)qg__data(gw))[c] += (real)(dotp[c] * is[c]);
         }
         if (want_b) {
-            qg_tensor *gb = qg__grad_of(b);
             for (int64_t c = 0; c < C; c++) ((real *)qg__data(gb))[c] += (real)gsum[c];
         }
     });
     if (want_x) {
         gx_args a = {g, qg__data(mean), qg__data(invstd), wv, gmean, k, training};
-        bn_grad_input(dt, &v, &a, qg__data(qg__grad_of(x)));
+        bn_grad_input(dt, &v, &a, qg__data(gx));
     }
+    return QG_OK;
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -290,6 +288,7 @@ static void bn_backward(qg_node *n) {
 static qg_status check_vec(const char *what, const qg_tensor *t, const qg_tensor *x) {
     char a[128], b[128];
     if (!t) return QG_OK;
+    if (qg__live("batch_norm", t)) return QG_ESTATE;
     if (t->dtype != x->dtype)
         return qg__err(QG_EDTYPE, "batch_norm: %s is %s but the input is %s (expected one dtype)", what,
                        qg_dtype_name(t->dtype), qg_dtype_name(x->dtype));

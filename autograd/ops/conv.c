@@ -239,7 +239,7 @@ static void col2im_par(const conv_geom *g, qg_dtype dt, char *col, char *dxn, in
  * side. The cheaper of the two, counting padded tiles and the transpose, wins. The tile
  * shape is the GEMM's own (kernels/gemm.h); it only steers speed, never results. */
 
-/* Test hook (tests/test_gradcheck_nn.c declares it): -1 chooses by cost, 0 computes
+/* Test hook (declared for tests in tests/hooks.h): -1 chooses by cost, 0 computes
  * every product as written, 1 every product transposed. */
 int qg__conv_orientation = -1;
 
@@ -410,7 +410,7 @@ static qg_status conv_forward(const conv_geom *g, qg_dtype dt, const char *x, co
 
 /* dW += the nb block buffers (in part's layout: (K, CKg) as dW, or per group (CKg, Kg)),
  * added in block order. */
-static void reduce_blocks(const conv_geom *g, qg_dtype dt, const char *part, int64_t nb, char *dW) {
+static qg_status reduce_blocks(const conv_geom *g, qg_dtype dt, const char *part, int64_t nb, char *dW) {
     const int64_t Kg = g->Kg, CKg = g->CKg, wn = g->K * CKg;
     const int64_t rows = g->G * (g->dw_t ? CKg : Kg), len = g->dw_t ? Kg : CKg;
     const bool tr = g->dw_t;
@@ -420,7 +420,7 @@ static void reduce_blocks(const conv_geom *g, qg_dtype dt, const char *part, int
         real *d = (real *)dW;
         const real *pp = (const real *)part;
         real *acc = qg__tape_alloc(sizeof(real) * (size_t)(rows * len));
-        QG_ASSERT(acc);
+        if (!acc) return QG_ENOMEM;
         _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int64_t row = 0; row < rows; row++) {
             real *a = acc + row * len;
@@ -438,9 +438,10 @@ static void reduce_blocks(const conv_geom *g, qg_dtype dt, const char *part, int
             }
         }
     });
+    return QG_OK;
 }
 
-static void conv_backward(qg_node *node) {
+static qg_status conv_backward(qg_node *node) {
     const conv_ctx *cx = node->ctx;
     const conv_geom *g = &cx->g;
     qg_tensor *x = node->in[0], *wt = node->in[1], *bt = node->nin > 2 ? node->in[2] : NULL;
@@ -449,7 +450,9 @@ static void conv_backward(qg_node *node) {
     const char *dy = qg__data(node->out->grad), *xd = qg__data(x), *w = qg__data(cx->wm);
     const int64_t N = g->N;
     const bool want_x = qg__wants_grad(x), want_w = qg__wants_grad(wt) && N > 0;
-    char *dx = want_x ? qg__data(qg__grad_of(x)) : NULL, *dW = want_w ? qg__data(qg__grad_of(wt)) : NULL;
+    qg_tensor *gx = want_x ? qg__grad_of(x) : NULL, *gw = want_w ? qg__grad_of(wt) : NULL;
+    if ((want_x && !gx) || (want_w && !gw)) return QG_ENOMEM;
+    char *dx = gx ? qg__data(gx) : NULL, *dW = gw ? qg__data(gw) : NULL;
 
     /* dW blocks: nb, and each block's buffer (none when one block in dW's layout
      * can accumulate straight into dW) */
@@ -458,14 +461,14 @@ static void conv_backward(qg_node *node) {
     if (wn > 0 && nb * wn > DW_PARTIAL_MAX) nb = DW_PARTIAL_MAX / wn > 1 ? DW_PARTIAL_MAX / wn : 1;
     const bool direct = nb == 1 && !g->dw_t;
     char *part = want_w && !direct ? qg__tape_alloc((size_t)(nb * wn) * es) : dW;
-    QG_ASSERT(part || !want_w);
+    if (want_w && !part) return QG_ENOMEM;
     bool outer_b;
     int ntb = plan_threads(nb, conv_work(g), &outer_b);
 
     if (want_x && want_w && (outer_b || ntb <= 1)) { /* one pass over the blocks: dY[n] is still in cache for dW */
         buf_plan bp = plan_bufs(g, es, true, true);
         char *base = alloc_bufs(&bp, ntb);
-        QG_ASSERT(base);
+        if (!base) return QG_ENOMEM;
         _Pragma("omp parallel for num_threads(ntb) schedule(static) if(ntb > 1)")
         for (int64_t bi = 0; bi < nb; bi++)
             bwd_block(g, dt, xd, w, dy, dx, part + (size_t)(bi * wn) * es, thread_bufs(&bp, base, qg__thread_id()),
@@ -476,7 +479,7 @@ static void conv_backward(qg_node *node) {
             int nt = plan_threads(N, conv_work(g), &outer);
             buf_plan bp = plan_bufs(g, es, false, true);
             char *base = alloc_bufs(&bp, outer ? nt : 1);
-            QG_ASSERT(base);
+            if (!base) return QG_ENOMEM;
             if (outer) {
                 _Pragma("omp parallel for num_threads(nt) schedule(static)")
                 for (int64_t n = 0; n < N; n++) dx_image(g, dt, w, dy, dx, thread_bufs(&bp, base, qg__thread_id()), n, 1);
@@ -487,7 +490,7 @@ static void conv_backward(qg_node *node) {
         if (want_w) {
             buf_plan bp = plan_bufs(g, es, true, false);
             char *base = alloc_bufs(&bp, outer_b ? ntb : 1);
-            QG_ASSERT(base);
+            if (!base) return QG_ENOMEM;
             if (outer_b) {
                 _Pragma("omp parallel for num_threads(ntb) schedule(static)")
                 for (int64_t bi = 0; bi < nb; bi++)
@@ -500,10 +503,12 @@ static void conv_backward(qg_node *node) {
             }
         }
     }
-    if (want_w && !direct) reduce_blocks(g, dt, part, nb, dW);
+    if (want_w && !direct && reduce_blocks(g, dt, part, nb, dW)) return QG_ENOMEM;
 
     if (qg__wants_grad(bt)) { /* db[k] += sum over n, p of dY[n, k, p] */
-        char *db = qg__data(qg__grad_of(bt));
+        qg_tensor *gb = qg__grad_of(bt);
+        if (!gb) return QG_ENOMEM;
+        char *db = qg__data(gb);
         const int64_t K = g->K, P = g->P;
         int nt = qg__threads_for(N * K * P);
         (void)nt; /* only the OpenMP pragmas use it */
@@ -527,6 +532,7 @@ static void conv_backward(qg_node *node) {
             }
         });
     }
+    return QG_OK;
 }
 
 /* ---------------------------------------------------------------- entry points */

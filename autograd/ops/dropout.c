@@ -41,14 +41,17 @@ static void drop_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
     });
 }
 
-static void dropout_backward(qg_node *n) {
+static qg_status dropout_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
-    if (!qg__wants_grad(x)) return;
+    if (!qg__wants_grad(x)) return QG_OK;
     drop_ctx c = {x->dtype, n->p[0]};
-    const qg_tensor *ops[3] = {qg__grad_of(x), n->out->grad, n->saved[0]};
+    qg_tensor *gx = qg__grad_of(x);
+    if (!gx) return QG_ENOMEM;
+    const qg_tensor *ops[3] = {gx, n->out->grad, n->saved[0]};
     qg_iter it;
     qg__iter_init(&it, 3, ops, x->ndim, x->shape);
     qg__iter_run(&it, drop_bwd_row, &c, true);
+    return QG_OK;
 }
 
 /* mask[i] = u_i >= p, u_i the i-th draw of gen; gen advances by n draws */

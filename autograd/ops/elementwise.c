@@ -135,14 +135,17 @@ static void unary_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) 
     });
 }
 
-static void unary_backward(qg_node *n) {
+static qg_status unary_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
-    if (!qg__wants_grad(x)) return;
+    if (!qg__wants_grad(x)) return QG_OK;
     unary_ctx c = {(unary_op)n->ip[0], x->dtype, n->p[0], n->p[1]};
-    const qg_tensor *ops[4] = {qg__grad_of(x), n->out->grad, x, n->out};
+    qg_tensor *gx = qg__grad_of(x);
+    if (!gx) return QG_ENOMEM;
+    const qg_tensor *ops[4] = {gx, n->out->grad, x, n->out};
     qg_iter it;
     qg__iter_init(&it, 4, ops, x->ndim, x->shape);
     qg__iter_run(&it, unary_bwd_row, &c, true);
+    return QG_OK;
 }
 
 static qg_tensor *unary(unary_op op, const qg_tensor *x, double p0, double p1) {
@@ -261,25 +264,27 @@ static void binary_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx)
 /* Gradient of one input of a broadcasting op: written straight into its grad when
  * shapes match, else into a temporary of the output's shape that is then summed
  * over the broadcast dims. */
-static void binary_grad_for(qg_node *n, int which, qg_row_fn row, void *ctx) {
+static qg_status binary_grad_for(qg_node *n, int which, qg_row_fn row, void *ctx) {
     qg_tensor *x = n->in[which], *out = n->out;
-    if (!qg__wants_grad(x)) return;
+    if (!qg__wants_grad(x)) return QG_OK;
     qg_tensor *gx = qg__grad_of(x);
     bool same = x->ndim == out->ndim && !memcmp(x->shape, out->shape, sizeof(int64_t) * (size_t)x->ndim);
-    qg_tensor *dst = same ? gx : qg__tape_zeros(x->dtype, out->ndim, out->shape);
-    QG_ASSERT(dst);
+    qg_tensor *dst = !gx || same ? gx : qg__tape_zeros(x->dtype, out->ndim, out->shape);
+    if (!dst) return QG_ENOMEM;
     const qg_tensor *ops[4] = {dst, out->grad, n->in[0], n->in[1]};
     qg_iter it;
     qg__iter_init(&it, 4, ops, out->ndim, out->shape);
     qg__iter_run(&it, row, ctx, true);
     if (!same) qg__unbroadcast_add(gx, dst);
+    return QG_OK;
 }
 
-static void binary_backward(qg_node *n) {
+static qg_status binary_backward(qg_node *n) {
     for (int w = 0; w < 2; w++) {
         binary_ctx c = {(binary_op)n->ip[0], n->out->dtype, w};
-        binary_grad_for(n, w, binary_bwd_row, &c);
+        if (binary_grad_for(n, w, binary_bwd_row, &c)) return QG_ENOMEM;
     }
+    return QG_OK;
 }
 
 static qg_tensor *binary(binary_op op, const qg_tensor *a, const qg_tensor *b) {
@@ -342,15 +347,15 @@ static void where_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) 
     });
 }
 
-static void where_backward(qg_node *n) {
+static qg_status where_backward(qg_node *n) {
     qg_tensor *mask = n->saved[0], *out = n->out;
     for (int w = 0; w < 2; w++) {
         qg_tensor *x = n->in[w];
         if (!qg__wants_grad(x)) continue;
         qg_tensor *gx = qg__grad_of(x);
         bool same = x->ndim == out->ndim && !memcmp(x->shape, out->shape, sizeof(int64_t) * (size_t)x->ndim);
-        qg_tensor *dst = same ? gx : qg__tape_zeros(x->dtype, out->ndim, out->shape);
-        QG_ASSERT(dst);
+        qg_tensor *dst = !gx || same ? gx : qg__tape_zeros(x->dtype, out->ndim, out->shape);
+        if (!dst) return QG_ENOMEM;
         where_ctx c = {x->dtype, w};
         const qg_tensor *ops[3] = {dst, out->grad, mask};
         qg_iter it;
@@ -358,6 +363,7 @@ static void where_backward(qg_node *n) {
         qg__iter_run(&it, where_bwd_row, &c, true);
         if (!same) qg__unbroadcast_add(gx, dst);
     }
+    return QG_OK;
 }
 
 qg_tensor *qg_where(const qg_tensor *mask, const qg_tensor *a, const qg_tensor *b) {
@@ -437,15 +443,16 @@ qg_tensor *qg_eq(const qg_tensor *a, const qg_tensor *b) { return compare(2, "eq
 
 /* ================================================================ cast */
 
-static void cast_backward(qg_node *n) {
+static qg_status cast_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
-    if (!qg__wants_grad(x)) return;
+    if (!qg__wants_grad(x)) return QG_OK;
     qg_tensor *gx = qg__grad_of(x);
     /* convert the gradient back to x's dtype and accumulate */
-    qg_tensor *tmp = qg__tape_tensor(x->dtype, x->ndim, x->shape);
-    QG_ASSERT(tmp);
+    qg_tensor *tmp = gx ? qg__tape_tensor(x->dtype, x->ndim, x->shape) : NULL;
+    if (!tmp) return QG_ENOMEM;
     qg_tensor_copy_(tmp, n->out->grad);
     qg__unbroadcast_add(gx, tmp);
+    return QG_OK;
 }
 
 qg_tensor *qg_to_dtype(const qg_tensor *x, qg_dtype dt) {

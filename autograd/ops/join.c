@@ -3,7 +3,7 @@
  * inputs. */
 #include "internal.h"
 
-static void cat_backward(qg_node *n) {
+static qg_status cat_backward(qg_node *n) {
     int dim = (int)n->ip[0];
     qg_tensor *g = n->out->grad;
     int64_t off = 0;
@@ -13,10 +13,13 @@ static void cat_backward(qg_node *n) {
             qg_tensor part = *g; /* g[..., off:off+len, ...] */
             part.shape[dim] = x->shape[dim];
             part.offset = g->offset + off * g->strides[dim];
-            qg__broadcast_add(qg__grad_of(x), &part);
+            qg_tensor *gx = qg__grad_of(x);
+            if (!gx) return QG_ENOMEM;
+            qg__broadcast_add(gx, &part);
         }
         off += x->shape[dim];
     }
+    return QG_OK;
 }
 
 qg_tensor *qg_cat(int n, qg_tensor *const *xs, int dim) {

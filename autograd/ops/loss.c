@@ -33,10 +33,11 @@ static qg_status check_targets(const char *op, const qg_tensor *logp, const qg_t
     return QG_OK;
 }
 
-static void nll_backward(qg_node *n) {
+static qg_status nll_backward(qg_node *n) {
     qg_tensor *x = n->in[0], *target = n->saved[0];
-    if (!qg__wants_grad(x)) return;
+    if (!qg__wants_grad(x)) return QG_OK;
     qg_tensor *gx = qg__grad_of(x), *g = n->out->grad;
+    if (!gx) return QG_ENOMEM;
     qg_reduction red = (qg_reduction)n->ip[0];
     double count = n->p[0];
     int64_t N = x->shape[0], C = x->shape[1];
@@ -50,6 +51,7 @@ static void nll_backward(qg_node *n) {
             d[i * C + t] += red == QG_REDUCTION_MEAN ? (real)(-gi / count) : -gi;
         }
     });
+    return QG_OK;
 }
 
 qg_tensor *qg_nll_loss(const qg_tensor *logp, const qg_tensor *target, qg_reduction red) {

@@ -42,13 +42,15 @@ static bool fold_rows(mats *a) {
     return true;
 }
 
-static void matmul_backward(qg_node *n) {
+static qg_status matmul_backward(qg_node *n) {
     qg_tensor *a = n->in[0], *b = n->in[1], *out = n->out;
     mats G = as_mats(out->grad);
     int64_t nb = G.batch;
     mats A = as_mats(a), B = as_mats(b);
     if (qg__wants_grad(a)) { /* dA = dC B^T, summed over a broadcast batch */
-        mats dA = as_mats(qg__grad_of(a));
+        qg_tensor *ga = qg__grad_of(a);
+        if (!ga) return QG_ENOMEM;
+        mats dA = as_mats(ga);
         if (B.batch == 1 && nb > 1 && dA.batch == nb) {
             mats g2 = G, d2 = dA;
             fold_rows(&g2), fold_rows(&d2);
@@ -58,16 +60,19 @@ static void matmul_backward(qg_node *n) {
         }
     }
     if (qg__wants_grad(b)) { /* dB = A^T dC */
-        mats dB = as_mats(qg__grad_of(b));
+        qg_tensor *gb = qg__grad_of(b);
+        if (!gb) return QG_ENOMEM;
+        mats dB = as_mats(gb);
         if (dB.batch == 1 && nb > 1) {
             mats a2 = A, g2 = G;
             if (A.batch == nb && fold_rows(&a2) && fold_rows(&g2)) {
                 batched_gemm(b->dtype, 1, &a2, true, &g2, false, &dB, 1.0);
-                return;
+                return QG_OK;
             }
         }
         batched_gemm(b->dtype, nb, &A, true, &G, false, &dB, 1.0);
     }
+    return QG_OK;
 }
 
 qg_tensor *qg_matmul(const qg_tensor *a, const qg_tensor *b) {
@@ -119,7 +124,7 @@ static bool lead_rows(const qg_tensor *x, int64_t *rows, int64_t *rs) {
     return true;
 }
 
-static void linear_backward(qg_node *n) {
+static qg_status linear_backward(qg_node *n) {
     qg_tensor *x = n->in[0], *w = n->in[1], *b = n->nin > 2 ? n->in[2] : NULL;
     qg_tensor *g = n->out->grad;
     qg_dtype dt = g->dtype;
@@ -127,16 +132,23 @@ static void linear_backward(qg_node *n) {
     const char *gd = qg__data(g), *wd = qg__data(w);
     if (qg__wants_grad(x)) { /* dx (rows, in) += g (rows, out) @ W (out, in) */
         qg_tensor *gx = qg__grad_of(x);
+        if (!gx) return QG_ENOMEM;
         qg__gemm(dt, rows, in, outf, gd, outf, 1, wd, w->strides[0], w->strides[1], 1.0, qg__data(gx), in, 1);
     }
     if (qg__wants_grad(w)) { /* dW (out, in) += g^T (out, rows) @ x (rows, in) */
         int64_t xr = 0, xrs = 0;
         const qg_tensor *xm = x;
-        if (!lead_rows(x, &xr, &xrs)) xm = qg_contiguous(x), lead_rows(xm, &xr, &xrs);
-        qg__gemm(dt, outf, in, rows, gd, 1, outf, qg__data(xm), xrs, xm->strides[xm->ndim - 1], 1.0,
-             qg__data(qg__grad_of(w)), in, 1);
+        if (!lead_rows(x, &xr, &xrs) && (xm = qg_contiguous(x))) lead_rows(xm, &xr, &xrs);
+        qg_tensor *gw = qg__grad_of(w);
+        if (!xm || !gw) return QG_ENOMEM;
+        qg__gemm(dt, outf, in, rows, gd, 1, outf, qg__data(xm), xrs, xm->strides[xm->ndim - 1], 1.0, qg__data(gw), in, 1);
     }
-    if (qg__wants_grad(b)) qg__unbroadcast_add(qg__grad_of(b), g);
+    if (qg__wants_grad(b)) {
+        qg_tensor *gb = qg__grad_of(b);
+        if (!gb) return QG_ENOMEM;
+        qg__unbroadcast_add(gb, g);
+    }
+    return QG_OK;
 }
 
 qg_tensor *qg_linear(const qg_tensor *x, const qg_tensor *w, const qg_tensor *b) {

@@ -188,13 +188,15 @@ static void max_plane(const pool_geom *g, qg_dtype dt, const char *xp, char *op,
     });
 }
 
-static void max_pool_backward(qg_node *n) {
+static qg_status max_pool_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
-    if (!qg__wants_grad(x)) return;
+    if (!qg__wants_grad(x)) return QG_OK;
+    qg_tensor *gxt = qg__grad_of(x);
+    if (!gxt) return QG_ENOMEM;
     const pool_ctx *c = n->ctx;
     const pool_geom *g = &c->g;
     const int64_t NC = g->N * g->C, HW = g->H * g->W, P = g->OH * g->OW;
-    char *gxp = qg__data(qg__grad_of(x));
+    char *gxp = qg__data(gxt);
     const char *gyp = qg__data(n->out->grad);
     const int32_t *idx = c->idx;
     int nt = qg__threads_for(NC * (P + HW));
@@ -211,6 +213,7 @@ static void max_pool_backward(qg_node *n) {
                 if (ix[o] >= 0) d[ix[o]] += s[o];
         }
     });
+    return QG_OK;
 }
 
 qg_tensor *qg_max_pool2d(const qg_tensor *x, const int *kernel, const int *stride, const int *padding,
@@ -284,12 +287,14 @@ static void avg_plane(const pool_geom *g, qg_dtype dt, const char *xp, char *op)
     });
 }
 
-static void avg_pool_backward(qg_node *n) {
+static qg_status avg_pool_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
-    if (!qg__wants_grad(x)) return;
+    if (!qg__wants_grad(x)) return QG_OK;
+    qg_tensor *gxt = qg__grad_of(x);
+    if (!gxt) return QG_ENOMEM;
     const pool_geom *g = &((const pool_ctx *)n->ctx)->g;
     const int64_t NC = g->N * g->C, HW = g->H * g->W, P = g->OH * g->OW, W = g->W;
-    char *gxp = qg__data(qg__grad_of(x));
+    char *gxp = qg__data(gxt);
     const char *gyp = qg__data(n->out->grad);
     int nt = qg__threads_for(qg__sat_mul(NC * P, g->kh * g->kw + 1) / 2 + NC * HW / 2);
     (void)nt; /* only the OpenMP pragmas use it */
@@ -309,6 +314,7 @@ static void avg_pool_backward(qg_node *n) {
                 }
         }
     });
+    return QG_OK;
 }
 
 qg_tensor *qg_avg_pool2d(const qg_tensor *x, const int *kernel, const int *stride, const int *padding,
@@ -360,12 +366,14 @@ static void adaptive_plane(const pool_geom *g, qg_dtype dt, const char *xp, char
     });
 }
 
-static void adaptive_backward(qg_node *n) {
+static qg_status adaptive_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
-    if (!qg__wants_grad(x)) return;
+    if (!qg__wants_grad(x)) return QG_OK;
+    qg_tensor *gxt = qg__grad_of(x);
+    if (!gxt) return QG_ENOMEM;
     const pool_geom *g = &((const pool_ctx *)n->ctx)->g;
     const int64_t NC = g->N * g->C, HW = g->H * g->W, P = g->OH * g->OW, W = g->W;
-    char *gxp = qg__data(qg__grad_of(x));
+    char *gxp = qg__data(gxt);
     const char *gyp = qg__data(n->out->grad);
     int nt = qg__threads_for(NC * (P + 2 * HW));
     (void)nt; /* only the OpenMP pragmas use it */
@@ -386,6 +394,7 @@ static void adaptive_backward(qg_node *n) {
             }
         }
     });
+    return QG_OK;
 }
 
 qg_tensor *qg_adaptive_avg_pool2d(const qg_tensor *x, int64_t oh, int64_t ow) {

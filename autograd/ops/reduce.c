@@ -60,15 +60,15 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if (nt > 1)")
 }
 
 /* Backward of sum and mean: gx += scale * g, g broadcast over the reduced dims. */
-static void sum_backward(qg_node *n) {
+static qg_status sum_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
-    if (!qg__wants_grad(x)) return;
+    if (!qg__wants_grad(x)) return QG_OK;
     bool red[QG_MAX_DIMS];
     for (int d = 0; d < QG_MAX_DIMS; d++) red[d] = n->ip[d];
     qg_tensor gv = keepdim_view(n->out->grad, x, red);
     if (n->p[0] != 1.0) {
         qg_tensor *s = qg__tape_tensor(gv.dtype, gv.ndim, gv.shape);
-        QG_ASSERT(s);
+        if (!s) return QG_ENOMEM;
         int64_t m = qg_tensor_numel(s);
         QG_FLOAT_DISPATCH(s->dtype, {
             const real *g = (const real *)qg__data(&gv);
@@ -77,7 +77,10 @@ static void sum_backward(qg_node *n) {
         });
         gv = *s;
     }
-    qg__broadcast_add(qg__grad_of(x), &gv);
+    qg_tensor *gx = qg__grad_of(x);
+    if (!gx) return QG_ENOMEM;
+    qg__broadcast_add(gx, &gv);
+    return QG_OK;
 }
 
 static qg_tensor *sum_like(const char *op, const qg_tensor *x, int ndims, const int *dims, bool keepdim, bool mean) {
@@ -127,17 +130,20 @@ static void var_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
     });
 }
 
-static void var_backward(qg_node *n) {
+static qg_status var_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
-    if (!qg__wants_grad(x)) return;
+    if (!qg__wants_grad(x)) return QG_OK;
     bool red[QG_MAX_DIMS];
     for (int d = 0; d < QG_MAX_DIMS; d++) red[d] = n->ip[d];
     qg_tensor gv = keepdim_view(n->out->grad, x, red), mv = keepdim_view(n->saved[0], x, red);
     var_ctx c = {x->dtype, n->p[0]};
-    const qg_tensor *ops[4] = {qg__grad_of(x), &gv, x, &mv};
+    qg_tensor *gx = qg__grad_of(x);
+    if (!gx) return QG_ENOMEM;
+    const qg_tensor *ops[4] = {gx, &gv, x, &mv};
     qg_iter it;
     qg__iter_init(&it, 4, ops, x->ndim, x->shape);
     qg__iter_run(&it, var_bwd_row, &c, true);
+    return QG_OK;
 }
 
 qg_tensor *qg_var(const qg_tensor *x, int ndims, const int *dims, bool unbiased, bool keepdim) {
@@ -199,10 +205,11 @@ static void row_max(qg_dtype dt, const char *src, int64_t K, int64_t R, char *va
 }
 
 /* gx[..., idx[k], ...] += g[k] for every output element k */
-static void max_backward(qg_node *n) {
+static qg_status max_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
-    if (!qg__wants_grad(x)) return;
+    if (!qg__wants_grad(x)) return QG_OK;
     qg_tensor *gx = qg__grad_of(x), *g = n->out->grad, *idx = n->saved[0];
+    if (!gx) return QG_ENOMEM;
     int dim = (int)n->ip[0];
     /* walk output elements in C order over x's shape with dim removed */
     int64_t K = qg_tensor_numel(g), inner = 1;
@@ -217,6 +224,7 @@ static void max_backward(qg_node *n) {
             d[(o * len + ix[k]) * inner + i] += gg[k];
         }
     });
+    return QG_OK;
 }
 
 static qg_tensor *max_impl(const char *op, const qg_tensor *x, int dim, bool keepdim, qg_tensor **indices, bool values) {

@@ -57,16 +57,16 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if (nt > 1)")
 }
 
 /* softmax: gx = y * (g - sum(g * y)); log_softmax: gx = g - exp(y) * sum(g) */
-static void softmax_backward(qg_node *n) {
+static qg_status softmax_backward(qg_node *n) {
     qg_tensor *x = n->in[0], *y = n->out;
-    if (!qg__wants_grad(x)) return;
+    if (!qg__wants_grad(x)) return QG_OK;
     bool log_ = n->ip[1], red[QG_MAX_DIMS] = {0};
     if (x->ndim) red[n->ip[0]] = true;
     int64_t K, R;
     const char *ys = qg__kr_layout(y, red, &K, &R), *gs = qg__kr_layout(y->grad, red, &K, &R);
     qg_tensor *gx = qg__grad_of(x);
     qg_tensor *tmp = qg__tape_tensor(x->dtype, 2, (int64_t[]){K, R});
-    QG_ASSERT(ys && gs && tmp);
+    if (!ys || !gs || !gx || !tmp) return QG_ENOMEM;
     QG_FLOAT_DISPATCH(x->dtype, {
         const real *Y = (const real *)ys, *G = (const real *)gs;
         real *D = (real *)qg__data(tmp);
@@ -81,6 +81,7 @@ static void softmax_backward(qg_node *n) {
         }
     });
     place_rows(gx, red, qg__data(tmp), true);
+    return QG_OK;
 }
 
 static qg_tensor *softmax_impl(const char *op, const qg_tensor *x, int dim, bool log_) {

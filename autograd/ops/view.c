@@ -92,13 +92,15 @@ static qg_status apply_geom(view_kind k, const int64_t *ip, const qg_tensor *in,
     return QG_OK;
 }
 
-static void view_backward(qg_node *n) {
+static qg_status view_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
-    if (!qg__wants_grad(x)) return;
-    qg_tensor gv;
-    qg_status st = apply_geom((view_kind)n->ip[KIND_SLOT], n->ip, qg__grad_of(x), &gv);
+    if (!qg__wants_grad(x)) return QG_OK;
+    qg_tensor gv, *gx = qg__grad_of(x);
+    if (!gx) return QG_ENOMEM;
+    qg_status st = apply_geom((view_kind)n->ip[KIND_SLOT], n->ip, gx, &gv);
     QG_ASSERT(st == QG_OK); /* the gradient buffer is contiguous: every view fits */
     qg__unbroadcast_add(&gv, n->out->grad);
+    return QG_OK;
 }
 
 /* Makes the output header (a view of src, which is x or a contiguous copy of it) and
