@@ -1,7 +1,7 @@
 /* Strided iteration shared by elementwise ops, copies and broadcasting's backward.
  * Operands are viewed at one shape; dims of size 1 are dropped and dims that are
  * contiguous for every operand are merged, so a contiguous tensor is one long row. */
-#include "internal.h"
+#include "op_internal.h"
 
 void qg__iter_init(qg_iter *it, int nops, const qg_tensor *const *ops, int ndim,
                    const int64_t *shape) {

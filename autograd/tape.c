@@ -8,7 +8,7 @@
  * tensor of the pass just reset still has its header (and its old generation) intact
  * however the data arena is reused or regrown: qg__live() turns it into an error.
  * (Handles two resets old may alias a newer header.) */
-#include "internal.h"
+#include "op_internal.h"
 
 typedef struct chunk {
     struct chunk *next;

@@ -1,7 +1,7 @@
 /* Tensors: caller-owned creation, inspection, copies, and the shape helpers ops share. */
 #include <math.h>
 
-#include "internal.h"
+#include "op_internal.h"
 
 static const size_t dtype_sizes[QG_NDTYPES] = {4, 8, 8, 4, 1, 1};
 static const char *const dtype_names[QG_NDTYPES] = {"f32", "f64", "i64", "i32", "u8", "i8"};

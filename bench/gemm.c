@@ -17,7 +17,7 @@
 
 #include <cblas.h>
 
-#include "internal.h"
+#include "op_internal.h"
 
 void openblas_set_num_threads(int num_threads);
 char *openblas_get_corename(void);

@@ -186,6 +186,50 @@ bool qg_module_is(const qg_module *m, const char *type_name) {
     return m && type_name && !strcmp(m->type->name, type_name);
 }
 
+/* ------------------------------------------------------------- paths (labels for messages) */
+
+void qg_module_set_path(qg_module *m, const char *path) {
+    if (!m) return;
+    qg__free(m->path);
+    m->path = NULL;
+    if (!path) return;
+    size_t n = strlen(path) + 1;
+    m->path = qg__alloc(n);
+    if (m->path) memcpy(m->path, path, n);
+}
+
+const char *qg__module_label(const qg_module *m) { return m->path && *m->path ? m->path : m->type->name; }
+
+/* ------------------------------------------------------------- the tree, for qat/ */
+
+int qg__module_nchildren(const qg_module *m) { return m ? m->nchildren : 0; }
+
+qg_module *qg__module_child_at(const qg_module *m, int i, const char **name) {
+    if (!m || i < 0 || i >= m->nchildren) return NULL;
+    if (name) *name = m->children[i].name;
+    return m->children[i].ptr;
+}
+
+void qg__module_set_child_at(qg_module *m, int i, qg_module *child) {
+    if (!m || i < 0 || i >= m->nchildren) return;
+    if (m->output_hook == m->children[i].ptr) m->output_hook = child;
+    m->children[i].ptr = child;
+}
+
+int qg__module_param_index(const qg_module *m, const char *name) { return m && name ? find(m->params, m->nparams, name) : -1; }
+int qg__module_buffer_index(const qg_module *m, const char *name) { return m && name ? find(m->buffers, m->nbuffers, name) : -1; }
+int qg__module_child_index(const qg_module *m, const char *name) { return m && name ? find(m->children, m->nchildren, name) : -1; }
+qg_tensor *qg__module_param_at(const qg_module *m, int i) { return m && i >= 0 && i < m->nparams ? m->params[i].ptr : NULL; }
+qg_tensor *qg__module_buffer_at(const qg_module *m, int i) { return m && i >= 0 && i < m->nbuffers ? m->buffers[i].ptr : NULL; }
+
+qg_tensor *qg__module_take_param(qg_module *m, const char *name) {
+    int i = m && name ? find(m->params, m->nparams, name) : -1;
+    if (i < 0) return NULL;
+    qg_tensor *t = m->params[i].ptr;
+    m->params[i].ptr = NULL;
+    return t;
+}
+
 /* Walks a dotted path; *slot gets the parent's child slot of the last component. */
 static qg_module *walk(qg_module *m, const char *path, qg_named **slot) {
     if (slot) *slot = NULL;

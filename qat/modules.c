@@ -16,6 +16,13 @@ typedef struct {
     bool bn, relu, dynamic;
 } qat_kind;
 
+/* A child forward uses, found by name once: found again only if the child at its
+ * index was replaced or removed since. */
+typedef struct {
+    qg_module *mod;
+    int i;
+} qat_part;
+
 typedef struct {
     qg_module base;
     const qat_kind *kind;
@@ -23,6 +30,10 @@ typedef struct {
     int kernel[2], stride[2], padding[2], dilation[2], groups;
     bool freeze_bn;
     qg_qconfig qconfig;
+    qat_part wfq, bn;          /* weight_fake_quant, bn */
+    int w_i, b_i;              /* the weight and bias slots */
+    int bn_w_i, bn_var_i;      /* the BN's weight and running_var slots */
+    double bn_eps;
 } qat_mod;
 
 static qg_tensor *qat_forward(qg_module *m, qg_tensor *x);
@@ -72,6 +83,21 @@ bool qg__is_qat_module(const qg_module *m) { return kind_of(m) != NULL; }
 
 /* ------------------------------------------------------------- forward */
 
+static qg_module *part(qat_mod *q, qat_part *p, const char *name) {
+    qg_module *m = &q->base;
+    if (!p->mod || qg__module_child_at(m, p->i, NULL) != p->mod) {
+        p->i = qg__module_child_index(m, name);
+        p->mod = qg__module_child_at(m, p->i, NULL);
+        if (p->mod && p == &q->bn) { /* a new BN: its slots and eps */
+            qg_layer_info li;
+            q->bn_eps = qg_nn_layer_info(p->mod, &li) ? 1e-5 : li.eps;
+            q->bn_w_i = qg__module_param_index(p->mod, "weight");
+            q->bn_var_i = qg__module_buffer_index(p->mod, "running_var");
+        }
+    }
+    return p->mod;
+}
+
 /* the base op with weight w (already fake-quantized) and bias b (may be NULL) */
 static qg_tensor *base_op(const qat_mod *q, qg_tensor *x, qg_tensor *w, qg_tensor *b) {
     if (q->kind->op == OP_LINEAR) return qg_linear(x, w, b);
@@ -90,14 +116,12 @@ static qg_tensor *along(qg_tensor *f, int nd, int dim) {
  * fake-quant sees the folded weight, undo the scale on the output, add the bias,
  * then the BN (training or frozen) normalises. */
 static qg_tensor *bn_forward(qat_mod *q, qg_tensor *x) {
-    qg_module *m = &q->base, *bn = qg_module_child(m, "bn");
-    qg_tensor *w = qg_module_param(m, "weight"), *b = qg_module_param(m, "bias");
-    qg_layer_info li;
-    if (qg_nn_layer_info(bn, &li)) return NULL;
-    double eps = li.eps;
-    qg_tensor *std = qg_sqrt(qg_add_scalar(qg_module_buffer(bn, "running_var"), eps));
-    qg_tensor *f = qg_div(qg_module_param(bn, "weight"), std);
-    qg_tensor *wq = qg_module_forward(qg_module_child(m, "weight_fake_quant"), qg_mul(w, along(f, w ? w->ndim : 2, 0)));
+    qg_module *m = &q->base, *bn = part(q, &q->bn, "bn");
+    if (!bn) return qg__err(QG_ESTATE, "%s: the bn child is missing", m->type->name), NULL;
+    qg_tensor *w = qg__module_param_at(m, q->w_i), *b = qg__module_param_at(m, q->b_i);
+    qg_tensor *std = qg_sqrt(qg_add_scalar(qg__module_buffer_at(bn, q->bn_var_i), q->bn_eps));
+    qg_tensor *f = qg_div(qg__module_param_at(bn, q->bn_w_i), std);
+    qg_tensor *wq = qg_module_forward(part(q, &q->wfq, "weight_fake_quant"), qg_mul(w, along(f, w ? w->ndim : 2, 0)));
     qg_tensor *y = base_op(q, x, wq, NULL);
     int nd = y ? y->ndim : 2;
     y = qg_div(y, along(f, nd, 1));
@@ -111,8 +135,8 @@ static qg_tensor *qat_forward(qg_module *m, qg_tensor *x) {
     if (q->kind->bn) {
         y = bn_forward(q, x);
     } else {
-        qg_tensor *wq = qg_module_forward(qg_module_child(m, "weight_fake_quant"), qg_module_param(m, "weight"));
-        y = base_op(q, x, wq, qg_module_param(m, "bias"));
+        qg_tensor *wq = qg_module_forward(part(q, &q->wfq, "weight_fake_quant"), qg__module_param_at(m, q->w_i));
+        y = base_op(q, x, wq, qg__module_param_at(m, q->b_i));
     }
     return q->kind->relu ? qg_relu(y) : y;
 }
@@ -122,7 +146,7 @@ static void qat_train(qg_module *m, bool mode) {
     qat_mod *q = (qat_mod *)m;
     m->training = mode;
     if (q->kind->bn && q->freeze_bn) return;
-    for (int i = 0; i < m->nchildren; i++) qg_module_train(m->children[i].ptr, mode);
+    for (int i = 0; i < qg__module_nchildren(m); i++) qg_module_train(qg__module_child_at(m, i, NULL), mode);
 }
 
 static void set_bn_frozen(qg_module *m, const char *path, void *ctx) {
@@ -141,15 +165,7 @@ void qg_update_bn_stats(qg_module *m) { qg_module_apply(m, set_bn_frozen, &(bool
 /* ------------------------------------------------------------- from_float */
 
 /* Takes the tensor out of a module slot (so freeing that module leaves it alone). */
-static qg_tensor *take_param(qg_module *m, const char *name) {
-    for (int i = 0; i < m->nparams; i++)
-        if (!strcmp(m->params[i].name, name)) {
-            qg_tensor *t = m->params[i].ptr;
-            m->params[i].ptr = NULL;
-            return t;
-        }
-    return NULL;
-}
+static qg_tensor *take_param(qg_module *m, const char *name) { return qg__module_take_param(m, name); }
 
 static qg_status check_qconfig(const char *what, const qg_qconfig *qc) {
     if (!qc) return qg__err(QG_EINVAL, "%s: qconfig must be provided for QAT module (the float module has none)", what);
@@ -220,6 +236,8 @@ static qg_module *from_float(qg_module *f, const qg_qconfig *qc, bool dynamic) {
     }
     qat_mod *q = (qat_mod *)m;
     q->freeze_bn = false;
+    q->w_i = qg__module_param_index(m, "weight"), q->b_i = qg__module_param_index(m, "bias");
+    q->wfq.i = q->bn.i = -1;
     qg_module_train(m, f->training);
     qg_module_free(f);
     return m;
@@ -290,12 +308,13 @@ qg_status qg_qat_to_float_model(qg_module *model) {
                        model->type->name);
     if (model->output_hook && qg_module_child(model, "activation_post_process") == model->output_hook)
         qg_module_free(qg_module_remove_child(model, "activation_post_process"));
-    for (int i = 0; i < model->nchildren; i++) {
-        qg_module *c = model->children[i].ptr;
+    for (int i = 0; i < qg__module_nchildren(model); i++) {
+        const char *name;
+        qg_module *c = qg__module_child_at(model, i, &name);
         if (kind_of(c)) {
             qg_module *f = qg_qat_to_float(c);
-            if (!f) return qg__err(qg_last_status(), "qat_to_float_model: %s: %s", model->children[i].name, qg_last_error());
-            model->children[i].ptr = f;
+            if (!f) return qg__err(qg_last_status(), "qat_to_float_model: %s: %s", name, qg_last_error());
+            qg__module_set_child_at(model, i, f);
             qg_module_free(c);
         } else {
             qg_status st = qg_qat_to_float_model(c);

@@ -3,7 +3,7 @@
  * return it unchanged; calculate_qparams applies formula A. */
 #include <math.h>
 
-#include "internal.h"
+#include "ops/fq_internal.h"
 #include "qat_internal.h"
 
 #ifdef __clang__
@@ -11,62 +11,16 @@
 #endif
 
 static qg_tensor *observer_forward(qg_module *m, qg_tensor *x);
+static void observer_free(qg_module *m) { qg__free(((qg__observer *)m)->scratch); }
 
-const qg_module_type qg__minmax_observer_type = {.name = "MinMaxObserver", .size = sizeof(qg__observer), .forward = observer_forward};
-const qg_module_type qg__ma_observer_type = {.name = "MovingAverageMinMaxObserver", .size = sizeof(qg__observer), .forward = observer_forward};
-const qg_module_type qg__pc_observer_type = {.name = "PerChannelMinMaxObserver", .size = sizeof(qg__observer), .forward = observer_forward};
-const qg_module_type qg__ma_pc_observer_type = {.name = "MovingAveragePerChannelMinMaxObserver", .size = sizeof(qg__observer), .forward = observer_forward};
+const qg_module_type qg__minmax_observer_type = {.name = "MinMaxObserver", .size = sizeof(qg__observer), .forward = observer_forward, .free = observer_free};
+const qg_module_type qg__ma_observer_type = {.name = "MovingAverageMinMaxObserver", .size = sizeof(qg__observer), .forward = observer_forward, .free = observer_free};
+const qg_module_type qg__pc_observer_type = {.name = "PerChannelMinMaxObserver", .size = sizeof(qg__observer), .forward = observer_forward, .free = observer_free};
+const qg_module_type qg__ma_pc_observer_type = {.name = "MovingAveragePerChannelMinMaxObserver", .size = sizeof(qg__observer), .forward = observer_forward, .free = observer_free};
 
 bool qg__is_observer(const qg_module *m) {
     return m && (m->type == &qg__minmax_observer_type || m->type == &qg__ma_observer_type ||
                  m->type == &qg__pc_observer_type || m->type == &qg__ma_pc_observer_type);
-}
-
-const char *qg__module_label(const qg_module *m) { return m->path && *m->path ? m->path : m->type->name; }
-
-/* Per-channel min and max of x along axis (or of all of x when axis < 0) into mn/mx
- * (C entries, C = 1 per tensor). Errors on a non-finite value. */
-qg_status qg__minmax(const qg_tensor *x, int axis, float *mn, float *mx, int64_t nmax, int64_t *nout) {
-    bool red[QG_MAX_DIMS];
-    for (int d = 0; d < QG_MAX_DIMS; d++) red[d] = d != axis;
-    int64_t K, R;
-    const char *src = qg__kr_layout(x, red, &K, &R); /* (C, rest) */
-    if (!src) return qg_last_status();
-    if (K > nmax) return qg__err(QG_ESHAPE, "observer: %lld channels, at most %lld", (long long)K, (long long)nmax);
-    *nout = K;
-    bool finite = true;
-    enum { L = 64 }; /* independent lanes, so the compiler vectorizes the scan */
-    QG_FLOAT_DISPATCH(x->dtype, {
-        const real *p = (const real *)src;
-        for (int64_t k = 0; k < K; k++) {
-            const real *row = p + k * R;
-            real lo[L], hi[L], bad[L];
-            for (int l = 0; l < L; l++) lo[l] = INFINITY, hi[l] = -INFINITY, bad[l] = 0;
-            int64_t r = 0;
-            for (; r + L <= R; r += L)
-                for (int l = 0; l < L; l++) {
-                    real v = row[r + l];
-                    lo[l] = v < lo[l] ? v : lo[l];
-                    hi[l] = v > hi[l] ? v : hi[l];
-                    bad[l] += v - v; /* NaN once an inf or NaN went by */
-                }
-            for (int l = 0; r < R; r++, l++) {
-                real v = row[r];
-                lo[l] = v < lo[l] ? v : lo[l];
-                hi[l] = v > hi[l] ? v : hi[l];
-                bad[l] += v - v;
-            }
-            for (int l = 1; l < L; l++) {
-                lo[0] = lo[l] < lo[0] ? lo[l] : lo[0];
-                hi[0] = hi[l] > hi[0] ? hi[l] : hi[0];
-                bad[0] += bad[l];
-            }
-            if (bad[0] != 0 || bad[0] != bad[0]) finite = false;
-            mn[k] = (float)lo[0], mx[k] = (float)hi[0];
-        }
-    });
-    if (!finite) return qg__err(QG_EINVAL, "non-finite value (inf or nan)");
-    return QG_OK;
 }
 
 /* Merges this batch's min/max into the observer's buffers. */
@@ -80,14 +34,24 @@ static qg_status observe(qg__observer *o, const qg_tensor *x) {
                            x->ndim);
         }
     }
-    int64_t C = axis >= 0 ? x->shape[axis] : 1, n = 0;
-    float *cur = qg__tape_alloc(sizeof(float) * 2 * (size_t)(C ? C : 1));
-    if (!cur) return qg_last_status();
+    const qg_tensor *xc = qg_contiguous(x); /* x is detached: a copy only if strided */
+    if (!xc) return qg_last_status();
+    const fq_layout L = qg__fq_layout_of(xc, axis);
+    const int64_t C = L.C;
+    if (C > o->cap) { /* the scratch grows once to the channel count, then is reused */
+        float *p = qg__alloc(sizeof(float) * 2 * (size_t)C);
+        if (!p) return qg__err(QG_ENOMEM, "%s: out of memory for %lld channels", qg__module_label(m), (long long)C);
+        qg__free(o->scratch);
+        o->scratch = p, o->cap = C;
+    }
+    float *cur = o->scratch;
     o->steps++;
-    qg_status st = qg__minmax(x, axis, cur, cur + C, C, &n);
-    if (st)
-        return qg__err(st, "%s: %s in its input at step %lld (PyTorch would only report \"min should be less than or equal to max\")",
-                       qg__module_label(m), qg_last_error(), (long long)o->steps);
+    bool finite = true;
+    qg_status st = qg__channel_minmax(xc->dtype, qg__data(xc), &L, cur, cur + C, &finite); /* empty: +-inf */
+    if (st) return st;
+    if (!finite)
+        return qg__err(QG_EINVAL, "%s: non-finite value (inf or nan) in its input at step %lld (PyTorch would only report "
+                                  "\"min should be less than or equal to max\")", qg__module_label(m), (long long)o->steps);
     if (o->per_channel && qg_tensor_numel(tmin) != C) { /* first batch, or the channel count changed */
         if (qg_tensor_resize_(tmin, 1, &C) || qg_tensor_resize_(tmax, 1, &C)) return qg_last_status();
         memcpy(qg_tensor_data(tmin), cur, sizeof(float) * (size_t)C);
@@ -113,7 +77,7 @@ static qg_status observe(qg__observer *o, const qg_tensor *x) {
 
 static qg_tensor *observer_forward(qg_module *m, qg_tensor *x) {
     if (qg__check_float(m->type->name, x)) return NULL;
-    if (observe((qg__observer *)m, x)) return NULL;
+    if (observe((qg__observer *)m, qg_detach(x))) return NULL;
     return x;
 }
 
@@ -157,28 +121,39 @@ qg_module *qg_observer_new(const qg_fq_spec *spec) {
     return qg__observer_make(spec);
 }
 
+int64_t qg__observer_channels(const qg_module *obs) {
+    int64_t n = qg_tensor_numel(qg_module_buffer(obs, "min_val"));
+    return n ? n : 1;
+}
+
+qg_status qg__observer_qparams(qg_module *obs, float *scale, int32_t *zero_point) {
+    qg__observer *o = (qg__observer *)obs;
+    qg_tensor *tmin = qg_module_buffer(obs, "min_val"), *tmax = qg_module_buffer(obs, "max_val");
+    int64_t n = qg_tensor_numel(tmin);
+    if (n == 0) { /* never observed (per channel): scale 1, zero point 0 */
+        scale[0] = 1.0f, zero_point[0] = 0;
+        return QG_OK;
+    }
+    float eps = *(float *)qg_tensor_data(qg_module_buffer(obs, "eps"));
+    qg_status st = qg__qparams_observer(n, qg_tensor_data(tmin), qg_tensor_data(tmax), o, eps, scale, zero_point);
+    return st ? qg__err(st, "%s: %s", qg__module_label(obs), qg_last_error()) : QG_OK;
+}
+
 /* scale (f32) and zero_point (i32) from the observed range, formula A; tensors (1) or
  * (C) returned caller-owned. */
 qg_status qg_observer_calculate_qparams(qg_module *obs, qg_tensor **scale, qg_tensor **zero_point) {
     if (!obs || !scale || !zero_point) return qg__err_null("observer_calculate_qparams");
     if (!qg__is_observer(obs)) return qg__err(QG_EINVAL, "observer_calculate_qparams: %s is not an observer", obs->type->name);
-    qg__observer *o = (qg__observer *)obs;
-    qg_tensor *tmin = qg_module_buffer(obs, "min_val"), *tmax = qg_module_buffer(obs, "max_val");
-    int64_t n = qg_tensor_numel(tmin);
-    float eps = *(float *)qg_tensor_data(qg_module_buffer(obs, "eps"));
-    int64_t len = n ? n : 1;
+    int64_t len = qg__observer_channels(obs);
     *scale = qg_tensor_ones(QG_F32, 1, &len);
     *zero_point = qg_tensor_zeros(QG_I32, 1, &len);
-    if (!*scale || !*zero_point) return qg_last_status();
-    if (n == 0) return QG_OK; /* never observed (per channel): scale 1, zero point 0 */
-    qg_status st = qg__qparams_observer(n, qg_tensor_data(tmin), qg_tensor_data(tmax), o, eps,
-                                        qg_tensor_data(*scale), qg_tensor_data(*zero_point));
+    qg_status st = *scale && *zero_point ? qg__observer_qparams(obs, qg_tensor_data(*scale), qg_tensor_data(*zero_point))
+                                         : qg_last_status();
     if (st) {
         qg_tensor_free(*scale), qg_tensor_free(*zero_point);
         *scale = *zero_point = NULL;
-        return qg__err(st, "%s: %s", qg__module_label(obs), qg_last_error());
     }
-    return QG_OK;
+    return st;
 }
 
 qg_status qg__qparams_observer(int64_t n, const float *mn, const float *mx, const qg__observer *o, float eps,

@@ -1,4 +1,6 @@
-/* Private to qat/: the structs behind observer, fake-quant and QAT module types. */
+/* Private to qat/ (the module level; the ops' private parts are in ops/fq_internal.h):
+ * the observer struct, and the functions one qat/ file offers the next. Files depend
+ * one way: qconfig <- observer <- fake_quantize <- fused_float <- modules <- prepare. */
 #ifndef QGRAD_QAT_INTERNAL_H
 #define QGRAD_QAT_INTERNAL_H
 
@@ -13,33 +15,33 @@ typedef struct qg__observer {
     qg_qdtype dtype;
     int64_t qmin, qmax;
     int64_t steps; /* batches observed, for error messages */
+    float *scratch; /* 2 * cap floats: a batch's min and max, kept between forwards */
+    int64_t cap;
 } qg__observer;
 
 extern const qg_module_type qg__minmax_observer_type, qg__ma_observer_type, qg__pc_observer_type,
     qg__ma_pc_observer_type;
 
-bool qg__is_observer(const qg_module *m);
-/* The module's path if prepare set one, else its type name. */
-const char *qg__module_label(const qg_module *m);
-/* Validates a fake-quant / observer spec (ranges, kinds, bits). */
+/* qconfig.c: validates a fake-quant / observer spec (ranges, kinds, bits). */
 qg_status qg__check_spec(const char *op, const qg_fq_spec *s);
+
+/* observer.c */
+bool qg__is_observer(const qg_module *m);
 qg_module *qg__observer_make(const qg_fq_spec *s);
-/* Per-channel (axis >= 0) or whole-tensor min/max of x; error on non-finite values. */
-qg_status qg__minmax(const qg_tensor *x, int axis, float *mn, float *mx, int64_t nmax, int64_t *nout);
+/* The qparams' length (the observed channel count, 1 if none yet), and formula A
+ * into caller buffers of that length: the FakeQuantize forward allocates nothing. */
+int64_t qg__observer_channels(const qg_module *obs);
+qg_status qg__observer_qparams(qg_module *obs, float *scale, int32_t *zero_point);
 /* Formula A for an observer's settings. */
 qg_status qg__qparams_observer(int64_t n, const float *mn, const float *mx, const qg__observer *o, float eps,
                                float *scale, int32_t *zero_point);
 
-/* Is m one of the QAT module types of qat/modules.c? */
-bool qg__is_qat_module(const qg_module *m);
-/* A fused float module (children "0", "1", "2") of the named intrinsic type; takes
- * ownership of a, b, c (c may be NULL) also on failure. */
+/* fused_float.c: a fused float module (children "0", "1", "2") of the named intrinsic
+ * type; takes ownership of a, b, c (c may be NULL) also on failure. */
 qg_module *qg__fused_float_new(const char *type_name, qg_module *a, qg_module *b, qg_module *c);
+bool qg__is_fused_float(const qg_module *m);
 
-/* Start of thread t's share of n elements split nt ways, on 64-element boundaries
- * (so threads never share a cache line of output); n for t == nt. */
-static inline int64_t qg__split_at(int64_t n, int t, int nt) {
-    return t >= nt ? n : (n / nt * t) & ~(int64_t)63;
-}
+/* modules.c: is m one of the QAT module types? */
+bool qg__is_qat_module(const qg_module *m);
 
 #endif

@@ -10,29 +10,6 @@
 const qg_tensor_dict *parity_fixture;
 parity_tally parity;
 
-qg_tensor *parity_fx(const char *c, const char *what) {
-    char name[256];
-    snprintf(name, sizeof name, "%s.%s", c, what);
-    qg_tensor *t = qg_tensor_dict_get(parity_fixture, name);
-    if (!t) qg_clear_error();
-    return t;
-}
-
-static bool same_shape(const qg_tensor *a, const qg_tensor *b) {
-    if (a->ndim != b->ndim) return false;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i]) return false;
-    return true;
-}
-
-/* t's elements as doubles (the caller frees) */
-static double *as_f64(const qg_tensor *t) {
-    int64_t n = qg_tensor_numel(t);
-    double *x = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    if (x) qg_tensor_copy_to(t, QG_F64, x);
-    return x;
-}
-
 /* e(x) of parity.h against r (n elements); *worst gets the element of the largest
  * difference. Equal infinities are equal; any other non-finite difference is INFINITY. */
 static double measure(const double *x, const double *r, int64_t n, int64_t *worst) {
@@ -66,13 +43,13 @@ bool parity_judge(const char *what, const qg_tensor *ours, const qg_tensor *torc
         fail(what, "not in the fixture");
         return false;
     }
-    if (!ours || ours->dtype != torch->dtype || !same_shape(ours, torch) || (ref && !same_shape(ref, torch))) {
+    if (!ours || ours->dtype != torch->dtype || !tst_same_shape(ours, torch) || (ref && !tst_same_shape(ref, torch))) {
         fail(what, "got %s, want %s", ours ? qg_shape_str(ours, sa, sizeof sa) : "nothing",
              qg_shape_str(torch, sb, sizeof sb));
         return false;
     }
     int64_t n = qg_tensor_numel(torch), wa, wb;
-    double *a = as_f64(ours), *b = as_f64(torch), *r = ref ? as_f64(ref) : NULL;
+    double *a = tst_to_f64(ours), *b = tst_to_f64(torch), *r = ref ? tst_to_f64(ref) : NULL;
     bool ok;
     if (torch->dtype != QG_F32 && torch->dtype != QG_F64) { /* integers: equal */
         int64_t bad = 0;
@@ -120,13 +97,13 @@ bool parity_judge(const char *what, const qg_tensor *ours, const qg_tensor *torc
 bool parity_judge_grid(const char *what, const qg_tensor *ours, double step, const qg_tensor *torch, double torch_step,
                        int64_t *flips) {
     *flips = 0;
-    if (!ours || !torch || ours->dtype != QG_F32 || torch->dtype != QG_F32 || !same_shape(ours, torch) || !(step > 0) ||
+    if (!ours || !torch || ours->dtype != QG_F32 || torch->dtype != QG_F32 || !tst_same_shape(ours, torch) || !(step > 0) ||
         !(torch_step > 0)) {
         fail(what, "missing, or not float32 of PyTorch's shape, or no step");
         return false;
     }
     int64_t n = qg_tensor_numel(torch), other = 0, off = 0, at = -1;
-    double *a = as_f64(ours), *b = as_f64(torch);
+    double *a = tst_to_f64(ours), *b = tst_to_f64(torch);
     for (int64_t i = 0; i < n; i++) {
         /* each side's level: (q - zero_point), an integer up to float32 rounding */
         double la = a[i] / step, lb = b[i] / torch_step, ra = nearbyint(la), rb = nearbyint(lb);
@@ -163,16 +140,12 @@ void parity_report(void) {
 static void run_case(const char *c, op_case *oc) {
     qg_tensor *in[MAX_IN] = {0};
     int nin = 0;
-    char key[32], what[300];
-    for (; nin < MAX_IN; nin++) {
-        snprintf(key, sizeof key, "in%d", nin);
-        if (!(in[nin] = parity_fx(c, key))) break;
-    }
-    for (int i = 0; i < nin; i++) {
-        snprintf(key, sizeof key, "gin%d", i);
-        if (parity_fx(c, key)) qg_tensor_set_requires_grad(in[i], true);
-    }
-    qg_tensor *want_idx = parity_fx(c, "idx"), *gout = parity_fx(c, "gout");
+    char what[300];
+    for (; nin < MAX_IN; nin++)
+        if (!(in[nin] = PFX("%s.in%d", c, nin))) break;
+    for (int i = 0; i < nin; i++)
+        if (PFX("%s.gin%d", c, i)) qg_tensor_set_requires_grad(in[i], true);
+    qg_tensor *want_idx = PFX("%s.idx", c), *gout = PFX("%s.gout", c);
     qg_tensor *aux = NULL;
     int failed0 = parity.failed;
     qg_clear_error();
@@ -182,7 +155,7 @@ static void run_case(const char *c, op_case *oc) {
         parity.failed++;
         printf("FAIL %s: op returned NULL: %s\n", c, qg_last_error());
     } else {
-        parity_judge(what, out, parity_fx(c, "out"), parity_fx(c, "ref.out"));
+        parity_judge(what, out, PFX("%s.out", c), PFX("%s.ref.out", c));
         snprintf(what, sizeof what, "%s idx", c);
         if (want_idx) parity_judge(what, aux, want_idx, NULL);
         if (gout && parity.failed == failed0) {
@@ -191,11 +164,9 @@ static void run_case(const char *c, op_case *oc) {
                 printf("FAIL %s backward: %s\n", c, qg_last_error());
             }
             for (int i = 0; i < nin && parity.failed == failed0; i++) {
-                snprintf(key, sizeof key, "gin%d", i);
-                char rk[40];
-                snprintf(rk, sizeof rk, "ref.gin%d", i);
-                snprintf(what, sizeof what, "%s %s", c, key);
-                if (parity_fx(c, key)) parity_judge(what, in[i]->grad, parity_fx(c, key), parity_fx(c, rk));
+                snprintf(what, sizeof what, "%s gin%d", c, i);
+                qg_tensor *want = PFX("%s.gin%d", c, i);
+                if (want) parity_judge(what, in[i]->grad, want, PFX("%s.ref.gin%d", c, i));
             }
         }
     }

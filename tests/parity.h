@@ -22,6 +22,7 @@
 #define QG_PARITY_H
 #include <stdbool.h>
 
+#include "compare.h"
 #include "qgrad/autograd.h"
 #include "qgrad/nn.h"
 
@@ -65,10 +66,10 @@ typedef struct parity_tally {
 } parity_tally;
 extern parity_tally parity;
 
-/* The fixture file being checked (set by parity_run). */
+/* The fixture file being checked (set by parity_run, or by the test), and its tensor
+ * named by a printf-style key, or NULL (no error: cases have optional parts). */
 extern const qg_tensor_dict *parity_fixture;
-/* The fixture's tensor "<c>.<what>", or NULL (no error) if it has none. */
-qg_tensor *parity_fx(const char *c, const char *what);
+#define PFX(...) tst_fixture(parity_fixture, TST_MAYBE, __VA_ARGS__)
 
 /* Judges ours against PyTorch's result `torch` by the rule above: float32 against the
  * float64 reference ref (required for float32), float64 and integers against torch.

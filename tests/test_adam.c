@@ -12,9 +12,6 @@
 #include "qgrad/optim.h"
 #include "test_util.h"
 
-static qg_tensor_dict *fx;
-
-#define fxt(...) tst_fixture(fx, __VA_ARGS__)
 #define NP 6
 
 static const char *const pn[NP] = {"w", "b", "c", "d", "e", "f"}; /* c: no grad at steps 0..2 */
@@ -48,12 +45,6 @@ static void set_grad(qg_tensor *p, const qg_tensor *g) {
     else qg_tensor_copy_(p->grad, g);
 }
 
-static bool bitwise_equal(const qg_tensor *a, const qg_tensor *b) {
-    if (!a || !b || a->dtype != b->dtype || a->ndim != b->ndim || qg_tensor_numel(a) != qg_tensor_numel(b))
-        return false;
-    return !memcmp(qg_tensor_data(a), qg_tensor_data(b), (size_t)qg_tensor_numel(a) * qg_dtype_size(a->dtype));
-}
-
 static void free_params(qg_tensor **p) {
     for (int i = 0; i < NP; i++) qg_tensor_free(p[i]), p[i] = NULL;
 }
@@ -62,10 +53,10 @@ static void free_params(qg_tensor **p) {
 static void run_steps(int k, qg_adam *o, qg_tensor **p, int from, int to, int *eq, int *tot) {
     for (int t = from; t < to; t++) {
         for (int i = 0; i < NP; i++)
-            if (i != 2 || t >= 3) set_grad(p[i], fxt("grad.%d.%s", t, pn[i]));
+            if (i != 2 || t >= 3) set_grad(p[i], FX("grad.%d.%s", t, pn[i]));
         CHECK(qg_adam_step(o) == QG_OK, "%s step %d: %s", configs[k].name, t, qg_last_error());
         for (int i = 0; i < NP; i++) {
-            bool same = bitwise_equal(p[i], fxt("%s.%d.%s", configs[k].name, t, pn[i]));
+            bool same = tst_bitwise_equal(p[i], FX("%s.%d.%s", configs[k].name, t, pn[i]));
             CHECK(same, "%s step %d: parameter %s (%s) differs from PyTorch", configs[k].name, t, pn[i],
                   qg_dtype_name(p[i]->dtype));
             *eq += same, ++*tot;
@@ -75,7 +66,7 @@ static void run_steps(int k, qg_adam *o, qg_tensor **p, int from, int to, int *e
 
 static void init_params(qg_tensor **p, const char *fmt_cfg, int t) {
     for (int i = 0; i < NP; i++)
-        p[i] = fmt_cfg ? qg_tensor_clone(fxt("%s.%d.%s", fmt_cfg, t, pn[i])) : qg_tensor_clone(fxt("init.%s", pn[i]));
+        p[i] = fmt_cfg ? qg_tensor_clone(FX("%s.%d.%s", fmt_cfg, t, pn[i])) : qg_tensor_clone(FX("init.%s", pn[i]));
 }
 
 /* ------------------------------------------------------------- parity */
@@ -100,11 +91,11 @@ static void parity(void) {
         qg_tensor_dict *d = qg_tensor_dict_new();
         CHECK(qg_adam_state_dict(o, d, pre) == QG_OK, "state_dict: %s", qg_last_error());
         int nwant = 0;
-        for (int e = 0; e < qg_tensor_dict_size(fx); e++) {
-            const char *key = qg_tensor_dict_name(fx, e);
+        for (int e = 0; e < qg_tensor_dict_size(tst_fx); e++) {
+            const char *key = qg_tensor_dict_name(tst_fx, e);
             if (strncmp(key, pre, strlen(pre))) continue;
             nwant++;
-            bool same = bitwise_equal(qg_tensor_dict_get(d, key), qg_tensor_dict_at(fx, e));
+            bool same = tst_bitwise_equal(qg_tensor_dict_get(d, key), qg_tensor_dict_at(tst_fx, e));
             CHECK(same, "%s differs from PyTorch's state dict", key);
             seq += same, stot++;
         }
@@ -128,7 +119,7 @@ static void resume_from_pytorch(void) {
         qg_adam *o = make(configs[k].adamw, p, NP, &(qg_adam_opts){.lr = 1, .amsgrad = !configs[k].o.amsgrad});
         char pre[96];
         snprintf(pre, sizeof pre, "%s.sd5.", configs[k].name);
-        CHECK(qg_adam_load_state_dict(o, fx, pre) == QG_OK, "%s: load PyTorch's state: %s", configs[k].name,
+        CHECK(qg_adam_load_state_dict(o, tst_fx, pre) == QG_OK, "%s: load PyTorch's state: %s", configs[k].name,
               qg_last_error());
         CHECK(qg_adam_get_lr(o) == configs[k].o.lr && qg_adam_opts_of(o)->amsgrad == configs[k].o.amsgrad &&
                   qg_adam_param_steps(o, 2) == 2, "%s: loaded settings", configs[k].name);
@@ -169,8 +160,8 @@ static void round_trip(void) {
           "restored settings");
     run_steps(k, oc, c, 2, 10, &eq, &tot);
     for (int i = 0; i < NP; i++)
-        CHECK(bitwise_equal(c[i], a[i]) && bitwise_equal(qg_adam_exp_avg(oc, i), qg_adam_exp_avg(oa, i)) &&
-                  bitwise_equal(qg_adam_max_exp_avg_sq(oc, i), qg_adam_max_exp_avg_sq(oa, i)),
+        CHECK(tst_bitwise_equal(c[i], a[i]) && tst_bitwise_equal(qg_adam_exp_avg(oc, i), qg_adam_exp_avg(oa, i)) &&
+                  tst_bitwise_equal(qg_adam_max_exp_avg_sq(oc, i), qg_adam_max_exp_avg_sq(oa, i)),
               "resumed run equals the uninterrupted one: %s", pn[i]);
 
     /* loads that must fail and leave oc as it is */
@@ -218,7 +209,7 @@ static void round_trip(void) {
     CHECK(qg_adam_load_state_dict(ow, full, NULL) == QG_EINVAL && strstr(qg_last_error(), "AdamW"),
           "AdamW state into Adam: %s", qg_last_error());
     CHECK(qg_adam_load_state_dict(o5, full, NULL) != QG_OK, "6-parameter state into 5: %s", qg_last_error());
-    CHECK(bitwise_equal(qg_adam_exp_avg_sq(oc, 0), snap) && qg_adam_get_lr(oc) == configs[k].o.lr &&
+    CHECK(tst_bitwise_equal(qg_adam_exp_avg_sq(oc, 0), snap) && qg_adam_get_lr(oc) == configs[k].o.lr &&
               qg_adam_step_count(oc) == 10 && qg_adam_param_steps(oc, 1) == 10 && qg_adam_opts_of(oc)->amsgrad,
           "failed loads changed nothing");
     qg_adam_free(ow), qg_adam_free(o5);
@@ -276,12 +267,12 @@ static void errors(void) {
     CHECK(ow0 && ow0->weight_decay.v == 0 && ow0->eps.v == 0 && qg_adam_get_lr(w0) == 0, "QG_SET(0) gives 0");
 
     /* grads: wrong shape or dtype fail and change nothing; no grad is skipped */
-    set_grad(a, fxt("grad.0.w")); /* (3, 5) for a (2, 3) parameter */
+    set_grad(a, FX("grad.0.w")); /* (3, 5) for a (2, 3) parameter */
     b->grad = qg_tensor_ones(QG_F64, 1, SHAPE(3));
     qg_tensor *b0 = qg_tensor_clone(b);
     qg_clear_error();
     CHECK(qg_adam_step(o) == QG_ESHAPE && strstr(qg_last_error(), "grad"), "grad shape: %s", qg_last_error());
-    CHECK(bitwise_equal(b, b0) && !qg_adam_exp_avg(o, 1) && qg_adam_step_count(o) == 0,
+    CHECK(tst_bitwise_equal(b, b0) && !qg_adam_exp_avg(o, 1) && qg_adam_step_count(o) == 0,
           "a failed step changes nothing");
     qg_tensor_free(a->grad);
     a->grad = qg_tensor_zeros(QG_F64, 2, SHAPE(2, 3));
@@ -326,14 +317,14 @@ static void threads_and_memory(void) {
         qg_tensor_free(p), qg_tensor_free(gr);
     }
     qg_set_num_threads(0);
-    CHECK(bitwise_equal(res[0], res[1]), "same result with 1 and 4 threads");
+    CHECK(tst_bitwise_equal(res[0], res[1]), "same result with 1 and 4 threads");
     qg_tensor_free(res[0]), qg_tensor_free(res[1]);
 }
 
 int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : "tests/fixtures/adam.safetensors";
-    fx = qg_safetensors_load(path);
-    if (!fx) {
+    tst_fx = qg_safetensors_load(path);
+    if (!tst_fx) {
         printf("cannot load %s: %s\n", path, qg_last_error());
         return 1;
     }
@@ -345,6 +336,6 @@ int main(int argc, char **argv) {
     threads_and_memory();
     CHECK(qg_live_allocations() == live0, "no leaks (%lld -> %lld live blocks)", (long long)live0,
           (long long)qg_live_allocations());
-    qg_tensor_dict_free(fx);
+    qg_tensor_dict_free(tst_fx);
     return test_summary("adam");
 }

@@ -24,28 +24,7 @@
 
 #include "test_util.h"
 
-static qg_tensor_dict *fx;
-
-#define fxt(...) tst_fixture(fx, __VA_ARGS__)
-
-/* Number of elements of a that differ from b (NaN equals NaN, -0 equals 0); -1 on a
- * shape/numel mismatch. *worst gets the first differing index. */
-static int64_t ndiff(const qg_tensor *a, const qg_tensor *b, int64_t *first) {
-    if (!a || !b || qg_tensor_numel(a) != qg_tensor_numel(b)) return -1;
-    int64_t n = qg_tensor_numel(a), bad = 0;
-    double *x = malloc(sizeof(double) * (size_t)(n + 1)), *y = malloc(sizeof(double) * (size_t)(n + 1));
-    qg_tensor_copy_to(a, QG_F64, x);
-    qg_tensor_copy_to(b, QG_F64, y);
-    *first = -1;
-    for (int64_t i = 0; i < n; i++)
-        if (!(x[i] == y[i] || (isnan(x[i]) && isnan(y[i])))) {
-            if (*first < 0) *first = i;
-            bad++;
-        }
-    free(x), free(y);
-    return bad;
-}
-
+/* element i of t as a double */
 static double at(const qg_tensor *t, int64_t i) {
     int64_t n = qg_tensor_numel(t);
     double *v = malloc(sizeof(double) * (size_t)(n + 1)), r;
@@ -53,28 +32,6 @@ static double at(const qg_tensor *t, int64_t i) {
     r = v[i];
     free(v);
     return r;
-}
-
-#define CHECK_EXACT(a, b, ...)                                                                      \
-    do {                                                                                            \
-        int64_t f_, d_ = ndiff((a), (b), &f_);                                                      \
-        char w_[200];                                                                               \
-        snprintf(w_, sizeof w_, __VA_ARGS__);                                                       \
-        CHECK(d_ == 0, "%s: %lld elements differ%s (first %lld: %.9g vs PyTorch %.9g)", w_,          \
-              (long long)d_, d_ < 0 ? " (size)" : "", (long long)f_, d_ > 0 ? at((a), f_) : 0.0,    \
-              d_ > 0 ? at((b), f_) : 0.0);                                                          \
-    } while (0)
-
-/* max |a - b| / max(|b|, floor) */
-static double rel_err(const qg_tensor *a, const qg_tensor *b, double floor) {
-    if (!a || !b || qg_tensor_numel(a) != qg_tensor_numel(b)) return INFINITY;
-    int64_t n = qg_tensor_numel(a);
-    double *x = malloc(sizeof(double) * (size_t)(n + 1)), *y = malloc(sizeof(double) * (size_t)(n + 1)), m = 0;
-    qg_tensor_copy_to(a, QG_F64, x);
-    qg_tensor_copy_to(b, QG_F64, y);
-    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(x[i] - y[i]) / fmax(fabs(y[i]), floor));
-    free(x), free(y);
-    return m;
 }
 
 /* A caller-owned copy of t that requires grad (float) */
@@ -99,9 +56,9 @@ static qg_tensor *run_fq(const qg_tensor *x, const qg_tensor *scale, const qg_te
 static void fq_parity(void) {
     for (size_t c = 0; c < sizeof fq_cases / sizeof *fq_cases; c++) {
         const char *nm = fq_cases[c];
-        qg_tensor *x = fxt("fq.%s.x", nm), *scale = fxt("fq.%s.scale", nm), *zp = fxt("fq.%s.zp", nm);
-        qg_tensor *cfgt = fxt("fq.%s.cfg", nm), *want = fxt("fq.%s.out", nm), *gout = fxt("fq.%s.gout", nm);
-        qg_tensor *gx = fxt("fq.%s.gx", nm);
+        qg_tensor *x = FX("fq.%s.x", nm), *scale = FX("fq.%s.scale", nm), *zp = FX("fq.%s.zp", nm);
+        qg_tensor *cfgt = FX("fq.%s.cfg", nm), *want = FX("fq.%s.out", nm), *gout = FX("fq.%s.gout", nm);
+        qg_tensor *gx = FX("fq.%s.gx", nm);
         if (!x || !scale || !zp || !cfgt || !want || !gout || !gx) {
             CHECK(0, "fq.%s: fixture incomplete", nm);
             continue;
@@ -112,9 +69,9 @@ static void fq_parity(void) {
         qg_tensor *y = run_fq(xl, scale, zp, cfg);
         CHECK(y != NULL, "fq.%s: %s", nm, qg_last_error());
         if (y) {
-            CHECK_EXACT(y, want, "fq.%s out", nm);
+            CHECK_TENSOR(y, want, TST_EXACT, "fq.%s out", nm);
             CHECK(qg_backward(y, gout) == QG_OK, "fq.%s backward: %s", nm, qg_last_error());
-            CHECK_EXACT(xl->grad, gx, "fq.%s gx", nm);
+            CHECK_TENSOR(xl->grad, gx, TST_EXACT, "fq.%s gx", nm);
         }
         /* the same through a transposed (non-contiguous) view of a leaf */
         if (x->ndim >= 2) {
@@ -124,10 +81,10 @@ static void fq_parity(void) {
             qg_tensor *y2 = run_fq(v, scale, zp, cfg);
             CHECK(y2 && !qg_tensor_is_contiguous(v), "fq.%s strided: %s", nm, qg_last_error());
             if (y2) {
-                CHECK_EXACT(y2, want, "fq.%s strided out", nm);
+                CHECK_TENSOR(y2, want, TST_EXACT, "fq.%s strided out", nm);
                 qg_backward(y2, gout);
                 qg_tensor *want_t = qg_tensor_clone(qg_transpose(gx, 0, d));
-                CHECK_EXACT(lt->grad, want_t, "fq.%s strided gx", nm);
+                CHECK_TENSOR(lt->grad, want_t, TST_EXACT, "fq.%s strided gx", nm);
                 qg_tensor_free(want_t);
             }
             qg_tensor_free(lt);
@@ -164,10 +121,10 @@ static const char *const lsq_cases[] = {"pt_u8", "pt_u8_gs", "pt_s8", "pt_u4_gs"
 static void lsq_parity(void) {
     for (size_t c = 0; c < sizeof lsq_cases / sizeof *lsq_cases; c++) {
         const char *nm = lsq_cases[c];
-        qg_tensor *x = fxt("lsq.%s.x", nm), *scale = fxt("lsq.%s.scale", nm), *zp = fxt("lsq.%s.zp", nm);
-        qg_tensor *cfgt = fxt("lsq.%s.cfg", nm), *gft = fxt("lsq.%s.gf", nm), *want = fxt("lsq.%s.out", nm);
-        qg_tensor *gout = fxt("lsq.%s.gout", nm), *gx = fxt("lsq.%s.gx", nm), *gs = fxt("lsq.%s.gscale", nm);
-        qg_tensor *gz = fxt("lsq.%s.gzp", nm);
+        qg_tensor *x = FX("lsq.%s.x", nm), *scale = FX("lsq.%s.scale", nm), *zp = FX("lsq.%s.zp", nm);
+        qg_tensor *cfgt = FX("lsq.%s.cfg", nm), *gft = FX("lsq.%s.gf", nm), *want = FX("lsq.%s.out", nm);
+        qg_tensor *gout = FX("lsq.%s.gout", nm), *gx = FX("lsq.%s.gx", nm), *gs = FX("lsq.%s.gscale", nm);
+        qg_tensor *gz = FX("lsq.%s.gzp", nm);
         if (!x || !scale || !zp || !cfgt || !gft || !want || !gout || !gx || !gs || !gz) {
             CHECK(0, "lsq.%s: fixture incomplete", nm);
             continue;
@@ -180,14 +137,16 @@ static void lsq_parity(void) {
                                   : qg_fake_quantize_learnable_per_channel(xl, sl, zl, (int)cfg[2], cfg[0], cfg[1], gf);
         CHECK(y != NULL, "lsq.%s: %s", nm, qg_last_error());
         if (y) {
-            CHECK_EXACT(y, want, "lsq.%s out", nm);
+            CHECK_TENSOR(y, want, TST_EXACT, "lsq.%s out", nm);
             CHECK(qg_backward(y, gout) == QG_OK, "lsq.%s backward: %s", nm, qg_last_error());
-            CHECK_EXACT(xl->grad, gx, "lsq.%s gx", nm);
+            CHECK_TENSOR(xl->grad, gx, TST_EXACT, "lsq.%s gx", nm);
             if (!strcmp(nm, "pc_elem")) { /* one element per channel: no sum, every term exact */
-                CHECK_EXACT(sl->grad, gs, "lsq.%s gscale terms", nm);
-                CHECK_EXACT(zl->grad, gz, "lsq.%s gzp terms", nm);
+                CHECK_TENSOR(sl->grad, gs, TST_EXACT, "lsq.%s gscale terms", nm);
+                CHECK_TENSOR(zl->grad, gz, TST_EXACT, "lsq.%s gzp terms", nm);
             }
-            double es = rel_err(sl->grad, gs, 1e-3), ez = rel_err(zl->grad, gz, 1e-3);
+            /* max |a - b| / max(|b|, 1e-3) */
+            double es = tst_compare(sl->grad, gs, (tst_tol){.rel_floor = 1e-3}).max_rel;
+            double ez = tst_compare(zl->grad, gz, (tst_tol){.rel_floor = 1e-3}).max_rel;
             CHECK(es <= 1e-5, "lsq.%s gscale: rel err %.3g (%.9g vs PyTorch %.9g)", nm, es, at(sl->grad, 0), at(gs, 0));
             CHECK(ez <= 1e-5, "lsq.%s gzp: rel err %.3g (%.9g vs PyTorch %.9g)", nm, ez, at(zl->grad, 0), at(gz, 0));
         }
@@ -234,7 +193,7 @@ static const char *const fused_cases[] = {"pt_affine_rr", "pt_sym", "pc_sym_axis
 static void fused_parity(void) {
     for (size_t c = 0; c < sizeof fused_cases / sizeof *fused_cases; c++) {
         const char *nm = fused_cases[c];
-        qg_tensor *cfgt = fxt("fused.%s.cfg", nm), *avgt = fxt("fused.%s.avg", nm);
+        qg_tensor *cfgt = FX("fused.%s.cfg", nm), *avgt = FX("fused.%s.avg", nm);
         if (!cfgt || !avgt) {
             CHECK(0, "fused.%s: fixture incomplete", nm);
             continue;
@@ -250,9 +209,9 @@ static void fused_parity(void) {
         }
         sc = qg_tensor_full(QG_F32, 1, SHAPE(1), 1.0), zp = qg_tensor_zeros(QG_I32, 1, SHAPE(1));
         for (int64_t t = 0; t < cfg[5]; t++) {
-            qg_tensor *flags = fxt("fused.%s.%lld.flags", nm, (long long)t), *x = fxt("fused.%s.%lld.x", nm, (long long)t);
-            qg_tensor *gout = fxt("fused.%s.%lld.gout", nm, (long long)t), *want = fxt("fused.%s.%lld.out", nm, (long long)t);
-            qg_tensor *gx = fxt("fused.%s.%lld.gx", nm, (long long)t);
+            qg_tensor *flags = FX("fused.%s.%lld.flags", nm, (long long)t), *x = FX("fused.%s.%lld.x", nm, (long long)t);
+            qg_tensor *gout = FX("fused.%s.%lld.gout", nm, (long long)t), *want = FX("fused.%s.%lld.out", nm, (long long)t);
+            qg_tensor *gx = FX("fused.%s.%lld.gx", nm, (long long)t);
             if (!flags || !x || !gout || !want || !gx) break;
             int64_t fl[2];
             qg_tensor_copy_to(flags, QG_I64, fl);
@@ -263,14 +222,14 @@ static void fused_parity(void) {
                                                               cfg[1], (int)cfg[2], pc, cfg[4] != 0);
             CHECK(y != NULL, "fused.%s step %lld: %s", nm, (long long)t, qg_last_error());
             if (y) {
-                CHECK_EXACT(y, want, "fused.%s step %lld out", nm, (long long)t);
+                CHECK_TENSOR(y, want, TST_EXACT, "fused.%s step %lld out", nm, (long long)t);
                 qg_backward(y, gout);
-                CHECK_EXACT(xl->grad, gx, "fused.%s step %lld gx", nm, (long long)t);
+                CHECK_TENSOR(xl->grad, gx, TST_EXACT, "fused.%s step %lld gx", nm, (long long)t);
             }
-            CHECK_EXACT(mn, fxt("fused.%s.%lld.min", nm, (long long)t), "fused.%s step %lld running_min", nm, (long long)t);
-            CHECK_EXACT(mx, fxt("fused.%s.%lld.max", nm, (long long)t), "fused.%s step %lld running_max", nm, (long long)t);
-            CHECK_EXACT(sc, fxt("fused.%s.%lld.scale", nm, (long long)t), "fused.%s step %lld scale", nm, (long long)t);
-            CHECK_EXACT(zp, fxt("fused.%s.%lld.zp", nm, (long long)t), "fused.%s step %lld zero_point", nm, (long long)t);
+            CHECK_TENSOR(mn, FX("fused.%s.%lld.min", nm, (long long)t), TST_EXACT, "fused.%s step %lld running_min", nm, (long long)t);
+            CHECK_TENSOR(mx, FX("fused.%s.%lld.max", nm, (long long)t), TST_EXACT, "fused.%s step %lld running_max", nm, (long long)t);
+            CHECK_TENSOR(sc, FX("fused.%s.%lld.scale", nm, (long long)t), TST_EXACT, "fused.%s step %lld scale", nm, (long long)t);
+            CHECK_TENSOR(zp, FX("fused.%s.%lld.zp", nm, (long long)t), TST_EXACT, "fused.%s step %lld zero_point", nm, (long long)t);
             qg_tensor_free(obs), qg_tensor_free(fq), qg_tensor_free(xl);
             qg_tape_reset(NULL);
         }
@@ -422,7 +381,7 @@ static void large_inputs(void) {
             qg_tape_reset(NULL);
         }
         for (int k = 0; k < 5; k++) {
-            CHECK_EXACT(out[1][k], out[0][k], "fused axis %d, 2 threads vs 1, output %d", axes[v], k);
+            CHECK_TENSOR(out[1][k], out[0][k], TST_EXACT, "fused axis %d, 2 threads vs 1, output %d", axes[v], k);
             qg_tensor_free(out[0][k]), qg_tensor_free(out[1][k]);
         }
         /* per tensor, large: reference and thread independence */
@@ -436,8 +395,8 @@ static void large_inputs(void) {
         int32_t z0 = 17;
         ref_fq(xv, ry, rm, 1, 1, n, &s0, &z0, 0, 127);
         qg_tensor *rt = qg_tensor_from_data(QG_F32, 4, shapes[v], ry);
-        CHECK_EXACT(yy[0], rt, "large per-tensor vs reference");
-        CHECK_EXACT(yy[1], rt, "large per-tensor, 2 threads vs reference");
+        CHECK_TENSOR(yy[0], rt, TST_EXACT, "large per-tensor vs reference");
+        CHECK_TENSOR(yy[1], rt, TST_EXACT, "large per-tensor, 2 threads vs reference");
         qg_tensor_free(yy[0]), qg_tensor_free(yy[1]), qg_tensor_free(rt);
         qg_set_num_threads(0);
         free(ry), free(xv), free(rm);
@@ -539,13 +498,13 @@ int main(int argc, char **argv) {
     if (argc < 2) {
         printf("usage: %s path/to/qat_ops.safetensors (PyTorch parity skipped)\n", argv[0]);
         CHECK(0, "no fixture given");
-    } else if (!(fx = qg_safetensors_load(argv[1]))) {
+    } else if (!(tst_fx = qg_safetensors_load(argv[1]))) {
         CHECK(0, "cannot load %s: %s", argv[1], qg_last_error());
     } else {
         fq_parity();
         lsq_parity();
         fused_parity();
-        qg_tensor_dict_free(fx);
+        qg_tensor_dict_free(tst_fx);
     }
     return test_summary("test_fake_quant");
 }

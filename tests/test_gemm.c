@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "op_internal.h"
 
 static int n_ok, n_fail;
 

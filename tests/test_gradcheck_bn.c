@@ -6,51 +6,19 @@
 #include <string.h>
 
 #include "test_util.h"
-
-enum { L_CONTIG, L_TRANSPOSED, L_SLICED, L_EXPANDED, L_COUNT };
-static const char *const layout_names[] = {"contiguous", "transposed", "sliced", "expanded"};
-
-/* The base tensor is stored so that the layout's view has the case's shape; the
- * expanded layout broadcasts a last dim of 1 to `last` (stride 0). */
-static qg_tensor *layout_view(qg_tensor *b, int layout, int64_t last) {
-    if (layout == L_TRANSPOSED) return qg_transpose(b, -1, -2);
-    if (layout == L_SLICED) return qg_slice(b, -1, 1, INT64_MAX, 2);
-    if (layout == L_EXPANDED) {
-        int64_t shape[QG_MAX_DIMS];
-        memcpy(shape, b->shape, sizeof(int64_t) * (size_t)b->ndim);
-        shape[b->ndim - 1] = last;
-        return qg_expand(b, b->ndim, shape);
-    }
-    return b;
-}
-
-static qg_tensor *make_base(qg_rng *g, int nd, const int64_t *shape_in, int layout, double lo, double hi,
-                            bool normal) {
-    int64_t shape[QG_MAX_DIMS];
-    memcpy(shape, shape_in, sizeof(int64_t) * (size_t)nd);
-    if (layout == L_TRANSPOSED) {
-        int64_t t = shape[nd - 1];
-        shape[nd - 1] = shape[nd - 2], shape[nd - 2] = t;
-    } else if (layout == L_SLICED) {
-        shape[nd - 1] = 2 * shape[nd - 1] + 1;
-    } else if (layout == L_EXPANDED) {
-        shape[nd - 1] = 1;
-    }
-    qg_tensor *t = qg_tensor_empty(QG_F64, nd, shape);
-    if (normal) qg_tensor_normal_(t, g, lo, hi);
-    else qg_tensor_uniform_(t, g, lo, hi);
-    return t;
-}
+#include "gc_layouts.h"
 
 /* ------------------------------------------------------------- batch_norm gradcheck */
 
+/* batch_norm's inputs in the gradcheck harness (tests/gc_layouts.h): x (in the case's
+ * layout), weight, bias, and the initial running mean and variance, the last four kept
+ * contiguous; weight and bias are differentiated when affine, the statistics never. */
+enum { BN_X, BN_W, BN_B, BN_RM0, BN_RV0, BN_IN };
+
 typedef struct {
-    int layout;
-    int64_t last;            /* the last dim's size (for the expanded layout) */
     bool training, affine;
-    int running;             /* 0: NULL running stats; 1: given (reset inside fn in training) */
-    qg_tensor *rm, *rv;      /* running stats used by fn */
-    qg_tensor *rm0, *rv0;    /* their initial values */
+    int running;        /* 0: NULL running stats; 1: given (reset inside fn in training) */
+    qg_tensor *rm, *rv; /* running stats used by fn */
 } bn_ctx;
 
 static qg_tensor *bn_fn(qg_tensor *const *in, void *vctx) {
@@ -59,12 +27,12 @@ static qg_tensor *bn_fn(qg_tensor *const *in, void *vctx) {
     if (c->running) {
         /* training updates the running stats on every call: start each evaluation
          * from the same values so the function gradcheck sees is fixed */
-        qg_tensor_copy_(c->rm, c->rm0);
-        qg_tensor_copy_(c->rv, c->rv0);
+        qg_tensor_copy_(c->rm, in[BN_RM0]);
+        qg_tensor_copy_(c->rv, in[BN_RV0]);
         rm = c->rm, rv = c->rv;
     }
-    qg_tensor *x = layout_view(in[0], c->layout, c->last);
-    qg_tensor *y = qg_batch_norm(x, rm, rv, c->affine ? in[1] : NULL, c->affine ? in[2] : NULL, c->training,
+    qg_tensor *x = in[BN_X];
+    qg_tensor *y = qg_batch_norm(x, rm, rv, c->affine ? in[BN_W] : NULL, c->affine ? in[BN_B] : NULL, c->training,
                                  0.1, 1e-5);
     /* a nonlinearity after BN, so the output's gradient is not constant per channel */
     return qg_mul(y, qg_tanh(x));
@@ -75,6 +43,7 @@ static void bn_gradchecks(qg_rng *g) {
         int nd;
         int64_t shape[4];
     } shapes[] = {{2, {5, 3}}, {3, {3, 4, 5}}, {4, {2, 3, 3, 4}}};
+    const unsigned stats = 1u << BN_RM0 | 1u << BN_RV0, params = 1u << BN_W | 1u << BN_B;
     int count = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int layout = 0; layout < L_COUNT; layout++)
@@ -83,56 +52,45 @@ static void bn_gradchecks(qg_rng *g) {
                     for (int running = 0; running < 2; running++) {
                         if (!training && !running) continue; /* eval needs running stats */
                         int nd = shapes[si].nd;
-                        const int64_t *shape = shapes[si].shape;
-                        int64_t C = shape[1];
-                        qg_tensor *in[3];
-                        in[0] = make_base(g, nd, shape, layout, 0.5, 1.5, true);
-                        in[1] = qg_tensor_empty(QG_F64, 1, &C);
-                        qg_tensor_uniform_(in[1], g, 0.5, 1.5);
-                        in[2] = qg_tensor_randn(g, QG_F64, 1, &C);
-                        qg_tensor_set_requires_grad(in[0], true);
-                        qg_tensor_set_requires_grad(in[1], affine);
-                        qg_tensor_set_requires_grad(in[2], affine);
-                        bn_ctx c = {layout, shape[nd - 1], training, affine, running, NULL, NULL, NULL, NULL};
-                        c.rm0 = qg_tensor_randn(g, QG_F64, 1, &C);
-                        c.rv0 = qg_tensor_empty(QG_F64, 1, &C);
-                        qg_tensor_uniform_(c.rv0, g, 0.5, 2.0);
-                        c.rm = qg_tensor_clone(c.rm0), c.rv = qg_tensor_clone(c.rv0);
-                        qg_status st = qg_gradcheck(bn_fn, &c, 3, in, NULL);
-                        CHECK(st == QG_OK, "batch_norm gradcheck %d-d %s %s %s %s: %s", nd, layout_names[layout],
-                              training ? "train" : "eval", affine ? "affine" : "no-affine",
-                              running ? "running" : "no-running", qg_last_error());
+                        int64_t C = shapes[si].shape[1];
+                        char name[96];
+                        snprintf(name, sizeof name, "batch_norm %d-d %s %s %s", nd, training ? "train" : "eval",
+                                 affine ? "affine" : "no-affine", running ? "running" : "no-running");
+                        /* x ~ N(0.5, 1.5), weight ~ U(0.5, 1.5), bias and running mean
+                         * ~ N(0, 1), running var ~ U(0.5, 2) */
+                        gc_case c = {name, NULL, BN_IN, {nd, 1, 1, 1, 1}, {{0}, {C}, {C}, {C}, {C}},
+                                     {D_NORMAL, D_UNIFORM, D_ANY, D_ANY, D_POS}};
+                        memcpy(c.shape[BN_X], shapes[si].shape, sizeof c.shape[BN_X]);
+                        bn_ctx ctx = {training, affine, running, qg_tensor_empty(QG_F64, 1, &C),
+                                      qg_tensor_empty(QG_F64, 1, &C)};
+                        gc_how how = {.fn = bn_fn, .ctx = &ctx, .fixed = params | stats,
+                                      .nograd = stats | (affine ? 0 : params),
+                                      .dist = {[BN_X] = {0.5, 1.5}, [BN_W] = {0.5, 1.5}}};
+                        gc_check(&c, &how, layout, g);
                         count++;
-                        for (int i = 0; i < 3; i++) qg_tensor_free(in[i]);
-                        qg_tensor_free(c.rm), qg_tensor_free(c.rv), qg_tensor_free(c.rm0), qg_tensor_free(c.rv0);
+                        qg_tensor_free(ctx.rm), qg_tensor_free(ctx.rv);
                     }
     printf("batch_norm: %d gradcheck configurations\n", count);
 }
 
 /* ------------------------------------------------------------- dropout gradcheck */
 
-typedef struct {
-    int layout;
-    double p;
-} drop_ctx;
-
 static qg_tensor *drop_fn(qg_tensor *const *in, void *vctx) {
-    drop_ctx *c = vctx;
+    const double *p = vctx;
     qg_rng r;
     qg_rng_init(&r, 77); /* the same mask on every evaluation */
-    return qg_dropout(layout_view(in[0], c->layout, 4), c->p, true, &r);
+    return qg_dropout(in[0], *p, true, &r);
 }
 
 static void dropout_gradchecks(qg_rng *g) {
-    const double ps[] = {0.3, 0.5, 1.0};
+    double ps[] = {0.3, 0.5, 1.0};
     for (int layout = 0; layout < L_COUNT; layout++)
         for (int k = 0; k < 3; k++) {
-            qg_tensor *x = make_base(g, 3, SHAPE(2, 3, 4), layout, 0, 1, true);
-            qg_tensor_set_requires_grad(x, true);
-            drop_ctx c = {layout, ps[k]};
-            CHECK(qg_gradcheck(drop_fn, &c, 1, &x, NULL) == QG_OK, "dropout gradcheck p=%g %s: %s", ps[k],
-                  layout_names[layout], qg_last_error());
-            qg_tensor_free(x);
+            char name[32];
+            snprintf(name, sizeof name, "dropout p=%g", ps[k]);
+            gc_case c = {name, NULL, 1, {3}, {{2, 3, 4}}, {D_ANY}};
+            gc_how how = {.fn = drop_fn, .ctx = &ps[k]};
+            gc_check(&c, &how, layout, g);
         }
 }
 
@@ -283,7 +241,8 @@ static void bn_threads(void) {
     } cs[] = {{4, {8, 16, 32, 32}, L_CONTIG}, {2, {4096, 24}, L_CONTIG}, {4, {4, 8, 32, 33}, L_TRANSPOSED}};
     for (int k = 0; k < 3; k++) {
         qg_rng_init(&g, 9);
-        qg_tensor *xb = make_base(&g, cs[k].nd, cs[k].shape, cs[k].layout, 0.3, 2.0, true);
+        qg_tensor *xb = gc_make_base(QG_F64, cs[k].layout, cs[k].nd, cs[k].shape);
+        qg_tensor_normal_(xb, &g, 0.3, 2.0);
         int64_t C = cs[k].shape[1];
         qg_tensor *w = qg_tensor_rand(&g, QG_F32, 1, &C), *b = qg_tensor_randn(&g, QG_F32, 1, &C);
         qg_tensor *x = qg_tensor_empty(QG_F32, xb->ndim, xb->shape);
@@ -295,7 +254,7 @@ static void bn_threads(void) {
             qg_set_num_threads(r ? 4 : 1);
             qg_tensor *rm = qg_tensor_zeros(QG_F32, 1, &C), *rv = qg_tensor_ones(QG_F32, 1, &C);
             qg_tensor_zero_grad(x), qg_tensor_zero_grad(w);
-            qg_tensor *xv = layout_view(x, cs[k].layout, cs[k].shape[cs[k].nd - 1]);
+            qg_tensor *xv = gc_layout_view(x, cs[k].layout, cs[k].nd, cs[k].shape);
             qg_tensor *y = qg_batch_norm(xv, rm, rv, w, b, true, 0.1, 1e-5);
             qg_tensor *l = qg_sum(qg_mul(y, xv), 0, NULL, false);
             CHECK(l && qg_backward(l, NULL) == QG_OK, "bn threads backward: %s", qg_last_error());
@@ -319,12 +278,12 @@ static void bn_threads(void) {
         qg_tensor *x64 = qg_tensor_empty(QG_F64, x->ndim, x->shape), *w64 = qg_tensor_empty(QG_F64, 1, &C),
                   *b64 = qg_tensor_empty(QG_F64, 1, &C);
         qg_tensor_copy_(x64, x), qg_tensor_copy_(w64, w), qg_tensor_copy_(b64, b);
-        qg_tensor *y64 = qg_batch_norm(layout_view(x64, cs[k].layout, cs[k].shape[cs[k].nd - 1]), NULL, NULL, w64, b64, true, 0.1, 1e-5);
-        double *d64 = malloc(sizeof(double) * (size_t)n), maxerr = 0;
-        qg_tensor_copy_to(y64, QG_F64, d64);
-        for (int64_t i = 0; i < n; i++) maxerr = fmax(maxerr, fabs(d64[i] - res[0][0][i]));
+        qg_tensor *y64 = qg_batch_norm(gc_layout_view(x64, cs[k].layout, cs[k].nd, cs[k].shape), NULL, NULL, w64, b64,
+                                       true, 0.1, 1e-5);
+        qg_tensor *y32 = qg_tensor_from_data(QG_F32, y64->ndim, y64->shape, res[0][0]);
+        double maxerr = tst_compare(y32, y64, TST_EXACT).max_abs;
         CHECK(maxerr < 2e-5, "bn case %d: f32 vs f64 max error %g", k, maxerr);
-        free(d64);
+        qg_tensor_free(y32);
         for (int r = 0; r < 2; r++)
             for (int i = 0; i < 3; i++) free(res[r][i]);
         qg_tensor_free(xb), qg_tensor_free(x), qg_tensor_free(w), qg_tensor_free(b);
@@ -378,8 +337,7 @@ static void dropout_values(void) {
     qg_tensor *ga = qg_dropout(x, 0.5, true, NULL);
     qg_manual_seed(5);
     qg_tensor *gb = qg_dropout(x, 0.5, true, NULL);
-    CHECK(ga && gb && !memcmp(qg_tensor_data(ga), qg_tensor_data(gb), sizeof(float) * (size_t)n),
-          "global generator reseeded gives the same mask");
+    CHECK(tst_bitwise_equal(ga, gb), "global generator reseeded gives the same mask");
     /* p == 1: zeros, zero gradient; inf * 0 = nan as PyTorch */
     qg_tensor *xs = qg_tensor_from_data(QG_F64, 1, SHAPE(3), (double[]){1.5, -2, INFINITY});
     qg_tensor_set_requires_grad(xs, true);

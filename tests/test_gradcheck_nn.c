@@ -8,7 +8,8 @@
 #include "gc_layouts.h"
 
 /* ------------------------------------------------------------- ops under test */
-#define ONE(name, expr) static qg_tensor *name(qg_tensor *const *x) { return (expr); }
+#define ONE(name, expr) \
+    static qg_tensor *name(qg_tensor *const *x, qg_tensor **aux) { return (void)aux, (expr); }
 #define P2(a, b) ((const int[]){a, b})
 ONE(c2_plain, qg_conv2d(x[0], x[1], x[2], NULL, NULL, NULL, 1))
 ONE(c2_s2p1, qg_conv2d(x[0], x[1], x[2], P2(2, 2), P2(1, 1), NULL, 1))
@@ -99,16 +100,9 @@ static qg_tensor *from(qg_dtype dt, int nd, const int64_t *shape, const double *
 
 /* all elements of t (C order) equal want[] within tol */
 static int values_are(const qg_tensor *t, int64_t n, const double *want, double tol) {
-    if (!t || qg_tensor_numel(t) != n) return 0;
-    double got[512];
-    if (n > 512) return 0;
-    qg_tensor_copy_to(t, QG_F64, got);
-    for (int64_t i = 0; i < n; i++)
-        if (!tst_close(got[i], want[i], tol, 0)) {
-            printf("  element %lld: got %.9g, want %.9g\n", (long long)i, got[i], want[i]);
-            return 0;
-        }
-    return 1;
+    tst_cmp c = tst_compare_array(t, n, want, (tst_tol){.atol = tol});
+    if (c.bad > 0) printf("  element %lld: got %.9g, want %.9g\n", (long long)c.first, c.got, c.want);
+    return c.ok;
 }
 
 static const double seq9[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
@@ -329,9 +323,8 @@ static void run_threads(const thr_case *c, qg_rng *g) {
     static const char *const what[] = {"output", "input grad", "weight grad", "bias grad"};
     for (int i = 0; i < 4; i++) {
         if (!res[0][i] || !res[1][i]) continue;
-        CHECK(memcmp(qg_tensor_data(res[0][i]), qg_tensor_data(res[1][i]),
-                     (size_t)qg_tensor_numel(res[0][i]) * sizeof(float)) == 0,
-              "threads %s: %s differs between 1 and 2 threads", c->name, what[i]);
+        CHECK(tst_bitwise_equal(res[1][i], res[0][i]), "threads %s: %s differs between 1 and 2 threads", c->name,
+              what[i]);
         qg_tensor_free(res[0][i]), qg_tensor_free(res[1][i]);
     }
     qg_tensor_free(x), qg_tensor_free(w), qg_tensor_free(b);

@@ -12,34 +12,10 @@
 #include "qgrad/optim.h"
 #include "test_util.h"
 
-static qg_tensor_dict *fx;
-
-#define fxt(...) tst_fixture(fx, __VA_ARGS__)
-
 /* Gives p the gradient g, as a backward pass would (the leaf owns its .grad). */
 static void set_grad(qg_tensor *p, const qg_tensor *g) {
     if (!p->grad) p->grad = qg_tensor_clone(g);
     else qg_tensor_copy_(p->grad, g);
-}
-
-/* max |a - b| / |b| over elements (|b| floored at 1e-30); *exact counts equal elements */
-static double rel_diff(const qg_tensor *a, const qg_tensor *b, int64_t *exact) {
-    int64_t n = qg_tensor_numel(b);
-    double *x = malloc(sizeof(double) * (size_t)n), *y = malloc(sizeof(double) * (size_t)n), m = 0;
-    qg_tensor_copy_to(a, QG_F64, x);
-    qg_tensor_copy_to(b, QG_F64, y);
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs(x[i] - y[i]) / fmax(fabs(y[i]), 1e-30);
-        m = fmax(m, e);
-        if (exact) *exact += x[i] == y[i];
-    }
-    free(x), free(y);
-    return m;
-}
-
-static bool bitwise_equal(const qg_tensor *a, const qg_tensor *b) {
-    if (!a || !b || a->dtype != b->dtype || qg_tensor_numel(a) != qg_tensor_numel(b)) return false;
-    return !memcmp(qg_tensor_data(a), qg_tensor_data(b), (size_t)qg_tensor_numel(a) * qg_dtype_size(a->dtype));
 }
 
 /* ------------------------------------------------------------- SGD parity */
@@ -72,7 +48,7 @@ static void sgd_parity(void) {
     int64_t exact = 0, total = 0;
     for (size_t k = 0; k < sizeof configs / sizeof configs[0]; k++) {
         qg_tensor *p[4];
-        for (int i = 0; i < 4; i++) p[i] = qg_tensor_clone(fxt("sgd.init.%s", pnames[i]));
+        for (int i = 0; i < 4; i++) p[i] = qg_tensor_clone(FX("sgd.init.%s", pnames[i]));
         qg_tensor_list l = make_list(4, p);
         qg_sgd *opt = qg_sgd_new(&l, &configs[k].o);
         CHECK(opt != NULL, "sgd_new %s: %s", configs[k].name, qg_last_error());
@@ -81,12 +57,14 @@ static void sgd_parity(void) {
         double cworst = 0;
         for (int t = 0; t < 10; t++) {
             for (int i = 0; i < 4; i++)
-                if (i != 2 || t >= 3) set_grad(p[i], fxt("sgd.grad.%d.%s", t, pnames[i]));
+                if (i != 2 || t >= 3) set_grad(p[i], FX("sgd.grad.%d.%s", t, pnames[i]));
             CHECK(qg_sgd_step(opt) == QG_OK, "sgd_step %s: %s", configs[k].name, qg_last_error());
             if (sched) qg_lr_scheduler_step(sched);
             for (int i = 0; i < 4; i++) {
-                const qg_tensor *want = fxt("sgd.%s.%d.%s", configs[k].name, t, pnames[i]);
-                double e = rel_diff(p[i], want, &exact);
+                const qg_tensor *want = FX("sgd.%s.%d.%s", configs[k].name, t, pnames[i]);
+                tst_cmp c = tst_compare(p[i], want, TST_EXACT); /* max |a - b| / |b| (floored at 1e-30) */
+                double e = c.max_rel;
+                exact += c.exact;
                 total += qg_tensor_numel(want);
                 cworst = fmax(cworst, e);
                 CHECK(e <= 1e-6, "sgd %s step %d param %s: relative error %g", configs[k].name, t, pnames[i], e);
@@ -149,7 +127,7 @@ static void lr_parity(void) {
         qg_sgd *opt = qg_sgd_new(&l, &(qg_sgd_opts){.lr = 0.1});
         qg_lr_scheduler *s = scheds[k].make(opt);
         CHECK(s != NULL, "scheduler %s: %s", scheds[k].name, qg_last_error());
-        const qg_tensor *want = fxt("lr.%s", scheds[k].name);
+        const qg_tensor *want = FX("lr.%s", scheds[k].name);
         if (!s || !want) {
             qg_sgd_free(opt), qg_tensor_free(p);
             continue;
@@ -217,12 +195,12 @@ static void errors(void) {
     /* a grad of the wrong shape: error, and nothing changes */
     qg_sgd *o = qg_sgd_new(&l, &(qg_sgd_opts){.lr = 0.1, .momentum = 0.9});
     CHECK(o != NULL, "sgd_new: %s", qg_last_error());
-    set_grad(a, qg_tensor_dict_get(fx, "sgd.grad.0.w")); /* (3, 5) for a (2, 3) parameter */
+    set_grad(a, FX("sgd.grad.0.w")); /* (3, 5) for a (2, 3) parameter */
     b->grad = qg_tensor_ones(QG_F64, 1, SHAPE(3));
     qg_tensor *b0 = qg_tensor_clone(b);
     qg_clear_error();
     CHECK(qg_sgd_step(o) == QG_ESHAPE && strstr(qg_last_error(), "grad"), "grad shape mismatch: %s", qg_last_error());
-    CHECK(bitwise_equal(b, b0) && !qg_sgd_momentum_buffer(o, 1) && qg_sgd_step_count(o) == 0,
+    CHECK(tst_bitwise_equal(b, b0) && !qg_sgd_momentum_buffer(o, 1) && qg_sgd_step_count(o) == 0,
           "a failed step changes nothing");
     /* a grad of another dtype */
     qg_tensor_free(a->grad);
@@ -357,9 +335,9 @@ static void round_trip(void) {
           "settings restored (lr %g, steps %lld, epoch %lld)", qg_sgd_get_lr(c.opt), (long long)qg_sgd_step_count(c.opt),
           (long long)qg_lr_scheduler_last_epoch(c.sched));
     run_steps(&c, 5, 10);
-    for (int i = 0; i < 3; i++) CHECK(bitwise_equal(c.p[i], a.p[i]), "resumed run equals the uninterrupted one: %s", pnames[i]);
+    for (int i = 0; i < 3; i++) CHECK(tst_bitwise_equal(c.p[i], a.p[i]), "resumed run equals the uninterrupted one: %s", pnames[i]);
     for (int i = 0; i < 3; i++)
-        CHECK(bitwise_equal(qg_sgd_momentum_buffer(c.opt, i), qg_sgd_momentum_buffer(a.opt, i)), "buffer %d equal", i);
+        CHECK(tst_bitwise_equal(qg_sgd_momentum_buffer(c.opt, i), qg_sgd_momentum_buffer(a.opt, i)), "buffer %d equal", i);
     CHECK(qg_lr_scheduler_get_last_lr(c.sched) == qg_lr_scheduler_get_last_lr(a.sched) &&
               qg_sgd_get_lr(c.opt) == qg_sgd_get_lr(a.opt), "lr equal after resuming");
 
@@ -413,7 +391,7 @@ static void round_trip(void) {
           qg_last_error());
     qg_sgd_free(o2);
     for (int i = 0; i < 3; i++)
-        CHECK(bitwise_equal(qg_sgd_momentum_buffer(c.opt, i), snap[i]) ||
+        CHECK(tst_bitwise_equal(qg_sgd_momentum_buffer(c.opt, i), snap[i]) ||
                   (!snap[i] && !qg_sgd_momentum_buffer(c.opt, i)), "failed loads left buffer %d alone", i);
     CHECK(qg_sgd_get_lr(c.opt) == lr0 && qg_sgd_step_count(c.opt) == 10 && qg_lr_scheduler_last_epoch(c.sched) == ep0,
           "failed loads left the settings alone");
@@ -450,14 +428,14 @@ static void threads_and_memory(void) {
         qg_tensor_free(p), qg_tensor_free(gr);
     }
     qg_set_num_threads(0);
-    CHECK(bitwise_equal(res[0], res[1]), "same result with 1 and 4 threads");
+    CHECK(tst_bitwise_equal(res[0], res[1]), "same result with 1 and 4 threads");
     qg_tensor_free(res[0]), qg_tensor_free(res[1]);
 }
 
 int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : "tests/fixtures/optim.safetensors";
-    fx = qg_safetensors_load(path);
-    if (!fx) {
+    tst_fx = qg_safetensors_load(path);
+    if (!tst_fx) {
         printf("cannot load %s: %s\n", path, qg_last_error());
         return 1;
     }
@@ -474,6 +452,6 @@ int main(int argc, char **argv) {
     qg_tape_reset(NULL);
     CHECK(qg_live_allocations() == live0, "no leaks (%lld -> %lld live blocks)", (long long)live0,
           (long long)qg_live_allocations());
-    qg_tensor_dict_free(fx);
+    qg_tensor_dict_free(tst_fx);
     return test_summary("optim");
 }

@@ -68,16 +68,14 @@ static op_case cases[] = {
 
 /* BatchNorm modules trained 3 steps as the generator did */
 static void bn_module(const char *name, qg_module *bn) {
-    char key[128];
-    qg_tensor_copy_(qg_module_param(bn, "weight"), parity_fx(name, "init_weight"));
-    qg_tensor_copy_(qg_module_param(bn, "bias"), parity_fx(name, "init_bias"));
+    char what[96];
+    qg_tensor_copy_(qg_module_param(bn, "weight"), PFX("%s.init_weight", name));
+    qg_tensor_copy_(qg_module_param(bn, "bias"), PFX("%s.init_bias", name));
     qg_tensor *y = NULL;
     for (int step = 0; step < 3; step++) {
         qg_tape_reset(NULL);
-        snprintf(key, sizeof key, "x%d", step);
-        y = qg_module_forward(bn, parity_fx(name, key));
-        snprintf(key, sizeof key, "g%d", step);
-        if (!y || qg_backward(y, parity_fx(name, key))) {
+        y = qg_module_forward(bn, PFX("%s.x%d", name, step));
+        if (!y || qg_backward(y, PFX("%s.g%d", name, step))) {
             printf("FAIL %s step %d: %s\n", name, step, qg_last_error());
             failed++;
             qg_module_free(bn);
@@ -86,20 +84,15 @@ static void bn_module(const char *name, qg_module *bn) {
     }
     const char *bufs[] = {"running_mean", "running_var", "num_batches_tracked"};
     for (int i = 0; i < 3; i++) {
-        char what[96], fk[64];
         snprintf(what, sizeof what, "%s.%s", name, bufs[i]);
-        snprintf(fk, sizeof fk, "state.%s", bufs[i]);
-        char rk[64];
-        snprintf(rk, sizeof rk, "ref.state.%s", bufs[i]);
-        parity_judge(what, qg_module_buffer(bn, bufs[i]), parity_fx(name, fk), parity_fx(name, rk));
+        parity_judge(what, qg_module_buffer(bn, bufs[i]), PFX("%s.state.%s", name, bufs[i]),
+                     PFX("%s.ref.state.%s", name, bufs[i]));
     }
     const char *outs[] = {"out2", "grad_weight", "grad_bias"};
     const qg_tensor *ours[] = {y, qg_module_param(bn, "weight")->grad, qg_module_param(bn, "bias")->grad};
     for (int i = 0; i < 3; i++) {
-        char rk[64];
-        snprintf(key, sizeof key, "%s.%s", name, outs[i]);
-        snprintf(rk, sizeof rk, "ref.%s", outs[i]);
-        parity_judge(key, ours[i], parity_fx(name, outs[i]), parity_fx(name, rk));
+        snprintf(what, sizeof what, "%s.%s", name, outs[i]);
+        parity_judge(what, ours[i], PFX("%s.%s", name, outs[i]), PFX("%s.ref.%s", name, outs[i]));
     }
     qg_tape_reset(NULL);
     qg_module_free(bn);
@@ -130,8 +123,9 @@ static void checkpoint(const char *io_path, const char *state_path) {
         failed++;
     } else {
         qg_module_eval(m);
-        qg_tensor *out = qg_module_forward(m, qg_tensor_dict_get(io, "x"));
-        parity_judge("small_cnn.out_eval", out, qg_tensor_dict_get(io, "out_eval"), qg_tensor_dict_get(io, "ref.out_eval"));
+        qg_tensor *out = qg_module_forward(m, tst_fixture(io, TST_NEED, "x"));
+        parity_judge("small_cnn.out_eval", out, tst_fixture(io, TST_NEED, "out_eval"),
+                     tst_fixture(io, TST_NEED, "ref.out_eval"));
         /* save, load into a fresh model: every tensor equal to the bit */
         char path[256];
         snprintf(path, sizeof path, "%s/qgrad_small_cnn_%d.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
@@ -139,9 +133,7 @@ static void checkpoint(const char *io_path, const char *state_path) {
         bool ok = !qg_module_save(m, path) && !qg_module_load(m2, path, true);
         qg_tensor_dict *a = qg_module_state_dict(m), *b = qg_module_state_dict(m2);
         for (int i = 0; ok && i < qg_tensor_dict_size(a); i++) {
-            qg_tensor *x = qg_tensor_dict_at(a, i), *y = qg_tensor_dict_get(b, qg_tensor_dict_name(a, i));
-            ok = y && x->dtype == y->dtype &&
-                 !memcmp(qg_tensor_data(x), qg_tensor_data(y), (size_t)qg_tensor_numel(x) * qg_dtype_size(x->dtype));
+            ok = tst_bitwise_equal(qg_tensor_dict_get(b, qg_tensor_dict_name(a, i)), qg_tensor_dict_at(a, i));
         }
         if (ok) passed++, printf("ok small_cnn save/load round trip is exact (%d tensors)\n", qg_tensor_dict_size(a));
         else failed++, printf("FAIL small_cnn round trip: %s\n", qg_last_error());

@@ -18,21 +18,12 @@
 #include <string.h>
 
 #include "parity.h"
+#include "qat_cnn.h"
 #include "qgrad/optim.h"
 #include "qgrad/qat.h"
 
 #define passed parity.passed
 #define failed parity.failed
-static const qg_tensor_dict *fx;
-
-static qg_tensor *get(const char *c, const char *what) {
-    char k[600];
-    if (snprintf(k, sizeof k, "%s.%s", c, what) >= (int)sizeof k) return NULL;
-    qg_tensor *t = qg_tensor_dict_get(fx, k);
-    if (!t) qg_clear_error();
-    return t;
-}
-
 static void expect(const char *c, const char *what, const qg_tensor *ours, const qg_tensor *want, const qg_tensor *ref) {
     char label[700];
     snprintf(label, sizeof label, "%s %s", c, what);
@@ -113,13 +104,13 @@ static const qcase cases[] = {
     {"conv_relu1d", "fbgemm", CR1D, false},
 };
 
-/* the entries of fx named "<prefix>.<key>" as a dict keyed <key> (clones) */
+/* the entries of the fixture named "<prefix>.<key>" as a dict keyed <key> (clones) */
 static qg_tensor_dict *sub_dict(const char *prefix) {
     qg_tensor_dict *d = qg_tensor_dict_new();
     size_t n = strlen(prefix);
-    for (int i = 0; i < qg_tensor_dict_size(fx); i++) {
-        const char *k = qg_tensor_dict_name(fx, i);
-        if (!strncmp(k, prefix, n) && k[n] == '.') qg_tensor_dict_put(d, k + n + 1, qg_tensor_clone(qg_tensor_dict_at(fx, i)));
+    for (int i = 0; i < qg_tensor_dict_size(parity_fixture); i++) {
+        const char *k = qg_tensor_dict_name(parity_fixture, i);
+        if (!strncmp(k, prefix, n) && k[n] == '.') qg_tensor_dict_put(d, k + n + 1, qg_tensor_clone(qg_tensor_dict_at(parity_fixture, i)));
     }
     return d;
 }
@@ -144,7 +135,7 @@ static qg_module *make(const qcase *c) {
     }
     char mkey[96];
     snprintf(mkey, sizeof mkey, "mode.%s", c->name);
-    const char *mode = qg_tensor_dict_meta(fx, mkey);
+    const char *mode = qg_tensor_dict_meta(parity_fixture, mkey);
     if (mode && !strcmp(mode, "eval")) qg_module_eval(q);
     if (mode && !strcmp(mode, "frozen")) qg_freeze_bn_stats(q);
     return q;
@@ -152,28 +143,24 @@ static qg_module *make(const qcase *c) {
 
 static void run_case(const qcase *c) {
     int f0 = failed;
-    char key[600], rk[600];
+    char key[600];
     qg_module *q = make(c);
     if (!q) return;
     for (int step = 0; step < 3; step++) {
         char w[8];
-        snprintf(w, sizeof w, "x%d", step);
-        qg_tensor *x = qg_tensor_clone(get(c->name, w));
+        qg_tensor *x = qg_tensor_clone(PFX("%s.x%d", c->name, step));
         qg_tensor_set_requires_grad(x, true);
         qg_tensor *y = qg_module_forward(q, x);
-        snprintf(w, sizeof w, "g%d", step);
-        if (!y || qg_backward(y, get(c->name, w))) {
+        if (!y || qg_backward(y, PFX("%s.g%d", c->name, step))) {
             printf("FAIL %s step %d: %s\n", c->name, step, qg_last_error());
             failed++;
             qg_tensor_free(x);
             break;
         }
         snprintf(w, sizeof w, "y%d", step);
-        snprintf(rk, sizeof rk, "ref.%s", w);
-        expect(c->name, w, y, get(c->name, w), get(c->name, rk));
+        expect(c->name, w, y, PFX("%s.%s", c->name, w), PFX("%s.ref.%s", c->name, w));
         snprintf(w, sizeof w, "gx%d", step);
-        snprintf(rk, sizeof rk, "ref.%s", w);
-        expect(c->name, w, x->grad, get(c->name, w), get(c->name, rk));
+        expect(c->name, w, x->grad, PFX("%s.%s", c->name, w), PFX("%s.ref.%s", c->name, w));
         qg_tensor_free(x);
         qg_tape_reset(NULL);
     }
@@ -192,15 +179,13 @@ static void run_case(const qcase *c) {
             printf("FAIL %s: state entry %d is %s, PyTorch's %s\n", c->name, i, qg_tensor_dict_name(sd, i), k), failed++;
         qg_tensor *ours = qg_tensor_dict_get(sd, k);
         if (!ours) qg_clear_error();
-        snprintf(rk, sizeof rk, "ref.state.%s", k);
-        expect(c->name, k, ours, qg_tensor_dict_at(want, i), get(c->name, rk));
+        expect(c->name, k, ours, qg_tensor_dict_at(want, i), PFX("%s.ref.state.%s", c->name, k));
     }
     qg_tensor_dict_free(sd), qg_tensor_dict_free(want);
     qg_tensor_list *ps = qg_module_parameters(q);
     for (int i = 0; i < ps->n; i++) {
         snprintf(key, sizeof key, "grad.%s", ps->names[i]);
-        snprintf(rk, sizeof rk, "ref.grad.%s", ps->names[i]);
-        qg_tensor *w = get(c->name, key);
+        qg_tensor *w = PFX("%s.%s", c->name, key);
         bool bn_train = strstr(c->name, "bn") && !strstr(c->name, "frozen") && !strstr(c->name, "eval");
         if (w && bn_train && !strcmp(ps->names[i], "bias")) {
             /* BN in training removes a bias before it: its gradient is 0 up to rounding,
@@ -212,7 +197,7 @@ static void run_case(const qcase *c) {
             if (gmax <= 1e-5 * wmax) passed++;
             else failed++, printf("FAIL %s grad.bias %.3g is not noise next to grad.weight %.3g\n", c->name, gmax, wmax);
         } else if (w) {
-            expect(c->name, key, ps->tensors[i]->grad, w, get(c->name, rk));
+            expect(c->name, key, ps->tensors[i]->grad, w, PFX("%s.ref.%s", c->name, key));
         }
     }
     qg_tensor_list_free(ps);
@@ -222,30 +207,11 @@ static void run_case(const qcase *c) {
 
 /* ------------------------------------------------------------- small CNN, 5 steps */
 
-static qg_module *qat_cnn_float(void) {
-    qg_module *m = qg_sequential_new();
-    qg_sequential_add(m, "quant", qg_quant_stub_new());
-    qg_sequential_add(m, "c1", qg_nn_conv2d_new(1, 4, 3, 3, &(qg_conv_opts){.padding = QG_PAIR(1), .no_bias = true}, NULL));
-    qg_sequential_add(m, "b1", qg_nn_batchnorm2d_new(4, NULL));
-    qg_sequential_add(m, "relu1", qg_nn_relu_new());
-    qg_sequential_add(m, "pool", qg_nn_maxpool2d_new(2, 2, NULL));
-    qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
-    qg_sequential_add(m, "l1", qg_nn_linear_new(64, 16, NULL, NULL));
-    qg_sequential_add(m, "relu2", qg_nn_relu_new());
-    qg_sequential_add(m, "l2", qg_nn_linear_new(16, 3, NULL, NULL));
-    qg_sequential_add(m, "dequant", qg_dequant_stub_new());
-    return m;
-}
-
-/* The small CNN, fused and prepared as the generator did. */
+/* The small CNN (tests/qat_cnn.h) with PyTorch's float weights, fused and prepared as
+ * the generator did. */
 static qg_module *qat_cnn_prepared(const char *float_path) {
     qg_module *m = qat_cnn_float();
-    const char *g1[] = {"c1", "b1", "relu1"}, *g2[] = {"l1", "relu2"};
-    const char *const *groups[] = {g1, g2};
-    int sizes[] = {3, 2};
-    qg_qconfig qc;
-    qg_qconfig_preset("fbgemm", &qc);
-    if (qg_module_load(m, float_path, true) || qg_fuse_modules_qat(m, 2, groups, sizes) || qg_prepare_qat(m, &qc)) {
+    if (qg_module_load(m, float_path, true) || qat_cnn_fuse_prepare(m)) {
         printf("FAIL qat_cnn setup: %s\n", qg_last_error());
         failed++;
         qg_module_free(m);
@@ -274,6 +240,7 @@ static qg_tensor *act_scale(qg_module *m, const char *blk) {
 
 static void qat_cnn(const char *io_path, const char *float_path) {
     qg_tensor_dict *io = qg_safetensors_load(io_path);
+    parity_fixture = io; /* PFX reads this file now */
     qg_module *m = io ? qat_cnn_prepared(float_path) : NULL;
     if (!m) {
         if (!io) printf("FAIL qat_cnn: %s\n", qg_last_error()), failed++;
@@ -285,11 +252,8 @@ static void qat_cnn(const char *io_path, const char *float_path) {
     int f0 = failed;
     int64_t flips = 0, elems = 0;
     for (int step = 0; step < 5 && opt; step++) {
-        char k[32], rk[64];
-        snprintf(k, sizeof k, "x%d", step);
-        qg_tensor *x = qg_tensor_dict_get(io, k);
-        snprintf(k, sizeof k, "t%d", step);
-        qg_tensor *t = qg_tensor_dict_get(io, k), *acts[2] = {0};
+        char k[32];
+        qg_tensor *x = PFX("x%d", step), *t = PFX("t%d", step), *acts[2] = {0};
         qg_tensor *loss = qg_cross_entropy(cnn_forward(m, x, acts), t, QG_REDUCTION_MEAN);
         qg_sgd_zero_grad(opt);
         if (!loss || qg_backward(loss, NULL) || qg_sgd_step(opt)) {
@@ -298,19 +262,17 @@ static void qat_cnn(const char *io_path, const char *float_path) {
             break;
         }
         snprintf(k, sizeof k, "loss%d", step);
-        snprintf(rk, sizeof rk, "ref.%s", k);
-        expect("qat_cnn", k, loss, qg_tensor_dict_get(io, k), qg_tensor_dict_get(io, rk));
+        expect("qat_cnn", k, loss, PFX("%s", k), PFX("ref.%s", k));
         for (int b = 0; b < 2; b++) {
             const char *blk = b ? "l1" : "c1";
             char sk[48];
             snprintf(k, sizeof k, "act.%s%d", blk, step);
             snprintf(sk, sizeof sk, "%s.scale", k);
             /* the scale by the float rule, then the integer levels: equal but for flips */
-            qg_tensor *want_s = qg_tensor_dict_get(io, sk);
-            snprintf(rk, sizeof rk, "ref.%s", sk);
-            expect("qat_cnn", sk, act_scale(m, blk), want_s, qg_tensor_dict_get(io, rk));
+            qg_tensor *want_s = PFX("%s", sk);
+            expect("qat_cnn", sk, act_scale(m, blk), want_s, PFX("ref.%s", sk));
             int64_t nf = 0;
-            parity_judge_grid(k, acts[b], qg_tensor_item(act_scale(m, blk)), qg_tensor_dict_get(io, k), qg_tensor_item(want_s), &nf);
+            parity_judge_grid(k, acts[b], qg_tensor_item(act_scale(m, blk)), PFX("%s", k), qg_tensor_item(want_s), &nf);
             flips += nf, elems += qg_tensor_numel(acts[b] ? acts[b] : want_s);
         }
         qg_tape_reset(NULL);
@@ -323,9 +285,7 @@ static void qat_cnn(const char *io_path, const char *float_path) {
         n++;
         qg_tensor *ours = qg_tensor_dict_get(sd, k + 6);
         if (!ours) qg_clear_error();
-        char rk[300];
-        snprintf(rk, sizeof rk, "ref.%s", k);
-        expect("qat_cnn", k + 6, ours, qg_tensor_dict_at(io, i), qg_tensor_dict_get(io, rk));
+        expect("qat_cnn", k + 6, ours, qg_tensor_dict_at(io, i), PFX("ref.%s", k));
     }
     if (n != qg_tensor_dict_size(sd)) printf("FAIL qat_cnn: %d state entries, PyTorch %d\n", qg_tensor_dict_size(sd), n), failed++;
     printf("%s qat_cnn: 5 SGD steps, %d state tensors compared; %lld of %lld fake-quantized activations flipped\n",
@@ -376,7 +336,7 @@ int main(int argc, char **argv) {
         printf("FAIL %s\n", qg_last_error());
         return 1;
     }
-    fx = d;
+    parity_fixture = d;
     grid_selftest();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
     qg_tensor_dict_free(d);

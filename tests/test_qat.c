@@ -24,15 +24,6 @@ static qg_module *fused(const char *const *paths, int n, qg_module *a, qg_module
     return f;
 }
 
-static double max_abs_diff(const qg_tensor *a, const qg_tensor *b) {
-    double m = 0;
-    for (int64_t i = 0; i < qg_tensor_numel(a); i++) {
-        double d = fabs(((float *)qg_tensor_data(a))[i] - ((float *)qg_tensor_data(b))[i]);
-        m = d > m ? d : m;
-    }
-    return m;
-}
-
 /* to_float of a ConvBnReLU2d folds BN: with fake-quant off and BN frozen, the QAT
  * module and its float version compute the same function */
 static void test_round_trip(void) {
@@ -53,7 +44,8 @@ static void test_round_trip(void) {
     CHECK(back && qg_module_is(back, "intrinsic.ConvReLU2d"), "to_float gives ConvReLU2d: %s", back ? back->type->name : qg_last_error());
     qg_tensor *x = qg_tensor_randn(NULL, QG_F32, 4, SHAPE(2, 3, 5, 5));
     qg_tensor *y1 = qg_module_forward(q, x), *y2 = qg_module_forward(back, x);
-    CHECK(y1 && y2 && max_abs_diff(y1, y2) < 1e-5, "folded float module computes the same: diff %g", y1 && y2 ? max_abs_diff(y1, y2) : -1);
+    double diff = tst_compare(y1, y2, TST_EXACT).max_abs;
+    CHECK(y1 && y2 && diff < 1e-5, "folded float module computes the same: diff %g", diff);
     /* train() keeps a frozen BN frozen; update_bn_stats unfreezes */
     qg_module_train(q, true);
     CHECK(!qg_module_child(q, "bn")->training, "frozen BN stays in eval through train()");
@@ -64,7 +56,8 @@ static void test_round_trip(void) {
     qg_tensor *w0 = qg_tensor_clone(qg_module_param(l, "weight"));
     qg_module *ql = qg_qat_from_float(l, &qc);
     qg_module *fl = qg_qat_to_float(ql);
-    CHECK(fl && qg_module_is(fl, "Linear") && max_abs_diff(qg_module_param(fl, "weight"), w0) == 0, "Linear round trip exact");
+    CHECK(fl && qg_module_is(fl, "Linear") && tst_compare(qg_module_param(fl, "weight"), w0, TST_EXACT).ok,
+          "Linear round trip exact");
     qg_tensor_free(w0), qg_tensor_free(x);
     qg_module_free(q), qg_module_free(back), qg_module_free(ql), qg_module_free(fl);
     qg_tape_reset(NULL);

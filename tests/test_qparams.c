@@ -12,27 +12,19 @@
 
 #include "test_util.h"
 
-static qg_tensor_dict *fx;
-
-#define fxt(...) tst_fixture(fx, __VA_ARGS__)
-
-static bool same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
-
 /* Compares n scales (bitwise) and zero points with the fixture's; prints the first miss. */
 static void check_arrays(const char *what, int64_t n, const float *mn, const float *mx, const float *sc,
                          const int32_t *zp, const qg_tensor *want_sc, const qg_tensor *want_zp) {
-    float *ws = malloc(sizeof(float) * (size_t)n);
-    double *wz = malloc(sizeof(double) * (size_t)n);
-    qg_tensor_copy_to(want_sc, QG_F32, ws);
-    qg_tensor_copy_to(want_zp, QG_F64, wz);
-    int64_t bad = 0, first = -1;
-    for (int64_t i = 0; i < n; i++)
-        if (!same_bits(sc[i], ws[i]) || zp[i] != (int32_t)wz[i]) bad++, first = first < 0 ? i : first;
-    CHECK(bad == 0, "%s: %lld of %lld differ; first at %lld (min %.9g max %.9g): scale %.9g zp %d, PyTorch %.9g zp %d",
-          what, (long long)bad, (long long)n, (long long)first, first >= 0 ? mn[first] : 0.0,
+    qg_tensor *ts = qg_tensor_from_data(QG_F32, 1, SHAPE(n), sc), *tz = qg_tensor_from_data(QG_I32, 1, SHAPE(n), zp);
+    tst_cmp cs = tst_compare(ts, want_sc, TST_BITWISE), cz = tst_compare(tz, want_zp, TST_EXACT);
+    int64_t first = cs.first < 0 || (cz.first >= 0 && cz.first < cs.first) ? cz.first : cs.first;
+    CHECK(cs.ok && cz.ok,
+          "%s: %lld scales and %lld zero points of %lld differ; first at %lld (min %.9g max %.9g): scale %.9g zp %d, "
+          "PyTorch %.9g zp %d",
+          what, (long long)cs.bad, (long long)cz.bad, (long long)n, (long long)first, first >= 0 ? mn[first] : 0.0,
           first >= 0 ? mx[first] : 0.0, first >= 0 ? sc[first] : 0.0, first >= 0 ? zp[first] : 0,
-          first >= 0 ? ws[first] : 0.0, first >= 0 ? (int)wz[first] : 0);
-    free(ws), free(wz);
+          first >= 0 ? qg_tensor_get(want_sc, &first) : 0.0, first >= 0 ? (int)qg_tensor_get(want_zp, &first) : 0);
+    qg_tensor_free(ts), qg_tensor_free(tz);
 }
 
 /* ------------------------------------------------------------- parity */
@@ -46,8 +38,8 @@ static const char *const casesB[] = {"affine_u8", "affine_rr", "affine_s8", "sym
 static void parity_A(void) {
     for (size_t c = 0; c < sizeof casesA / sizeof *casesA; c++) {
         const char *nm = casesA[c];
-        qg_tensor *tmin = fxt("qpA.%s.min", nm), *tmax = fxt("qpA.%s.max", nm), *cfg = fxt("qpA.%s.cfg", nm);
-        qg_tensor *ws = fxt("qpA.%s.scale", nm), *wz = fxt("qpA.%s.zp", nm);
+        qg_tensor *tmin = FX("qpA.%s.min", nm), *tmax = FX("qpA.%s.max", nm), *cfg = FX("qpA.%s.cfg", nm);
+        qg_tensor *ws = FX("qpA.%s.scale", nm), *wz = FX("qpA.%s.zp", nm);
         if (!tmin || !tmax || !cfg || !ws || !wz) {
             CHECK(0, "qpA.%s: fixture incomplete", nm);
             continue;
@@ -72,7 +64,7 @@ static void parity_A(void) {
             float s1;
             int32_t z1;
             all = qg_qparams_observer(1, mn + i, mx + i, scheme, dt, k[4] != 0, k[0], k[1], FLT_EPSILON, &s1, &z1) ==
-                      QG_OK && same_bits(s1, sc[i]) && z1 == zp[i];
+                      QG_OK && !memcmp(&s1, &sc[i], sizeof s1) && z1 == zp[i];
         }
         CHECK(all, "qpA.%s: per-tensor calls differ from the per-channel one", nm);
         free(mn), free(zp);
@@ -82,8 +74,8 @@ static void parity_A(void) {
 static void parity_B(void) {
     for (size_t c = 0; c < sizeof casesB / sizeof *casesB; c++) {
         const char *nm = casesB[c];
-        qg_tensor *tmin = fxt("qpB.%s.min", nm), *tmax = fxt("qpB.%s.max", nm), *cfg = fxt("qpB.%s.cfg", nm);
-        qg_tensor *ws = fxt("qpB.%s.scale", nm), *wz = fxt("qpB.%s.zp", nm);
+        qg_tensor *tmin = FX("qpB.%s.min", nm), *tmax = FX("qpB.%s.max", nm), *cfg = FX("qpB.%s.cfg", nm);
+        qg_tensor *ws = FX("qpB.%s.scale", nm), *wz = FX("qpB.%s.zp", nm);
         if (!tmin || !tmax || !cfg || !ws || !wz) {
             CHECK(0, "qpB.%s: fixture incomplete", nm);
             continue;
@@ -221,12 +213,12 @@ int main(int argc, char **argv) {
     if (argc < 2) {
         printf("usage: %s path/to/qat_ops.safetensors (PyTorch parity skipped)\n", argv[0]);
         CHECK(0, "no fixture given");
-    } else if (!(fx = qg_safetensors_load(argv[1]))) {
+    } else if (!(tst_fx = qg_safetensors_load(argv[1]))) {
         CHECK(0, "cannot load %s: %s", argv[1], qg_last_error());
     } else {
         parity_A();
         parity_B();
-        qg_tensor_dict_free(fx);
+        qg_tensor_dict_free(tst_fx);
     }
     return test_summary("test_qparams");
 }

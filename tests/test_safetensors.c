@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "compare.h"
 #include "qgrad/nn.h"
 
 static int failures;
@@ -62,22 +63,12 @@ static void write_file(const char *path, const void *b, size_t n) {
     fclose(f);
 }
 
-static size_t nbytes(const qg_tensor *t) { return (size_t)qg_tensor_numel(t) * qg_dtype_size(t->dtype); }
-
-/* Same dtype, shape and bytes (both contiguous). */
-static bool same_tensor(const qg_tensor *a, const qg_tensor *b) {
-    if (!a || !b || a->dtype != b->dtype || a->ndim != b->ndim) return false;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i]) return false;
-    return !nbytes(a) || !memcmp(qg_tensor_data(a), qg_tensor_data(b), nbytes(a));
-}
-
 static bool same_dict(const qg_tensor_dict *a, const qg_tensor_dict *b) {
     if (qg_tensor_dict_size(a) != qg_tensor_dict_size(b)) return false;
     if (qg_tensor_dict_meta_size(a) != qg_tensor_dict_meta_size(b)) return false;
     for (int i = 0; i < qg_tensor_dict_size(a); i++) {
         if (strcmp(qg_tensor_dict_name(a, i), qg_tensor_dict_name(b, i))) return false;
-        if (!same_tensor(qg_tensor_dict_at(a, i), qg_tensor_dict_at(b, i))) return false;
+        if (!tst_bitwise_equal(qg_tensor_dict_at(a, i), qg_tensor_dict_at(b, i))) return false;
     }
     for (int i = 0; i < qg_tensor_dict_meta_size(a); i++) {
         const char *va, *ka = qg_tensor_dict_meta_at(a, i, &va);

@@ -36,7 +36,7 @@ static void test_rng(void) {
     qg_rng_init(&g1, 42), qg_rng_init(&g2, 42);
     qg_tensor *a = qg_tensor_randn(&g1, QG_F32, 2, SHAPE(100, 7));
     qg_tensor *b = qg_tensor_randn(&g2, QG_F32, 2, SHAPE(100, 7));
-    CHECK(!memcmp(qg_tensor_data(a), qg_tensor_data(b), 700 * sizeof(float)), "same seed, same numbers");
+    CHECK(tst_bitwise_equal(a, b), "same seed, same numbers");
     double s = 0, ss = 0;
     float *p = qg_tensor_data(a);
     for (int i = 0; i < 700; i++) s += p[i], ss += p[i] * p[i];
@@ -140,10 +140,34 @@ static void test_tape_rules(void) {
     qg_tensor_free(w), qg_tensor_free(c);
 }
 
+/* The tests' shared comparator (tests/compare.h) itself: values (NaN equals NaN, -0
+ * equals 0), tolerances, bits, shapes, strides, and the first element that differs. */
+static void test_compare(void) {
+    qg_tensor *a = qg_tensor_from_data(QG_F32, 2, SHAPE(2, 2), (float[]){1, NAN, -0.0f, 4});
+    qg_tensor *b = qg_tensor_from_data(QG_F32, 2, SHAPE(2, 2), (float[]){1, NAN, 0.0f, 4.001f});
+    tst_cmp c = tst_compare(a, b, TST_EXACT);
+    CHECK(!c.ok && c.bad == 1 && c.first == 3 && c.got == 4 && c.exact == 3, "exact: one differs (%lld at %lld)",
+          (long long)c.bad, (long long)c.first);
+    CHECK(tst_compare(a, b, (tst_tol){.rtol = 1e-3}).ok && !tst_compare(a, b, (tst_tol){.rtol = 1e-4}).ok,
+          "relative tolerance");
+    c = tst_compare(a, b, TST_BITWISE);
+    CHECK(!c.ok && c.bad == 2 && c.first == 2, "bitwise: -0 and 0 differ (%lld)", (long long)c.bad);
+    CHECK(tst_bitwise_equal(a, a) && !tst_bitwise_equal(a, NULL), "bitwise: itself, and NULL");
+    qg_tensor *at = qg_tensor_clone(qg_transpose(a, 0, 1)), *v = qg_transpose(at, 0, 1);
+    CHECK(tst_bitwise_equal(v, a) && !tst_compare(at, a, TST_EXACT).ok, "strided views compare by element");
+    qg_tensor *flat = qg_tensor_from_data(QG_F32, 1, SHAPE(4), (float[]){1, NAN, 0, 4});
+    c = tst_compare(flat, a, TST_EXACT);
+    CHECK(!c.ok && !c.shape_ok && c.bad == -1 && isinf(c.max_rel), "another shape fails");
+    CHECK(tst_compare_array(a, 4, (const double[]){1, NAN, 0, 4.0005}, (tst_tol){.atol = 1e-3}).ok, "array");
+    qg_tensor_free(a), qg_tensor_free(b), qg_tensor_free(at), qg_tensor_free(flat);
+    qg_tape_reset(NULL);
+}
+
 int main(void) {
     test_creation();
     test_rng();
     test_views();
     test_tape_rules();
+    test_compare();
     return test_summary("tensor");
 }

@@ -1,11 +1,12 @@
 /* Tiny test harness: CHECK records a failure and goes on; test_summary prints the
- * counts and gives the exit code. */
+ * counts and gives the exit code. Comparisons and fixture lookups: compare.h. */
 #ifndef QG_TEST_UTIL_H
 #define QG_TEST_UTIL_H
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "compare.h"
 #include "qgrad.h"
 
 static int tst_pass, tst_fail;
@@ -22,10 +23,17 @@ static int tst_pass, tst_fail;
         }                                                                 \
     } while (0)
 
-/* |a - b| <= atol + rtol * |b| */
-static inline int tst_close(double a, double b, double atol, double rtol) {
-    return fabs(a - b) <= atol + rtol * fabs(b) || (isnan(a) && isnan(b));
-}
+/* CHECKs that got matches want by tst_compare(got, want, tol); the message (printf
+ * arguments) is followed by the first element that does not. */
+#define CHECK_TENSOR(got_, want_, tol_, ...)                                                      \
+    do {                                                                                         \
+        tst_cmp c_ = tst_compare((got_), (want_), (tol_));                                        \
+        char w_[300];                                                                            \
+        snprintf(w_, sizeof w_, __VA_ARGS__);                                                    \
+        CHECK(c_.ok, "%s: %lld elements differ%s (first %lld: %.9g, want %.9g)", w_,             \
+              (long long)c_.bad, c_.shape_ok ? "" : " (missing, or another shape)",              \
+              (long long)c_.first, c_.got, c_.want);                                             \
+    } while (0)
 
 static inline int test_summary(const char *name) {
     printf("%s: %d checks passed, %d failed\n", name, tst_pass, tst_fail);
@@ -34,16 +42,8 @@ static inline int test_summary(const char *name) {
 
 #define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
 
-/* The fixture tensor named by a printf-style key, or NULL with a line saying so. */
-static inline qg_tensor *tst_fixture(const qg_tensor_dict *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static inline qg_tensor *tst_fixture(const qg_tensor_dict *d, const char *fmt, ...) {
-    char k[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(k, sizeof k, fmt, ap);
-    va_end(ap);
-    qg_tensor *t = qg_tensor_dict_get(d, k);
-    if (!t) printf("fixture tensor %s missing: %s\n", k, qg_last_error());
-    return t;
-}
+/* The fixture file of a test that reads one (its main loads it), and its tensors by a
+ * printf-style name: FX("fq.%s.x", name), NULL with a line saying so if missing. */
+static qg_tensor_dict *tst_fx __attribute__((unused));
+#define FX(...) tst_fixture(tst_fx, TST_NEED, __VA_ARGS__)
 #endif

@@ -34,7 +34,7 @@
 #include <string.h>
 
 #include "gemm.h"
-#include "internal.h"
+#include "op_internal.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>

@@ -5,7 +5,7 @@
 #include <immintrin.h>
 #include <sleef.h>
 
-#include "internal.h"
+#include "op_internal.h"
 
 #if defined(__AVX512F__)
 #define VF __m512

@@ -21,7 +21,7 @@
  * double like the other layouts, so 2-D statistics may differ from PyTorch's by an ulp.) */
 #include <tgmath.h>
 
-#include "internal.h"
+#include "op_internal.h"
 
 /* No implicit contraction (clang contracts a*b+c by default; GCC does not in ISO C
  * mode): the fused multiply-adds below are the explicit ones PyTorch has. */

@@ -29,7 +29,7 @@
  * do not depend on the thread count.
  *
  * conv1d is conv2d on a height-1 view, through the differentiable view ops. */
-#include "internal.h"
+#include "op_internal.h"
 #include "kernels/gemm.h"
 
 /* Image blocks for the deterministic dW sum (see above). */

@@ -7,7 +7,7 @@
  * start at their own counter: the same seed gives the same mask at any thread count. */
 #include <math.h>
 
-#include "internal.h"
+#include "op_internal.h"
 
 typedef struct {
     qg_dtype dt;

@@ -4,7 +4,7 @@
  * contiguous fast path and a strided one. Formulas follow PyTorch's derivatives. */
 #include <tgmath.h>
 
-#include "internal.h"
+#include "op_internal.h"
 
 /* ================================================================ unary */
 

@@ -1,7 +1,7 @@
 /* cat and stack. cat copies each input into its slice of the output; its backward
  * hands each input the matching slice of the gradient. stack is cat of unsqueezed
  * inputs. */
-#include "internal.h"
+#include "op_internal.h"
 
 static qg_status cat_backward(qg_node *n) {
     int dim = (int)n->ip[0];

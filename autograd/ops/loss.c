@@ -4,7 +4,7 @@
  * (PyTorch's default ignore_index). */
 #include <math.h>
 
-#include "internal.h"
+#include "op_internal.h"
 
 #define IGNORE_INDEX (-100)
 

@@ -1,6 +1,6 @@
 /* matmul (2-D and batched 3-D) and linear, on the packed GEMM. Operands are used in
  * place through their strides: a transposed view costs nothing. */
-#include "internal.h"
+#include "op_internal.h"
 
 /* A batch of matrices: element (b, i, j) at data[b*bs + i*rs + j*cs] (in elements). */
 typedef struct {

@@ -13,7 +13,7 @@
  *        is divided by the height, then by the width. */
 #include <math.h>
 
-#include "internal.h"
+#include "op_internal.h"
 
 typedef struct {
     int ndim;                   /* 3 or 4 */

@@ -4,7 +4,7 @@
  * with a double accumulator, so results do not depend on the thread count. */
 #include <math.h>
 
-#include "internal.h"
+#include "op_internal.h"
 
 /* Marks the dims to reduce; ndims == 0 means all. */
 static qg_status parse_dims(const char *op, const qg_tensor *x, int ndims, const int *dims, bool *red) {

@@ -3,7 +3,7 @@
  * matrix: directly when dim is last, else through a permuted copy. */
 #include <math.h>
 
-#include "internal.h"
+#include "op_internal.h"
 
 /* Destination rows: out's own data when dim is last, else a temporary (K, R) that
  * place_rows() writes (or adds) into dst through a permuted view. */

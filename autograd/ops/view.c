@@ -2,7 +2,7 @@
  * the input's) and shares one backward: apply the same geometry to the input's
  * gradient buffer and add the output's gradient through that view. Expanded dims
  * have stride 0 there, so their gradient is summed. */
-#include "internal.h"
+#include "op_internal.h"
 
 typedef enum { V_RESHAPE, V_TRANSPOSE, V_PERMUTE, V_SLICE, V_SELECT, V_EXPAND, V_SQUEEZE, V_UNSQUEEZE, V_IDENTITY } view_kind;
 static const char *const view_names[] = {"reshape", "transpose", "permute", "slice", "select",

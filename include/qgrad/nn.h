@@ -170,6 +170,9 @@ QG_API qg_status qg_module_set_buffer(qg_module *m, const char *name, qg_tensor 
 QG_API bool qg_module_is(const qg_module *m, const char *type_name);
 
 QG_API qg_tensor *qg_module_forward(qg_module *m, qg_tensor *x);
+/* The module's path in its model (copied; NULL clears it), used in its error messages
+ * ("block.fc (Linear): ..."); prepare sets every module's path. */
+QG_API void qg_module_set_path(qg_module *m, const char *path);
 QG_API void qg_module_train(qg_module *m, bool mode); /* recursive */
 QG_API void qg_module_eval(qg_module *m);
 /* Converts every parameter and buffer of floating dtype to dt (like .double()), except

@@ -183,8 +183,6 @@ QG_API qg_status qg_observer_calculate_qparams(qg_module *obs, qg_tensor **scale
 /* Toggles on every fake-quant module of a tree (or on one). */
 QG_API void qg_enable_fake_quant(qg_module *m, bool on);
 QG_API void qg_enable_observer(qg_module *m, bool on);
-/* Path used in observer error messages (copied). */
-QG_API void qg_module_set_path(qg_module *m, const char *path);
 
 /* QuantStub / DeQuantStub: identities where prepare attaches the input fake-quant. */
 QG_API qg_module *qg_quant_stub_new(void);

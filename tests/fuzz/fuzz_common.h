@@ -16,6 +16,7 @@
 #include "qgrad/nn.h"
 #include "qgrad/optim.h"
 #include "qgrad/qat.h"
+#include "../qat_cnn.h"
 
 static inline void fz_quiet_warning(const char *message, void *ctx) {
     (void)message, (void)ctx;
@@ -52,28 +53,11 @@ static inline void fz_file_set(fz_file *f, const uint8_t *data, size_t size) {
     }
 }
 
-/* The small QAT CNN of tests/test_parity_qat_modules.c (qat_cnn): quant stub,
- * conv+bn+relu fused, max pool, flatten, linear+relu fused, linear, dequant stub;
- * fused and prepared with qconfig "fbgemm". Input (B, 1, 8, 8). */
+/* The small QAT CNN of tests/qat_cnn.h, fused and prepared; input (B, 1, 8, 8). */
 static inline qg_module *fz_qat_cnn(void) {
-    qg_module *m = qg_sequential_new();
-    qg_sequential_add(m, "quant", qg_quant_stub_new());
-    qg_sequential_add(m, "c1", qg_nn_conv2d_new(1, 4, 3, 3, &(qg_conv_opts){.padding = QG_PAIR(1), .no_bias = true}, NULL));
-    qg_sequential_add(m, "b1", qg_nn_batchnorm2d_new(4, NULL));
-    qg_sequential_add(m, "relu1", qg_nn_relu_new());
-    qg_sequential_add(m, "pool", qg_nn_maxpool2d_new(2, 2, NULL));
-    qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
-    qg_sequential_add(m, "l1", qg_nn_linear_new(64, 16, NULL, NULL));
-    qg_sequential_add(m, "relu2", qg_nn_relu_new());
-    qg_sequential_add(m, "l2", qg_nn_linear_new(16, 3, NULL, NULL));
-    qg_sequential_add(m, "dequant", qg_dequant_stub_new());
+    qg_module *m = qat_cnn_float();
     if (qg_sequential_status(m)) fz_die("qat_cnn");
-    const char *g1[] = {"c1", "b1", "relu1"}, *g2[] = {"l1", "relu2"};
-    const char *const *groups[] = {g1, g2};
-    int sizes[] = {3, 2};
-    qg_qconfig qc;
-    if (qg_qconfig_preset("fbgemm", &qc) || qg_fuse_modules_qat(m, 2, groups, sizes) || qg_prepare_qat(m, &qc))
-        fz_die("qat_cnn fuse/prepare");
+    if (qat_cnn_fuse_prepare(m)) fz_die("qat_cnn fuse/prepare");
     return m;
 }
 

@@ -42,8 +42,8 @@
  * loops stay vectorizable either way. */
 #include <tgmath.h>
 
-#include "internal.h"
-#include "qat_internal.h"
+#include "fq_internal.h"
+#include "qgrad/qat.h"
 
 /* No implicit contraction (clang contracts a*b+c by default): the only fused
  * multiply-adds are the explicit fma() calls, where PyTorch's kernels have them. */
@@ -116,22 +116,6 @@
 
 /* ---------------------------------------------------------------- layout, parameters */
 
-typedef struct {
-    int64_t outer, C, inner, n; /* n = outer * C * inner */
-} fq_layout;
-
-static fq_layout layout_of(const qg_tensor *x, int axis) {
-    fq_layout L = {1, 1, 1, qg_tensor_numel(x)};
-    if (axis < 0) {
-        L.inner = L.n;
-        return L;
-    }
-    for (int d = 0; d < axis; d++) L.outer *= x->shape[d];
-    L.C = x->shape[axis];
-    for (int d = axis + 1; d < x->ndim; d++) L.inner *= x->shape[d];
-    return L;
-}
-
 /* Per-channel constants (C entries) as read from the user's tensors. */
 typedef struct {
     const float *scale;   /* (float)scale[c] */
@@ -157,29 +141,6 @@ static bool narrow_range(const fq_params *p, int64_t C) {
 static int64_t param_period(const fq_layout *L) {
     return (L->C == 1 || L->inner >= FQ_INNER_MIN) ? 1 : L->C * L->inner;
 }
-
-/* Walks [a, b) of the flat index in runs that share a parameter index base, running the
- * body (the variadic part) with i (first element), len, and pj: the parameters of
- * element i + k are at pj (scalar runs) or pj + k (periodic runs). Parameter arrays of
- * a periodic walk hold channel (j / inner) % C at entry j. */
-#define FQ_WALK(L, period, a, b, ...)                                         \
-    do {                                                                      \
-        int64_t i = (a);                                                      \
-        while (i < (b)) {                                                     \
-            int64_t len, pj;                                                  \
-            if ((period) == 1) {                                              \
-                int64_t r_ = i / (L)->inner;                                  \
-                pj = r_ % (L)->C;                                             \
-                len = (r_ + 1) * (L)->inner - i;                              \
-            } else {                                                          \
-                pj = i % (period);                                            \
-                len = (period) - pj;                                          \
-            }                                                                 \
-            if (len > (b) - i) len = (b) - i;                                 \
-            __VA_ARGS__                                                       \
-            i += len;                                                         \
-        }                                                                     \
-    } while (0)
 
 /* ---------------------------------------------------------------- forward kernel */
 
@@ -303,7 +264,7 @@ static qg_status check_qrange(const char *op, int64_t qmin, int64_t qmax) {
 static qg_tensor *fq_op(const char *op, const qg_tensor *x, int axis, const fq_params *p) {
     const qg_tensor *xc = contiguous_x(x);
     if (!xc) return NULL;
-    fq_layout L = layout_of(xc, axis);
+    fq_layout L = qg__fq_layout_of(xc, axis);
     qg_tensor *out = qg__tape_tensor(x->dtype, x->ndim, x->shape);
     if (!out) return NULL;
     const bool grad = qg__needs_grad(1, &x);
@@ -436,7 +397,7 @@ static qg_status lsq_backward(qg_node *n) {
     const lsq_ctx *cx = n->ctx;
     const bool want_x = qg__wants_grad(x), want_s = qg__wants_grad(scale), want_z = qg__wants_grad(zp);
     if (!want_x && !want_s && !want_z) return QG_OK;
-    const fq_layout L = layout_of(cx->xs, cx->axis);
+    const fq_layout L = qg__fq_layout_of(cx->xs, cx->axis);
     if (L.n == 0) return QG_OK;
     const qg_dtype dt = x->dtype;
     const size_t es = qg_dtype_size(dt);
@@ -552,7 +513,7 @@ static qg_tensor *lsq_op(const char *op, const qg_tensor *x, const qg_tensor *sc
     }
     const qg_tensor *xc = contiguous_x(x);
     if (!xc) return NULL;
-    fq_layout L = layout_of(xc, ax);
+    fq_layout L = qg__fq_layout_of(xc, ax);
     qg_tensor *out = qg__tape_tensor(x->dtype, x->ndim, x->shape);
     if (!out) return NULL;
     fq_params p = {s, zf, qmin, qmax, false};

@@ -20,19 +20,16 @@
  *  - A NaN or infinity in x while observing is an error (QG_EINVAL) and the running
  *    values stay as they were; PyTorch stores the NaN/inf (poisoning the buffers, or
  *    producing scale inf and zero_point INT32_MIN) and fails, if at all, later.
- * Speed: one read of x for the min/max (vectorized, split over threads, per channel
- * along the axis), one fused read for fake-quant, output and mask (qat/fake_quant.c). */
+ * Speed: one read of x for the min/max (qat/ops/minmax.c), one fused read for
+ * fake-quant, output and mask (qat/ops/fake_quant.c). */
 #include <math.h>
 
-#include "internal.h"
-#include "qat_internal.h"
+#include "fq_internal.h"
+#include "qgrad/qat.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
-
-#define MM_LANES 64 /* GCC keeps 64 lanes in vector registers; 16 ran 3.5x slower */
-#define MM_INNER_MIN 16
 
 /* element c of a 1-D tensor (any stride) */
 static double vec_get(const qg_tensor *t, int64_t c) {
@@ -44,87 +41,6 @@ static void vec_put(qg_tensor *t, int64_t c, double v) {
     qg__store(qg__data(t) + c * st * (int64_t)qg_dtype_size(t->dtype), t->dtype, v);
 }
 
-
-/* ---------------------------------------------------------------- min/max pass */
-
-/* x contiguous (outer, C, inner) -> per channel lo[C], hi[C]; *finite false if x holds
- * a NaN or an infinity; QG_ENOMEM if the accumulators cannot be had. Threads split the flat range; each keeps one accumulator per parameter
- * slot: per channel when runs are long, else per entry of the period C * inner. */
-static qg_status channel_minmax(qg_dtype dt, const char *x_, int64_t outer, int64_t C, int64_t inner, float *lo_out,
-                                float *hi_out, bool *finite) {
-    const int64_t n = outer * C * inner;
-    const int64_t period = (C == 1 || inner >= MM_INNER_MIN) ? 1 : C * inner;
-    const int64_t slots = period == 1 ? C : period;
-    const int nt = qg__threads_for(n);
-    bool ok = true;
-    QG_FLOAT_DISPATCH(dt, {
-        real *acc = qg__tape_alloc(sizeof(real) * 3 * (size_t)(slots * nt));
-        if (!acc) return QG_ENOMEM;
-        const real *x = (const real *)x_;
-_Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
-        for (int t = 0; t < nt; t++) {
-            real *lo = acc + 3 * slots * t, *hi = lo + slots, *bad = hi + slots;
-            for (int64_t j = 0; j < slots; j++) lo[j] = INFINITY, hi[j] = -INFINITY, bad[j] = 0;
-            int64_t i = qg__split_at(n, t, nt), b = qg__split_at(n, t + 1, nt);
-            while (i < b) {
-                int64_t len, pj;
-                if (period == 1) {
-                    int64_t r = i / inner;
-                    pj = r % C, len = (r + 1) * inner - i;
-                } else {
-                    pj = i % period, len = period - pj;
-                }
-                if (len > b - i) len = b - i;
-                const real *xs = x + i;
-                if (period == 1) { /* one channel's run: MM_LANES independent accumulators */
-                    real l[MM_LANES], h[MM_LANES], z[MM_LANES];
-                    for (int j = 0; j < MM_LANES; j++) l[j] = INFINITY, h[j] = -INFINITY, z[j] = 0;
-                    int64_t k = 0;
-                    for (; k + MM_LANES <= len; k += MM_LANES)
-                        for (int j = 0; j < MM_LANES; j++) {
-                            real v = xs[k + j];
-                            l[j] = v < l[j] ? v : l[j];
-                            h[j] = v > h[j] ? v : h[j];
-                            z[j] += v - v; /* NaN from a NaN or an infinity */
-                        }
-                    for (; k < len; k++) {
-                        real v = xs[k];
-                        l[0] = v < l[0] ? v : l[0];
-                        h[0] = v > h[0] ? v : h[0];
-                        z[0] += v - v;
-                    }
-                    for (int j = 0; j < MM_LANES; j++) {
-                        lo[pj] = l[j] < lo[pj] ? l[j] : lo[pj];
-                        hi[pj] = h[j] > hi[pj] ? h[j] : hi[pj];
-                        bad[pj] += z[j];
-                    }
-                } else { /* x: (len) against the slots from pj */
-                    real *l = lo + pj, *h = hi + pj, *z = bad + pj;
-                    for (int64_t k = 0; k < len; k++) {
-                        real v = xs[k];
-                        l[k] = v < l[k] ? v : l[k];
-                        h[k] = v > h[k] ? v : h[k];
-                        z[k] += v - v;
-                    }
-                }
-                i += len;
-            }
-        }
-        for (int64_t c = 0; c < C; c++) lo_out[c] = INFINITY, hi_out[c] = -INFINITY;
-        for (int t = 0; t < nt; t++) {
-            const real *lo = acc + 3 * slots * t, *hi = lo + slots, *bad = hi + slots;
-            for (int64_t j = 0; j < slots; j++) {
-                int64_t c = period == 1 ? j : j / inner;
-                if (bad[j] != 0) ok = false; /* NaN */
-                float l = (float)lo[j], h = (float)hi[j];
-                lo_out[c] = l < lo_out[c] ? l : lo_out[c];
-                hi_out[c] = h > hi_out[c] ? h : hi_out[c];
-            }
-        }
-    });
-    *finite = ok;
-    return QG_OK;
-}
 
 /* ---------------------------------------------------------------- identity (fake-quant off) */
 
@@ -233,12 +149,9 @@ qg_tensor *qg_fused_moving_avg_obs_fake_quant(const qg_tensor *x, const qg_tenso
     if (!xc || !mn) return NULL;
 
     if (observe) {
-        int64_t outer = 1, inner = 1;
-        for (int d = 0; d < axis; d++) outer *= x->shape[d];
-        for (int d = axis + 1; d < x->ndim; d++) inner *= x->shape[d];
-        if (axis < 0) inner = qg_tensor_numel(x);
+        const fq_layout L = qg__fq_layout_of(x, axis);
         bool finite;
-        if (channel_minmax(x->dtype, qg__data(xc), outer, C, inner, mn, mx, &finite)) return NULL;
+        if (qg__channel_minmax(x->dtype, qg__data(xc), &L, mn, mx, &finite)) return NULL;
         if (!finite)
             return qg__err(QG_EINVAL, "%s: input %s holds a NaN or an infinity; the running min/max were left as they were",
                            op, qg_shape_str(x, s1, sizeof s1)), NULL;
