@@ -54,7 +54,7 @@ QG_API qg_tensor *qg_fake_quantize_per_channel(const qg_tensor *x, const qg_tens
  * tensors ((1) per tensor, (C) per channel) that receive gradients; the forward uses
  * zero_point clamp(nearbyint(zp), qmin, qmax). grad_factor multiplies the scale and
  * zero-point gradients (1/sqrt(numel(x) * qmax) for LSQ's grad scaling).
- * The backward follows PyTorch's kernels term by term (qat/fake_quant.c), including its
+ * The backward follows PyTorch's kernels term by term (qat/ops/fake_quant.c), including its
  * backward zero point (per tensor trunc(clamp(zp + 0.5)), so 2.5 -> 3 while the forward
  * uses 2); the scale/zero-point sums run in double (PyTorch: float). f64 x works (scale
  * and zero_point may be f64 too; they are read as float, as PyTorch reads them). With a
