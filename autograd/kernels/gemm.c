@@ -37,7 +37,7 @@
 
 #include "gemm.h"
 #include "gemm_kernel.h" /* the vector types and FMA (the kernels come per dtype) */
-#include "internal.h"
+#include "op_internal.h" /* the declarations this file defines */
 
 /* Cache blocking, in bytes (the same for both dtypes, as NR*sizeof is the same):
  *   KC = 64K / (NR * sizeof) = 512 with AVX-512: an i-major A sliver (12 x 512 floats,
