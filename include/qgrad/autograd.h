@@ -181,7 +181,10 @@ QG_API bool qg_set_grad_enabled(bool on); /* returns the previous mode */
  * After qg_tape_reset, the tensors of the pass are gone: an op or accessor given one
  * fails with "tensor from a reset tape" (QG_ESTATE) instead of reading freed memory
  * (guaranteed for the pass just reset; a handle kept over two resets may alias a
- * newer tensor). */
+ * newer tensor). qg_tape_free ends its tensors as free() ends memory: using one after
+ * is the caller's bug, not an error qgrad can report. A caller-owned tensor freed
+ * while the current pass uses it (a parameter or input before backward, a tensor a
+ * view reads) is kept by the tape and freed at the reset. */
 QG_API qg_tape *qg_tape_new(void);
 QG_API void qg_tape_free(qg_tape *tape);
 QG_API void qg_tape_reset(qg_tape *tape);
