@@ -110,8 +110,8 @@ bool qg__tape_in_use(const qg_tensor *t) {
 }
 
 bool qg__tape_adopt(qg_tensor *t) {
-    qg_tape *tp = current_tape ? current_tape : default_tape;
     if (!qg__tape_in_use(t)) return false;
+    qg_tape *tp = current_tape ? current_tape : default_tape; /* the one in use, not NULL */
     t->used_tape = 0;
     t->tape_next = tp->orphans;
     tp->orphans = t;

@@ -83,19 +83,32 @@ bool qg__is_qat_module(const qg_module *m) { return kind_of(m) != NULL; }
 
 /* ------------------------------------------------------------- forward */
 
-static qg_module *part(qat_mod *q, qat_part *p, const char *name) {
-    qg_module *m = &q->base;
-    if (!p->mod || qg__module_child_at(m, p->i, NULL) != p->mod) {
+/* the child p caches; *fresh says it was looked up again */
+static qg_module *part(qg_module *m, qat_part *p, const char *name, bool *fresh) {
+    *fresh = !p->mod || qg__module_child_at(m, p->i, NULL) != p->mod;
+    if (*fresh) {
         p->i = qg__module_child_index(m, name);
         p->mod = qg__module_child_at(m, p->i, NULL);
-        if (p->mod && p == &q->bn) { /* a new BN: its slots and eps */
-            qg_layer_info li;
-            q->bn_eps = qg_nn_layer_info(p->mod, &li) ? 1e-5 : li.eps;
-            q->bn_w_i = qg__module_param_index(p->mod, "weight");
-            q->bn_var_i = qg__module_buffer_index(p->mod, "running_var");
-        }
     }
     return p->mod;
+}
+
+static qg_module *wfq_of(qat_mod *q) {
+    bool fresh;
+    return part(&q->base, &q->wfq, "weight_fake_quant", &fresh);
+}
+
+/* the BN child, with its weight and running_var slots and eps found when it is */
+static qg_module *bn_of(qat_mod *q) {
+    bool fresh;
+    qg_module *bn = part(&q->base, &q->bn, "bn", &fresh);
+    if (bn && fresh) {
+        qg_layer_info li;
+        q->bn_eps = qg_nn_layer_info(bn, &li) ? 1e-5 : li.eps;
+        q->bn_w_i = qg__module_param_index(bn, "weight");
+        q->bn_var_i = qg__module_buffer_index(bn, "running_var");
+    }
+    return bn;
 }
 
 /* the base op with weight w (already fake-quantized) and bias b (may be NULL) */
@@ -116,12 +129,12 @@ static qg_tensor *along(qg_tensor *f, int nd, int dim) {
  * fake-quant sees the folded weight, undo the scale on the output, add the bias,
  * then the BN (training or frozen) normalises. */
 static qg_tensor *bn_forward(qat_mod *q, qg_tensor *x) {
-    qg_module *m = &q->base, *bn = part(q, &q->bn, "bn");
+    qg_module *m = &q->base, *bn = bn_of(q);
     if (!bn) return qg__err(QG_ESTATE, "%s: the bn child is missing", m->type->name), NULL;
     qg_tensor *w = qg__module_param_at(m, q->w_i), *b = qg__module_param_at(m, q->b_i);
     qg_tensor *std = qg_sqrt(qg_add_scalar(qg__module_buffer_at(bn, q->bn_var_i), q->bn_eps));
     qg_tensor *f = qg_div(qg__module_param_at(bn, q->bn_w_i), std);
-    qg_tensor *wq = qg_module_forward(part(q, &q->wfq, "weight_fake_quant"), qg_mul(w, along(f, w ? w->ndim : 2, 0)));
+    qg_tensor *wq = qg_module_forward(wfq_of(q), qg_mul(w, along(f, w ? w->ndim : 2, 0)));
     qg_tensor *y = base_op(q, x, wq, NULL);
     int nd = y ? y->ndim : 2;
     y = qg_div(y, along(f, nd, 1));
@@ -135,7 +148,7 @@ static qg_tensor *qat_forward(qg_module *m, qg_tensor *x) {
     if (q->kind->bn) {
         y = bn_forward(q, x);
     } else {
-        qg_tensor *wq = qg_module_forward(part(q, &q->wfq, "weight_fake_quant"), qg__module_param_at(m, q->w_i));
+        qg_tensor *wq = qg_module_forward(wfq_of(q), qg__module_param_at(m, q->w_i));
         y = base_op(q, x, wq, qg__module_param_at(m, q->b_i));
     }
     return q->kind->relu ? qg_relu(y) : y;

@@ -41,7 +41,7 @@ static qg_status step(qg_module *m, qg_sgd *opt, qg_tensor *x, const qg_tensor *
     qg_status st = loss ? qg_backward(loss, NULL) : qg_last_status();
     if (!st) st = qg_sgd_step(opt);
     qg_tape_reset(NULL);
-    return st ? st : QG_OK;
+    return st;
 }
 
 static void test_training_step_every_n(void) {

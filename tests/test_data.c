@@ -14,15 +14,7 @@ static char dir[256];
 static void put(const char *name, const void *buf, size_t n, bool gz) {
     char p[512];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    if (gz) {
-        gzFile f = gzopen(p, "wb");
-        gzwrite(f, buf, (unsigned)n);
-        gzclose(f);
-    } else {
-        FILE *f = fopen(p, "wb");
-        fwrite(buf, 1, n, f);
-        fclose(f);
-    }
+    tst_write_file(p, buf, n, gz);
 }
 
 /* an IDX3 ubyte file of n images h x w with pixel (i, p) = (i * 7 + p) % 256 */

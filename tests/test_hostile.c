@@ -311,15 +311,7 @@ static char tmpdir[64];
 static const char *write_file(const char *name, const void *data, size_t n, bool gz) {
     static char path[128];
     snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    if (gz) {
-        gzFile f = gzopen(path, "wb");
-        gzwrite(f, data, (unsigned)n);
-        gzclose(f);
-    } else {
-        FILE *f = fopen(path, "wb");
-        fwrite(data, 1, n, f);
-        fclose(f);
-    }
+    tst_write_file(path, data, n, gz);
     return path;
 }
 

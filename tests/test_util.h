@@ -4,7 +4,9 @@
 #define QG_TEST_UTIL_H
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <zlib.h>
 
 #include "compare.h"
 #include "qgrad.h"
@@ -41,6 +43,19 @@ static inline int test_summary(const char *name) {
 }
 
 #define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+
+/* writes n bytes to path, gzip-compressed when gz (test input files) */
+static inline void tst_write_file(const char *path, const void *data, size_t n, bool gz) {
+    if (gz) {
+        gzFile f = gzopen(path, "wb");
+        gzwrite(f, data, (unsigned)n);
+        gzclose(f);
+    } else {
+        FILE *f = fopen(path, "wb");
+        fwrite(data, 1, n, f);
+        fclose(f);
+    }
+}
 
 /* The fixture file of a test that reads one (its main loads it), and its tensors by a
  * printf-style name: FX("fq.%s.x", name), NULL with a line saying so if missing. */
