@@ -142,6 +142,23 @@ static inline char *qg__data(const qg_tensor *t) {
         }                                           \
     } while (0)
 
+/* ------------------------------------------------------------- quantized tensors */
+
+/* A copy of q with its per-channel arrays in one block: on the current tape (freed at
+ * reset) or on the heap (qg__free). NULL when out of memory (message set). */
+qg_quant *qg__quant_dup(const qg_quant *q, bool on_tape);
+/* Do a and b map integers to reals the same way (both NULL included)? */
+bool qg__quant_same(const qg_quant *a, const qg_quant *b);
+/* The integer dtype of a qdtype (U8, I8, I32) and its range. */
+qg_dtype qg__qdtype_storage(qg_qdtype d);
+void qg__qdtype_range(qg_qdtype d, int64_t *qmin, int64_t *qmax);
+/* QG_EINVAL (naming op, and the channel c if c >= 0) unless dtype is a qdtype, scale a
+ * finite positive float32 and zp in the dtype's range. */
+qg_status qg__check_qdtype(const char *op, qg_qdtype dtype);
+qg_status qg__check_qparam(const char *op, int64_t c, double scale, int64_t zp, qg_qdtype dtype);
+/* "quint8" etc. for a quantized tensor's dtype, else qg_dtype_name */
+const char *qg__type_name(const qg_tensor *t);
+
 /* element of any dtype to double and back */
 double qg__load(const void *p, qg_dtype dt);
 void qg__store(void *p, qg_dtype dt, double v);

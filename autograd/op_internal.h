@@ -97,6 +97,11 @@ qg_tensor qg__permute_last(const qg_tensor *x, const bool *red, int64_t *K, int6
  * already laid out so, else a tape copy. NULL only when out of memory. */
 const char *qg__kr_layout(const qg_tensor *x, const bool *red, int64_t *K, int64_t *R);
 
+/* ------------------------------------------------------------- quantized tensors */
+
+/* relu of a per-tensor quantized tensor (quantize.c) */
+qg_tensor *qg__quantized_relu(const qg_tensor *x);
+
 /* ------------------------------------------------------------- kernels */
 
 /* C(m,n) = alpha * A(m,k) B(k,n) + beta * C; element (i,j) of X at X[i*rs + j*cs].

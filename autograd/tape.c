@@ -322,6 +322,7 @@ qg_tensor *qg__tape_view(const qg_tensor *src) {
     memcpy(t->strides, src->strides, sizeof t->strides);
     t->offset = src->offset;
     t->storage = src->storage;
+    t->quant = src->quant; /* src's: the tape keeps src alive while the pass uses it */
     return t;
 }
 

@@ -123,8 +123,8 @@ qg_status qg__check_float(const char *op, const qg_tensor *a) {
     if (!a) return qg__err_null(op);
     if (qg__live(op, a)) return QG_ESTATE;
     if (!qg__is_float(a->dtype))
-        return qg__err(QG_EDTYPE, "%s: expected a f32 or f64 tensor, got %s", op,
-                       qg_dtype_name(a->dtype));
+        return qg__err(QG_EDTYPE, "%s: expected a f32 or f64 tensor, got %s%s", op, qg__type_name(a),
+                       a->quant ? " (qg_dequantize gives its real values)" : "");
     return QG_OK;
 }
 
@@ -222,6 +222,10 @@ qg_tensor *qg_tensor_clone(const qg_tensor *src) {
     if (!src) return qg__err_null("tensor_clone"), NULL;
     if (qg__live("tensor_clone", src)) return NULL;
     qg_tensor *t = heap_tensor("tensor_clone", src->dtype, src->ndim, src->shape, false);
+    if (t && src->quant && !(t->quant = qg__quant_dup(src->quant, false))) {
+        qg_tensor_free(t);
+        return NULL;
+    }
     if (t && qg_tensor_copy_(t, src)) {
         qg_tensor_free(t);
         return NULL;
@@ -238,6 +242,7 @@ void qg_tensor_free(qg_tensor *t) {
         qg__free(s);
     }
     qg_tensor_free(t->grad);
+    qg__free((void *)t->quant);
     qg__free(t);
 }
 
@@ -275,14 +280,29 @@ static qg_status elem_ptr(const char *op, const qg_tensor *t, const int64_t *ind
     return QG_OK;
 }
 
+/* The real value of a quantized tensor's integer v at element index. */
+static double dequant_at(const qg_tensor *t, const int64_t *index, double v) {
+    const qg_quant *q = t->quant;
+    if (q->axis < 0) return (double)(float)((float)(v - (double)q->zero_point) * (float)q->scale);
+    int64_t c = index ? index[q->axis] : 0;
+    return (double)(float)((float)(v - (double)q->zero_points[c]) * (float)q->scales[c]);
+}
+
+static qg_status refuse_quantized(const char *op, const qg_tensor *t) {
+    if (!t || !t->quant) return QG_OK;
+    return qg__err(QG_EDTYPE, "%s: %s is a quantized tensor (quantize a float tensor instead)", op, qg__type_name(t));
+}
+
 double qg_tensor_get(const qg_tensor *t, const int64_t *index) {
     char *p = NULL;
     if (elem_ptr("tensor_get", t, index, &p)) return NAN;
-    return qg__load(p, t->dtype);
+    double v = qg__load(p, t->dtype);
+    return t->quant ? dequant_at(t, index, v) : v;
 }
 
 qg_status qg_tensor_set(qg_tensor *t, const int64_t *index, double value) {
     char *p = NULL;
+    if (refuse_quantized("tensor_set", t)) return QG_EDTYPE;
     qg_status st = elem_ptr("tensor_set", t, index, &p);
     if (!st) qg__store(p, t->dtype, value);
     return st;
@@ -295,7 +315,10 @@ double qg_tensor_item(const qg_tensor *t) {
         char b[128];
         return qg__err(QG_ESHAPE, "tensor_item: expected one element, got %s", qg_shape_str(t, b, sizeof b)), NAN;
     }
-    return qg__load(qg__data(t), t->dtype);
+    double v = qg__load(qg__data(t), t->dtype);
+    if (!t->quant) return v;
+    int64_t index[QG_MAX_DIMS] = {0};
+    return dequant_at(t, index, v);
 }
 
 /* ------------------------------------------------------------- copies */
@@ -335,6 +358,10 @@ qg_status qg_tensor_copy_(qg_tensor *dst, const qg_tensor *src) {
         return qg__err(QG_ESHAPE, "tensor_copy_: source %s does not broadcast to destination %s",
                        qg_shape_str(src, b, sizeof b), qg_shape_str(dst, a, sizeof a));
     }
+    if ((dst->quant || src->quant) && (dst->dtype != src->dtype || !qg__quant_same(dst->quant, src->quant)))
+        return qg__err(QG_EDTYPE, "tensor_copy_: cannot copy %s into %s: quantized tensors copy only into quantized "
+                       "tensors of the same dtype, scale and zero point (use qg_dequantize or qg_quantize_per_tensor)",
+                       qg__type_name(src), qg__type_name(dst));
     qg_iter it;
     const qg_tensor *ops[2] = {dst, src};
     qg__iter_init(&it, 2, ops, dst->ndim, dst->shape);
@@ -347,8 +374,11 @@ qg_status qg_tensor_copy_to(const qg_tensor *t, qg_dtype dt, void *buf) {
     if (!t || !buf) return qg__err(QG_EINVAL, "tensor_copy_to: NULL argument");
     if (qg__live("tensor_copy_to", t)) return QG_ESTATE;
     if ((unsigned)dt >= QG_NDTYPES) return qg__err(QG_EDTYPE, "tensor_copy_to: unknown dtype");
+    if (t->quant && dt != t->dtype)
+        return qg__err(QG_EDTYPE, "tensor_copy_to: %s gives its integers as %s only, not %s (qg_dequantize first)",
+                       qg__type_name(t), qg_dtype_name(t->dtype), qg_dtype_name(dt));
     qg_storage s = {buf, (size_t)qg_tensor_numel(t) * qg_dtype_size(dt), 1, false};
-    qg_tensor d = {.dtype = dt, .ndim = t->ndim, .storage = &s};
+    qg_tensor d = {.dtype = dt, .ndim = t->ndim, .storage = &s, .quant = t->quant};
     memcpy(d.shape, t->shape, sizeof d.shape);
     qg__contig_strides(t->ndim, t->shape, d.strides);
     return qg_tensor_copy_(&d, t);
@@ -376,6 +406,7 @@ static void fill_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
 qg_status qg_tensor_fill_(qg_tensor *t, double value) {
     if (!t) return qg__err(QG_EINVAL, "tensor_fill_: tensor is NULL");
     if (qg__live("tensor_fill_", t)) return QG_ESTATE;
+    if (refuse_quantized("tensor_fill_", t)) return QG_EDTYPE;
     qg_iter it;
     const qg_tensor *ops[1] = {t};
     qg__iter_init(&it, 1, ops, t->ndim, t->shape);
@@ -387,6 +418,7 @@ qg_status qg_tensor_fill_(qg_tensor *t, double value) {
 qg_status qg_tensor_resize_(qg_tensor *t, int ndim, const int64_t *shape) {
     if (!t) return qg__err_null("tensor_resize_");
     if (qg__live("tensor_resize_", t)) return QG_ESTATE;
+    if (refuse_quantized("tensor_resize_", t)) return QG_EDTYPE;
     if (qg__tape_in_use(t))
         return qg__err(QG_ESTATE, "tensor_resize_: the current pass still uses this tensor (a view of it or the graph); "
                                   "call qg_tape_reset first");

@@ -5,5 +5,6 @@
 #include "qgrad/nn.h"
 #include "qgrad/optim.h"
 #include "qgrad/qat.h"
+#include "qgrad/quant.h"
 #include "qgrad/data.h"
 #endif

@@ -204,3 +204,48 @@ static void toggle(qg_module *m, const char *path, void *vctx) {
 
 void qg_enable_fake_quant(qg_module *m, bool on) { qg_module_apply(m, toggle, &(toggle_ctx){"fake_quant_enabled", on}); }
 void qg_enable_observer(qg_module *m, bool on) { qg_module_apply(m, toggle, &(toggle_ctx){"observer_enabled", on}); }
+
+/* ------------------------------------------------------------- convert's view */
+
+qg_status qg__fake_quant_range(const qg_module *fq, int64_t *qmin, int64_t *qmax, qg_qdtype *dtype, int *axis) {
+    if (!is_fq(fq)) return qg__err(QG_EINVAL, "%s is not a fake-quant module", fq ? fq->type->name : "NULL");
+    const fq_mod *f = (const fq_mod *)fq;
+    *qmin = f->qmin, *qmax = f->qmax, *dtype = f->spec.dtype;
+    *axis = f->per_channel ? f->spec.ch_axis : -1;
+    return QG_OK;
+}
+
+qg_status qg_fake_quant_calculate_qparams(qg_module *fq, qg_tensor **scale, qg_tensor **zero_point) {
+    if (!fq || !scale || !zero_point) return qg__err_null("fake_quant_calculate_qparams");
+    *scale = *zero_point = NULL;
+    if (!is_fq(fq))
+        return qg__err(QG_EINVAL, "fake_quant_calculate_qparams: %s is not a fake-quant module", fq->type->name);
+    const fq_mod *f = (const fq_mod *)fq;
+    if (fq->type == &fq_type || fq->type == &fused_type)
+        return qg_observer_calculate_qparams(qg_module_child(fq, "activation_post_process"), scale, zero_point);
+    const bool learn = fq->type == &learnable_type;
+    qg_tensor *s = learn ? qg_module_param(fq, "scale") : qg_module_buffer(fq, "scale");
+    qg_tensor *z = learn ? qg_module_param(fq, "zero_point") : qg_module_buffer(fq, "zero_point");
+    int64_t n = qg_tensor_numel(s);
+    *scale = qg_tensor_empty(QG_F32, 1, &n);
+    *zero_point = qg_tensor_empty(QG_I32, 1, &n);
+    if (!*scale || !*zero_point || qg_tensor_copy_to(s, QG_F32, qg_tensor_data(*scale))) {
+        qg_tensor_free(*scale), qg_tensor_free(*zero_point);
+        *scale = *zero_point = NULL;
+        return qg_last_status();
+    }
+    float *sd = qg_tensor_data(*scale);
+    int32_t *zd = qg_tensor_data(*zero_point);
+    const float eps = learn ? *(float *)qg_tensor_data(qg_module_buffer(fq, "eps")) : 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t idx[1] = {i};
+        double zv = qg_tensor_get(z, idx);
+        if (learn) { /* scale.clamp(min=eps); zero_point.round().clamp(qmin, qmax) */
+            sd[i] = sd[i] < eps ? eps : sd[i];
+            zv = nearbyint(zv);
+            zv = zv < (double)f->qmin ? (double)f->qmin : zv > (double)f->qmax ? (double)f->qmax : zv;
+        }
+        zd[i] = (int32_t)zv;
+    }
+    return QG_OK;
+}

@@ -80,6 +80,7 @@ static const qat_kind *kind_of(const qg_module *m) {
 }
 
 bool qg__is_qat_module(const qg_module *m) { return kind_of(m) != NULL; }
+const qg_qconfig *qg__qat_qconfig(const qg_module *m) { return kind_of(m) ? &((const qat_mod *)m)->qconfig : NULL; }
 
 /* ------------------------------------------------------------- forward */
 
@@ -299,7 +300,8 @@ qg_module *qg_qat_to_float(const qg_module *m) {
             float s = g[o] * r;
             for (int64_t i = 0; i < per; i++) W[o * per + i] = W[o * per + i] * s;
             float b0 = b ? B[o] : 0.0f;
-            B[o] = (b0 - rm[o]) * r * g[o] + beta[o];
+            /* PyTorch's fuse_linear_bn_weights multiplies by g r at once, fuse_conv_bn_weights by r, then g */
+            B[o] = k->op == OP_LINEAR ? (b0 - rm[o]) * s + beta[o] : (b0 - rm[o]) * r * g[o] + beta[o];
         }
     }
     qg_module_train(f, m->training);

@@ -41,7 +41,11 @@ qg_status qg__qparams_observer(int64_t n, const float *mn, const float *mx, cons
 qg_module *qg__fused_float_new(const char *type_name, qg_module *a, qg_module *b, qg_module *c);
 bool qg__is_fused_float(const qg_module *m);
 
-/* modules.c: is m one of the QAT module types? */
+/* fake_quantize.c: a fake-quant module's range, dtype and channel axis (-1 per tensor). */
+qg_status qg__fake_quant_range(const qg_module *fq, int64_t *qmin, int64_t *qmax, qg_qdtype *dtype, int *axis);
+
+/* modules.c: is m one of the QAT module types? Its qconfig (NULL if not one). */
 bool qg__is_qat_module(const qg_module *m);
+const qg_qconfig *qg__qat_qconfig(const qg_module *m);
 
 #endif

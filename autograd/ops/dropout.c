@@ -69,6 +69,7 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
 }
 
 qg_tensor *qg_dropout(const qg_tensor *x, double p, bool training, qg_rng *gen) {
+    if (x && x->quant && !training && p >= 0 && p <= 1) return qg__live("dropout", x) ? NULL : (qg_tensor *)x;
     if (qg__check_float("dropout", x)) return NULL;
     if (!(p >= 0 && p <= 1))
         return qg__err(QG_EINVAL, "dropout: probability has to be between 0 and 1, but got %g", p), NULL;

@@ -175,7 +175,10 @@ qg_tensor *qg_rsqrt(const qg_tensor *a) { return unary(U_RSQRT, a, 0, 0); }
 qg_tensor *qg_abs(const qg_tensor *a) { return unary(U_ABS, a, 0, 0); }
 qg_tensor *qg_tanh(const qg_tensor *a) { return unary(U_TANH, a, 0, 0); }
 qg_tensor *qg_sigmoid(const qg_tensor *a) { return unary(U_SIGMOID, a, 0, 0); }
-qg_tensor *qg_relu(const qg_tensor *a) { return unary(U_RELU, a, 0, 0); }
+qg_tensor *qg_relu(const qg_tensor *a) {
+    if (a && a->quant) return qg__live("relu", a) ? NULL : qg__quantized_relu(a);
+    return unary(U_RELU, a, 0, 0);
+}
 qg_tensor *qg_pow_scalar(const qg_tensor *a, double e) { return unary(U_POW, a, e, 0); }
 qg_tensor *qg_add_scalar(const qg_tensor *a, double s) { return unary(U_ADD_S, a, s, 0); }
 qg_tensor *qg_sub_scalar(const qg_tensor *a, double s) { return unary(U_ADD_S, a, -s, 0); }
@@ -421,6 +424,9 @@ static void cmp_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
 
 static qg_tensor *compare(int op, const char *name, const qg_tensor *a, const qg_tensor *b) {
     if (!a || !b) return qg__err_null(name), NULL;
+    if (a->quant || b->quant)
+        return qg__err(QG_EDTYPE, "%s: quantized tensors are not compared (%s vs %s); dequantize first", name,
+                       qg__type_name(a), qg__type_name(b)), NULL;
     if (a->dtype != b->dtype)
         return qg__err(QG_EDTYPE, "%s: dtypes differ (%s vs %s)", name, qg_dtype_name(a->dtype),
                        qg_dtype_name(b->dtype)), NULL;
@@ -458,6 +464,9 @@ static qg_status cast_backward(qg_node *n) {
 qg_tensor *qg_to_dtype(const qg_tensor *x, qg_dtype dt) {
     if (!x) return qg__err_null("to_dtype"), NULL;
     if ((unsigned)dt >= QG_NDTYPES) return qg__err(QG_EDTYPE, "to_dtype: unknown dtype %d", (int)dt), NULL;
+    if (x->quant)
+        return qg__err(QG_EDTYPE, "to_dtype: %s is quantized; qg_dequantize gives its real values, qg_int_repr its "
+                       "integers", qg__type_name(x)), NULL;
     qg_tensor *out = qg__tape_tensor(dt, x->ndim, x->shape);
     if (!out || qg_tensor_copy_(out, x)) return NULL;
     if (qg__is_float(dt) && qg__is_float(x->dtype) && qg__needs_grad(1, &x))

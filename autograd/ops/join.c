@@ -37,6 +37,8 @@ qg_tensor *qg_cat(int n, qg_tensor *const *xs, int dim) {
     shape[d] = 0;
     for (int i = 0; i < n; i++) {
         const qg_tensor *x = xs[i];
+        if (x->quant)
+            return qg__err(QG_EDTYPE, "cat: tensor %d is quantized (%s); dequantize first", i, qg__type_name(x)), NULL;
         if (x->dtype != x0->dtype)
             return qg__err(QG_EDTYPE, "cat: tensor %d is %s, tensor 0 is %s", i, qg_dtype_name(x->dtype),
                            qg_dtype_name(x0->dtype)), NULL;

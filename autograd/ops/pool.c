@@ -54,8 +54,11 @@ static int64_t pool_out(int64_t in, int64_t k, int64_t pad, int64_t s, int64_t d
 /* Shape of x as (N, C, H, W); error unless 3-D or 4-D with non-empty C, H, W. */
 static qg_status pool_input(const char *op, const qg_tensor *x, pool_geom *g) {
     char s[128];
-    qg_status st = qg__check_float(op, x);
+    qg_status st = x && x->quant ? qg__live(op, x) : qg__check_float(op, x);
     if (st) return st;
+    if (x->quant && (x->quant->axis >= 0 || x->dtype == QG_I32))
+        return qg__err(QG_EDTYPE, "%s: quantized input must be quint8 or qint8 per tensor, got %s%s", op,
+                       qg__type_name(x), x->quant->axis >= 0 ? " per channel" : "");
     int b = x->ndim - 3;
     if ((x->ndim != 3 && x->ndim != 4) || x->shape[b] == 0 || x->shape[b + 1] == 0 || x->shape[b + 2] == 0)
         return qg__err(QG_ESHAPE, "%s: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input with non-zero C, H, W, got %s",
@@ -96,15 +99,88 @@ static qg_status pool_window(const char *op, const qg_tensor *x, const int *kern
     return QG_OK;
 }
 
-static qg_tensor *pool_output(const char *op, const qg_tensor *x, const pool_geom *g) {
-    int64_t shape[4] = {g->N, g->C, g->OH, g->OW};
-    if (qg__check_sizes(op, 4, shape)) return NULL;
-    return g->ndim == 4 ? qg__tape_tensor(x->dtype, 4, shape) : qg__tape_tensor(x->dtype, 3, shape + 1);
-}
-
 /* Element offset of plane q = n*C + c in x. */
 static inline int64_t plane_off(const pool_geom *g, int64_t q) {
     return (q / g->C) * g->xs[0] + (q % g->C) * g->xs[1];
+}
+
+static qg_tensor *pool_output(const char *op, const qg_tensor *x, const pool_geom *g) {
+    int64_t shape[4] = {g->N, g->C, g->OH, g->OW};
+    if (qg__check_sizes(op, 4, shape)) return NULL;
+    qg_tensor *out = g->ndim == 4 ? qg__tape_tensor(x->dtype, 4, shape) : qg__tape_tensor(x->dtype, 3, shape + 1);
+    /* quantized: PyTorch's pools keep the input's scale and zero point */
+    if (out && x->quant && !(out->quant = qg__quant_dup(x->quant, true))) return NULL;
+    return out;
+}
+
+/* ---------------------------------------------------------------- quantized pools
+ * On the integers of a per-tensor quint8/qint8 input; the output has the input's
+ * mapping. Max: the largest integer of the window (padding never wins). The averages
+ * follow whichever PyTorch 1.13 kernel would run (docs/int8.md): the native NCHW one,
+ * the native channels-last one (which a contiguous NCHW tensor with C = 1 or H = W = 1
+ * also takes), or qnnpack's when that is the engine. */
+
+typedef enum { QPOOL_MAX, QPOOL_AVG, QPOOL_ADAPTIVE } qpool_kind;
+typedef enum { QRULE_NCHW, QRULE_NHWC, QRULE_QNNPACK } qpool_rule;
+
+static inline int32_t qload(const char *p, bool u8, int64_t i) {
+    return u8 ? ((const uint8_t *)p)[i] : ((const int8_t *)p)[i];
+}
+
+/* PyTorch's is_contiguous(channels_last) for a 4-d tensor (size-1 dims ignored) */
+static bool channels_last(const qg_tensor *x) {
+    if (x->ndim != 4) return false;
+    static const int order[4] = {1, 3, 2, 0}; /* C, W, H, N: innermost first */
+    int64_t expect = 1;
+    for (int i = 0; i < 4; i++) {
+        int d = order[i];
+        if (x->shape[d] != 1 && x->strides[d] != expect) return false;
+        expect *= x->shape[d];
+    }
+    return true;
+}
+
+static inline int32_t qclamp(int64_t v, int32_t lo, int32_t hi) { return v < lo ? lo : v > hi ? hi : (int32_t)v; }
+
+typedef struct {
+    qpool_kind k;
+    qpool_rule rule;
+    const pool_geom *g;
+    bool u8;
+    int32_t z, lo, hi;
+    float ms; /* qnnpack's multiplier */
+} qpool_args;
+
+static void qpool_plane(const qpool_args *a, const char *x, char *o);
+
+static qg_tensor *qpool(qpool_kind k, const char *op, const qg_tensor *x, pool_geom *g, bool ceil_mode) {
+    qpool_args a = {.k = k, .g = g, .u8 = x->dtype == QG_U8, .z = (int32_t)x->quant->zero_point};
+    a.lo = a.u8 ? 0 : -128, a.hi = a.u8 ? 255 : 127;
+    a.rule = channels_last(x) ? QRULE_NHWC : QRULE_NCHW;
+    if (k == QPOOL_ADAPTIVE && qg_get_qengine() == QG_QENGINE_QNNPACK && x->ndim == 4 && a.u8 && g->OH && g->OW &&
+        g->H % g->OH == 0 && g->W % g->OW == 0 && (g->OH != g->H || g->OW != g->W)) {
+        a.k = QPOOL_AVG, a.rule = QRULE_QNNPACK; /* qnnpack's average pool, kernel = stride */
+        g->kh = g->sh = g->H / g->OH, g->kw = g->sw = g->W / g->OW;
+        g->ph = g->pw = 0;
+    } else if (k == QPOOL_AVG && qg_get_qengine() == QG_QENGINE_QNNPACK && !ceil_mode && x->ndim == 4 && a.u8 &&
+               g->kh * g->kw > 1) {
+        a.rule = QRULE_QNNPACK;
+    }
+    if (a.rule == QRULE_QNNPACK) {
+        const float s = (float)x->quant->scale;
+        float den = s * (float)(g->kh * g->kw);
+        a.ms = s / den;
+    }
+    qg_tensor *out = pool_output(op, x, g);
+    if (!out) return NULL;
+    const int64_t NC = g->N * g->C, P = g->OH * g->OW;
+    const char *xd = qg__data(x);
+    char *od = qg__data(out);
+    int nt = qg__threads_for(qg__sat_mul(NC * P, k == QPOOL_ADAPTIVE ? 4 : g->kh * g->kw + 1));
+    (void)nt; /* only the OpenMP pragmas use it */
+    _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
+    for (int64_t q = 0; q < NC; q++) qpool_plane(&a, xd + plane_off(g, q), od + q * P);
+    return out;
 }
 
 /* ---------------------------------------------------------------- max_pool2d */
@@ -223,6 +299,7 @@ qg_tensor *qg_max_pool2d(const qg_tensor *x, const int *kernel, const int *strid
         return NULL;
     if (g.H * g.W > INT32_MAX)
         return qg__err(QG_ESHAPE, "max_pool2d: planes of more than 2^31 elements are not supported"), NULL;
+    if (x->quant) return qpool(QPOOL_MAX, "max_pool2d", x, &g, ceil_mode);
     qg_tensor *out = pool_output("max_pool2d", x, &g);
     const int64_t NC = g.N * g.C, P = g.OH * g.OW;
     int32_t *idx = qg__tape_alloc(sizeof(int32_t) * (size_t)(NC * P + 1));
@@ -324,6 +401,7 @@ qg_tensor *qg_avg_pool2d(const qg_tensor *x, const int *kernel, const int *strid
         return NULL;
     g.divisor = divisor_override;
     g.count_include_pad = count_include_pad;
+    if (x->quant) return qpool(QPOOL_AVG, "avg_pool2d", x, &g, ceil_mode);
     qg_tensor *out = pool_output("avg_pool2d", x, &g);
     if (!out) return NULL;
     const int64_t NC = g.N * g.C, P = g.OH * g.OW;
@@ -404,6 +482,7 @@ qg_tensor *qg_adaptive_avg_pool2d(const qg_tensor *x, int64_t oh, int64_t ow) {
         return qg__err(QG_EINVAL, "adaptive_avg_pool2d: output size must be non-negative, got (%lld, %lld)",
                        (long long)oh, (long long)ow), NULL;
     g.OH = oh, g.OW = ow;
+    if (x->quant) return qpool(QPOOL_ADAPTIVE, "adaptive_avg_pool2d", x, &g, false);
     qg_tensor *out = pool_output("adaptive_avg_pool2d", x, &g);
     if (!out) return NULL;
     const int64_t NC = g.N * g.C, P = g.OH * g.OW;
@@ -419,4 +498,76 @@ qg_tensor *qg_adaptive_avg_pool2d(const qg_tensor *x, int64_t oh, int64_t ow) {
         if (!record_pool("adaptive_avg_pool2d", adaptive_backward, out, x, &g, NULL)) return NULL;
     }
     return out;
+}
+
+/* ---------------------------------------------------------------- quantized planes */
+
+/* PyTorch's quantized adaptive windows: a float32 division */
+static inline int64_t qad_start(int64_t o, int64_t out, int64_t in) { return (int64_t)floorf((float)(o * in) / (float)out); }
+static inline int64_t qad_end(int64_t o, int64_t out, int64_t in) { return (int64_t)ceilf((float)((o + 1) * in) / (float)out); }
+
+/* One average from its window's integer sums: sq = sum of q, sz = sum of (q - z). */
+static int32_t qaverage(const qpool_args *a, int64_t sq, int64_t sz, int64_t div, int64_t kh, int64_t kw) {
+    if (a->rule == QRULE_QNNPACK) { /* clamp(rne(F(F(acc) ms)) + z) */
+        float v = (float)sz * a->ms;
+        return qclamp((int64_t)nearbyintf(v) + a->z, a->lo, a->hi);
+    }
+    if (a->k == QPOOL_ADAPTIVE) {
+        if (a->rule == QRULE_NCHW) { /* rne(F(F(sum q) F(F(1/kH)/kW))): the raw integers */
+            float r = 1.0f / (float)kh;
+            r = r / (float)kw;
+            float v = (float)sq * r;
+            return qclamp((int64_t)nearbyintf(v), a->lo, a->hi);
+        }
+        float m = 1.0f / (float)(kh * kw);
+        float v = (float)sz * m;
+        return qclamp((int64_t)nearbyintf(v) + a->z, a->lo, a->hi);
+    }
+    const float m = 1.0f / (float)div;
+    float v = (float)sz * m;
+    if (a->rule == QRULE_NHWC) return qclamp((int64_t)nearbyintf(v) + a->z, a->lo, a->hi);
+    float w = v + (float)a->z; /* NCHW: the zero point before rounding */
+    float r = nearbyintf(w);
+    return r < (float)a->lo ? a->lo : r > (float)a->hi ? a->hi : (int32_t)r;
+}
+
+static void qpool_plane(const qpool_args *a, const char *x, char *o) {
+    const pool_geom *g = a->g;
+    const int64_t xs2 = g->xs[2], xs3 = g->xs[3], H = g->H, W = g->W;
+    const bool u8 = a->u8;
+    for (int64_t oh = 0; oh < g->OH; oh++)
+        for (int64_t ow = 0; ow < g->OW; ow++) {
+            int32_t v;
+            if (a->k == QPOOL_MAX) {
+                int64_t ih0 = oh * g->sh - g->ph, ih1 = ih0 + (g->kh - 1) * g->dh + 1;
+                int64_t iw0 = ow * g->sw - g->pw, iw1 = iw0 + (g->kw - 1) * g->dw + 1;
+                if (ih1 > H) ih1 = H;
+                if (iw1 > W) iw1 = W;
+                while (ih0 < 0) ih0 += g->dh;
+                while (iw0 < 0) iw0 += g->dw;
+                v = a->lo;
+                for (int64_t ih = ih0; ih < ih1; ih += g->dh)
+                    for (int64_t iw = iw0; iw < iw1; iw += g->dw) {
+                        int32_t e = qload(x, u8, ih * xs2 + iw * xs3);
+                        v = e > v ? e : v;
+                    }
+            } else {
+                int64_t h0, h1, w0, w1, div = 1;
+                if (a->k == QPOOL_AVG) {
+                    avg_win w = avg_window(g, oh, ow);
+                    h0 = w.h0, h1 = w.h1, w0 = w.w0, w1 = w.w1, div = w.div;
+                } else {
+                    h0 = qad_start(oh, g->OH, H), h1 = qad_end(oh, g->OH, H);
+                    w0 = qad_start(ow, g->OW, W), w1 = qad_end(ow, g->OW, W);
+                }
+                int64_t sq = 0, cnt = (h1 - h0) * (w1 - w0);
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) sq += qload(x, u8, ih * xs2 + iw * xs3);
+                v = qaverage(a, sq, sq - cnt * a->z, div, h1 - h0, w1 - w0);
+            }
+            if (u8)
+                ((uint8_t *)o)[oh * g->OW + ow] = (uint8_t)v;
+            else
+                ((int8_t *)o)[oh * g->OW + ow] = (int8_t)v;
+        }
 }

@@ -106,8 +106,14 @@ static qg_status view_backward(qg_node *n) {
 /* Makes the output header (a view of src, which is x or a contiguous copy of it) and
  * records the node against x. */
 static qg_tensor *make_view(view_kind k, int64_t *ip, const qg_tensor *x, const qg_tensor *src) {
+    if (x->quant && x->quant->axis >= 0)
+        return qg__err(QG_EDTYPE, "%s: a per-channel quantized tensor has no views (qg_dequantize or qg_int_repr "
+                       "first)", view_names[k]), NULL;
     qg_tensor *out = qg__tape_view(src);
     if (!out) return NULL;
+    /* x's mapping (src may be an unquantized copy of x's integers), on the tape as x
+     * may be a caller's tensor freed before the reset */
+    if (x->quant && !(out->quant = qg__quant_dup(x->quant, true))) return NULL;
     qg_tensor *tmp = out->tape_next; /* keep the tape bookkeeping across apply_geom */
     qg_tape *tp = out->tape;
     uint64_t gen = out->tape_gen;
@@ -176,6 +182,7 @@ static qg_tensor *reshape_impl(const char *op, const qg_tensor *x, int ndim, con
                            op, qg_shape_str(x, b, sizeof b)), NULL;
         }
         qg_tensor *c = qg__tape_tensor(x->dtype, x->ndim, x->shape);
+        if (c) c->quant = x->quant; /* a copy of the integers, same mapping */
         if (!c || qg_tensor_copy_(c, x)) return NULL;
         src = c;
     }
@@ -210,6 +217,7 @@ qg_tensor *qg_contiguous(const qg_tensor *x) {
     if (qg__live("contiguous", x)) return NULL;
     if (qg_tensor_is_contiguous(x)) return (qg_tensor *)x;
     qg_tensor *c = qg__tape_tensor(x->dtype, x->ndim, x->shape);
+    if (c) c->quant = x->quant; /* a copy of the integers, same mapping */
     if (!c || qg_tensor_copy_(c, x)) return NULL;
     int64_t ip[QG_MAX_DIMS * 2] = {0};
     return make_view(V_IDENTITY, ip, x, c);

@@ -82,6 +82,29 @@ typedef enum qg_dtype {
 
 #define QG_MAX_DIMS 8
 
+/* Quantization schemes and the integer types of quantized tensors (and of QAT's
+ * emulation, qgrad/qat.h): their full ranges, and what zero_point a symmetric scheme
+ * uses (0 for signed, the middle of the range for unsigned). */
+typedef enum qg_qscheme {
+    QG_PER_TENSOR_AFFINE = 0,
+    QG_PER_TENSOR_SYMMETRIC,
+    QG_PER_CHANNEL_AFFINE,
+    QG_PER_CHANNEL_SYMMETRIC,
+} qg_qscheme;
+typedef enum qg_qdtype { QG_QUINT8 = 0, QG_QINT8, QG_QINT32 } qg_qdtype;
+
+/* How a quantized tensor's integers map to real values: real = (q - zero_point) *
+ * scale, per tensor (axis -1) or per channel along dim axis (entry c of scales and
+ * zero_points for index c of that dim). See "quantized tensors" below. */
+typedef struct qg_quant {
+    int axis;                   /* -1: per tensor */
+    double scale;               /* per tensor */
+    int64_t zero_point;         /* per tensor */
+    int64_t nch;                /* per channel: shape[axis] */
+    const double *scales;       /* per channel: nch entries */
+    const int64_t *zero_points; /* per channel: nch entries */
+} qg_quant;
+
 typedef struct qg_storage qg_storage;
 typedef struct qg_node qg_node;
 typedef struct qg_tape qg_tape;
@@ -97,6 +120,7 @@ typedef struct qg_tensor {
     bool requires_grad;
     struct qg_tensor *grad;       /* same shape, contiguous; NULL until a backward */
     qg_node *node;                /* op that produced it; NULL for leaves */
+    const qg_quant *quant;        /* quantized tensors only (else NULL); owned with the tensor */
     /* bookkeeping, private */
     qg_tape *tape;                /* owning tape, NULL for caller-owned */
     uint64_t tape_gen;
@@ -315,6 +339,66 @@ QG_API qg_tensor *qg_stack(int n, qg_tensor *const *xs, int dim);
 
 /* Cast (no gradient through integer dtypes). */
 QG_API qg_tensor *qg_to_dtype(const qg_tensor *x, qg_dtype dt);
+
+/* ---------------------------------------------------------------- quantized tensors
+ * A quantized tensor stores integers in an ordinary dtype, U8 for quint8, I8 for
+ * qint8, I32 for qint32, and says in ->quant how they map to real values, as
+ * PyTorch's quantized tensors do (docs/int8.md). qg_tensor_data and qg_tensor_copy_to
+ * (into the tensor's own integer dtype only) give the integers; qg_tensor_get and
+ * qg_tensor_item real values, as PyTorch's item(). Mixing quantized and ordinary
+ * tensors elsewhere is an error: float ops refuse them, qg_tensor_copy_ copies only
+ * between quantized tensors of one dtype and one mapping, qg_to_dtype, qg_tensor_set
+ * and qg_tensor_fill_ refuse them. Per-tensor quantized tensors have views (reshape,
+ * flatten, narrow, ...: the same mapping) and go through qg_relu, qg_max_pool2d,
+ * qg_avg_pool2d, qg_adaptive_avg_pool2d and qg_dropout in eval, which compute on the
+ * integers as PyTorch's quantized kernels do; per-channel ones have no views. No
+ * gradient flows through quantized tensors. Like every op result, the outputs below
+ * belong to the tape; qg_tensor_clone makes a caller-owned copy (mapping included). */
+
+/* The quantized engine whose arithmetic the int8 modules reproduce (docs/int8.md):
+ * they differ in how the float bias enters and where the output zero point is added. */
+typedef enum qg_qengine {
+    QG_QENGINE_ONEDNN = 0, /* PyTorch's x86 default; also what the fbgemm qconfig runs on */
+    QG_QENGINE_QNNPACK,
+} qg_qengine;
+/* The engine the quantized pools follow where PyTorch's kernels differ (average pools),
+ * as torch.backends.quantized.engine: process-wide, onednn by default. qg_convert's
+ * default engine too. */
+QG_API qg_status qg_set_qengine(qg_qengine e); /* QG_EINVAL for an unknown engine */
+QG_API qg_qengine qg_get_qengine(void);
+
+/* q = clamp(zero_point + nearbyint(x * (1/scale)), qmin, qmax), the reciprocal and
+ * product in float32 as PyTorch computes them; NaN and +-inf give qmin. x is f32
+ * (PyTorch refuses other dtypes), scale a finite positive value (read as float32,
+ * stored as given), zero_point in the dtype's range. */
+QG_API qg_tensor *qg_quantize_per_tensor(const qg_tensor *x, double scale, int64_t zero_point, qg_qdtype dtype);
+/* The same per channel along axis: scales (C) and zero_points (C) of any real and
+ * integer dtype (PyTorch: double and int64), C = x->shape[axis]. */
+QG_API qg_tensor *qg_quantize_per_channel(const qg_tensor *x, const qg_tensor *scales,
+                                          const qg_tensor *zero_points, int axis, qg_qdtype dtype);
+/* A quantized tensor over given integers (PyTorch's _make_per_tensor_quantized_tensor
+ * and _make_per_channel_quantized_tensor): a view of ints, U8 (quint8), I8 (qint8) or
+ * I32 (qint32), with the mapping given (checked as above). */
+QG_API qg_tensor *qg_make_per_tensor_quantized(const qg_tensor *ints, double scale, int64_t zero_point);
+QG_API qg_tensor *qg_make_per_channel_quantized(const qg_tensor *ints, const qg_tensor *scales,
+                                                const qg_tensor *zero_points, int axis);
+/* Real values, f32: F(F(q - zero_point) * F(scale)). */
+QG_API qg_tensor *qg_dequantize(const qg_tensor *q);
+/* The integers (U8, I8 or I32) as an ordinary tensor: a view sharing q's storage. */
+QG_API qg_tensor *qg_int_repr(const qg_tensor *q);
+QG_API bool qg_tensor_is_quantized(const qg_tensor *t);
+/* q's integer type and scheme (QG_PER_TENSOR_AFFINE or QG_PER_CHANNEL_AFFINE);
+ * QG_EINVAL (negative) for an ordinary tensor. */
+QG_API int qg_tensor_qdtype(const qg_tensor *q);
+QG_API int qg_tensor_qscheme(const qg_tensor *q);
+/* Per tensor: the scale and zero point (NAN / INT64_MIN with an error per channel). */
+QG_API double qg_q_scale(const qg_tensor *q);
+QG_API int64_t qg_q_zero_point(const qg_tensor *q);
+/* Per channel: the axis (-1 with an error per tensor) and, as tape tensors, the scales
+ * (F64) and zero points (I64). */
+QG_API int qg_q_per_channel_axis(const qg_tensor *q);
+QG_API qg_tensor *qg_q_per_channel_scales(const qg_tensor *q);
+QG_API qg_tensor *qg_q_per_channel_zero_points(const qg_tensor *q);
 
 /* ---------------------------------------------------------------- nn functional
  * The differentiable forms behind qgrad/nn.h's layers, PyTorch's F.* semantics.

@@ -14,18 +14,8 @@
 extern "C" {
 #endif
 
-/* ======================================================== schemes */
-
-typedef enum qg_qscheme {
-    QG_PER_TENSOR_AFFINE = 0,
-    QG_PER_TENSOR_SYMMETRIC,
-    QG_PER_CHANNEL_AFFINE,
-    QG_PER_CHANNEL_SYMMETRIC,
-} qg_qscheme;
-
-/* The integer type being emulated: its full range, and what zero_point a symmetric
- * scheme uses (0 for signed, the middle of the range for unsigned). */
-typedef enum qg_qdtype { QG_QUINT8 = 0, QG_QINT8, QG_QINT32 } qg_qdtype;
+/* ======================================================== schemes
+ * qg_qscheme and qg_qdtype are autograd.h's (quantized tensors use them). */
 
 static inline bool qg_qscheme_is_per_channel(qg_qscheme s) {
     return s == QG_PER_CHANNEL_AFFINE || s == QG_PER_CHANNEL_SYMMETRIC;
@@ -180,6 +170,12 @@ QG_API qg_module *qg_observer_new(const qg_fq_spec *spec);
 QG_API qg_module *qg_fake_quant_new(const qg_fq_spec *spec);
 /* Observer / fake-quant introspection (for tests and convert). */
 QG_API qg_status qg_observer_calculate_qparams(qg_module *obs, qg_tensor **scale, qg_tensor **zero_point);
+/* FakeQuantize.calculate_qparams (what convert uses): scale (f32) and zero_point (i32),
+ * (1) or (C), caller-owned. FakeQuantize and FusedMovingAvgObsFakeQuantize: formula A
+ * of their observer; FixedQParamsFakeQuantize: its fixed values; _LearnableFakeQuantize:
+ * the learned values, the scale at least eps and the zero point rounded and clamped to
+ * the range, as PyTorch's. */
+QG_API qg_status qg_fake_quant_calculate_qparams(qg_module *fq, qg_tensor **scale, qg_tensor **zero_point);
 /* Toggles on every fake-quant module of a tree (or on one). */
 QG_API void qg_enable_fake_quant(qg_module *m, bool on);
 QG_API void qg_enable_observer(qg_module *m, bool on);

@@ -1,0 +1,62 @@
+/* The int8 GEMM of the quantized Linear and Conv modules: uint8 activations times
+ * int8 weights, accumulated exactly in int32 (docs/int8.md). The weights are packed
+ * once (at convert or load) into the layout every vector path reads; activations are
+ * read in place, row-major.
+ *
+ * Paths: a scalar reference, AVX2 (vpmaddubsw + vpmaddwd), AVX-512 BW (the same on
+ * 512 bits) and AVX-512 VNNI (vpdpbusd). vpmaddubsw adds two u8*s8 products into an
+ * int16 with saturation; a path that uses it does so only where no saturation can
+ * happen (a pair of products stays within int16), and otherwise takes exact widening
+ * arithmetic, so every path gives the scalar reference's int32 results bit for bit.
+ * The default path is the best one both the CPU (at run time) and the build's -march
+ * allow: a -march=x86-64-v3 build runs AVX2, a -Dnative=false build the scalar code. */
+#ifndef QG_QGEMM_H
+#define QG_QGEMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum qg__qpath {
+    QG__QPATH_SCALAR = 0,
+    QG__QPATH_AVX2,
+    QG__QPATH_AVX512BW,
+    QG__QPATH_VNNI,
+    QG__QPATH_COUNT
+} qg__qpath;
+
+/* Packed weights W (n, k): n output channels, k the reduction. Opaque beyond these
+ * fields, which the modules read. */
+typedef struct qg__qpack {
+    int64_t n, k;
+    int32_t *wsum;  /* (np) sum over k of W[j][k] (wrapped to int32; 0 past n), for the
+                     * input zero point */
+    int wmax_abs;   /* max |W|: whether vpmaddubsw can saturate */
+    int64_t np, kp; /* padded sizes of the packed layout */
+    int8_t *data;   /* packed layout (qgemm.c) */
+} qg__qpack;
+
+/* Packs W, row j at w + j * ldw (k int8 values each; w may be NULL if n or k is 0).
+ * NULL with an error on failure: QG_ESHAPE for negative sizes, ldw < k, or a packed
+ * size too large; QG_EINVAL for NULL w; QG_ENOMEM. Sums that exceed int32 are not
+ * rejected: they wrap, as PyTorch's do. */
+qg__qpack *qg__qpack_new(const int8_t *w, int64_t ldw, int64_t n, int64_t k);
+void qg__qpack_free(qg__qpack *p); /* NULL is a no-op */
+
+/* C[i][j] = sum_k (A[i][k] - za) * W[j][k] for i < m, j < n, in int32 (wrapping as
+ * two's complement if a sum ever exceeds it, the same on every path).
+ * A: m rows of k uint8 at a + i * lda; C at c + i * ldc. Runs on the qgrad thread
+ * count above a size threshold (the split never changes a result) and allocates
+ * nothing. */
+void qg__qgemm(int64_t m, const uint8_t *a, int64_t lda, int32_t za, const qg__qpack *p, int32_t *c,
+               int64_t ldc);
+
+/* Paths, for tests and benchmarks. Every x86-64 build compiles all of them (function
+ * target attributes), so a test can run each path the CPU has, whatever -march was:
+ * supported means the CPU (at run time) has the instructions. The path in use, and a
+ * way to force one (QG_EINVAL if unsupported). Process-wide; not thread-safe. */
+bool qg__qpath_supported(qg__qpath path);
+qg__qpath qg__qgemm_path(void);
+int qg__qgemm_set_path(qg__qpath path);
+const char *qg__qpath_name(qg__qpath path);
+
+#endif
