@@ -2,7 +2,9 @@
  *
  * Builds the float model with PyTorch's state-dict names, fuses it, prepares it for
  * QAT with a qconfig (fbgemm by default), trains with cross-entropy and SGD, and
- * reports the fake-quant model's test accuracy after every epoch. `fmnist --help`
+ * reports the fake-quant model's test accuracy after every epoch; --convert then makes
+ * the int8 model (qg_convert), reports its accuracy beside the fake-quant model's and
+ * saves it, and --int8 FILE --eval-only evaluates a saved int8 model. `fmnist --help`
  * lists the flags. */
 #include <errno.h>
 #include <getopt.h>
@@ -16,7 +18,8 @@
 #include "qgrad.h"
 
 typedef struct {
-    const char *model, *data, *qconfig, *load, *save, *log, *schedule;
+    const char *model, *data, *qconfig, *load, *save, *log, *schedule, *convert, *int8;
+    qg_qengine qengine;
     int epochs, threads, freeze_bn_after, freeze_observer_after;
     int64_t batch, steps, warmup;
     double lr, momentum, weight_decay;
@@ -50,7 +53,10 @@ static void usage(FILE *f) {
             "  --steps N                 stop after N optimizer steps\n"
             "  --no-shuffle              batches in file order\n"
             "  --log FILE                CSV step,epoch,loss,lr: one row per step, the batch loss before the step\n"
-            "  --eval-only               only evaluate (with --load)\n"
+            "  --convert FILE            after training, convert to int8, report its test accuracy and save it\n"
+            "  --int8 FILE               the int8 model saved by --convert (with --eval-only)\n"
+            "  --qengine onednn|qnnpack  the int8 arithmetic (default onednn)\n"
+            "  --eval-only               only evaluate (with --load or --int8)\n"
             "  --help                    this text\n");
 }
 
@@ -74,7 +80,8 @@ static int parse(int argc, char **argv, options *o) {
         {"threads", 1, 0, 't'}, {"data", 1, 0, 'd'}, {"float", 0, 0, 'f'}, {"qconfig", 1, 0, 'q'},
         {"freeze-bn-after", 1, 0, 'B'}, {"freeze-observer-after", 1, 0, 'O'}, {"load", 1, 0, 'L'},
         {"save", 1, 0, 'S'}, {"steps", 1, 0, 'N'}, {"no-shuffle", 0, 0, 'u'}, {"log", 1, 0, 'g'},
-        {"eval-only", 0, 0, 'E'}, {"schedule", 1, 0, 'c'}, {"warmup", 1, 0, 'W'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"eval-only", 0, 0, 'E'}, {"schedule", 1, 0, 'c'}, {"warmup", 1, 0, 'W'}, {"help", 0, 0, 'h'},
+        {"convert", 1, 0, 'C'}, {"int8", 1, 0, 'I'}, {"qengine", 1, 0, 'Q'}, {0, 0, 0, 0}};
     int c, li = -1;
     double v;
     opterr = 0;
@@ -103,6 +110,12 @@ static int parse(int argc, char **argv, options *o) {
         case 'E': o->eval_only = true; break;
         case 'c': o->schedule = optarg, ok = !strcmp(optarg, "cosine") || !strcmp(optarg, "constant"); break;
         case 'W': ok = parse_num(optarg, 0, 1e9, &v), o->warmup = (int64_t)v; break;
+        case 'C': o->convert = optarg; break;
+        case 'I': o->int8 = optarg; break;
+        case 'Q':
+            ok = !strcmp(optarg, "onednn") || !strcmp(optarg, "qnnpack");
+            o->qengine = strcmp(optarg, "qnnpack") ? QG_QENGINE_ONEDNN : QG_QENGINE_QNNPACK;
+            break;
         case 'h': usage(stdout); return 1;
         default: ok = false;
         }
@@ -124,57 +137,20 @@ static int parse(int argc, char **argv, options *o) {
         usage(stderr);
         return -1;
     }
-    if (o->eval_only && !o->load) {
-        fprintf(stderr, "fmnist: --eval-only needs --load FILE\n");
+    const char *bad = o->eval_only && !o->load && !o->int8 ? "--eval-only needs --load FILE or --int8 FILE"
+                      : o->int8 && (!o->eval_only || o->load)  ? "--int8 FILE goes with --eval-only (and not --load)"
+                      : o->convert && (o->use_float || o->eval_only) ? "--convert needs QAT training (no --float, --eval-only)"
+                                                                  : NULL;
+    if (bad) {
+        fprintf(stderr, "fmnist: %s\n", bad);
         usage(stderr);
         return -1;
     }
     return 0;
 }
 
-/* ------------------------------------------------------------- models */
+#include "fmnist_model.h" /* build_model, fuse_model */
 
-static qg_module *conv3x3(int64_t in, int64_t out, qg_rng *g) {
-    return qg_nn_conv2d_new(in, out, 3, 3, &(qg_conv_opts){.padding = QG_PAIR(1), .no_bias = true}, g);
-}
-
-/* The float model with PyTorch's names (QuantStub "quant" first, DeQuantStub last). */
-static qg_module *build_model(const char *kind, qg_rng *g) {
-    qg_module *m = qg_sequential_new();
-    qg_sequential_add(m, "quant", qg_quant_stub_new());
-    if (!strcmp(kind, "mlp")) {
-        qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
-        qg_sequential_add(m, "l1", qg_nn_linear_new(784, 256, NULL, g));
-        qg_sequential_add(m, "relu1", qg_nn_relu_new());
-        qg_sequential_add(m, "l2", qg_nn_linear_new(256, 128, NULL, g));
-        qg_sequential_add(m, "relu2", qg_nn_relu_new());
-        qg_sequential_add(m, "l3", qg_nn_linear_new(128, 10, NULL, g));
-    } else {
-        qg_sequential_add(m, "c1", conv3x3(1, 32, g));
-        qg_sequential_add(m, "b1", qg_nn_batchnorm2d_new(32, NULL));
-        qg_sequential_add(m, "relu1", qg_nn_relu_new());
-        qg_sequential_add(m, "pool1", qg_nn_maxpool2d_new(2, 2, NULL));
-        qg_sequential_add(m, "c2", conv3x3(32, 64, g));
-        qg_sequential_add(m, "b2", qg_nn_batchnorm2d_new(64, NULL));
-        qg_sequential_add(m, "relu2", qg_nn_relu_new());
-        qg_sequential_add(m, "pool2", qg_nn_maxpool2d_new(2, 2, NULL));
-        qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
-        qg_sequential_add(m, "l1", qg_nn_linear_new(3136, 128, NULL, g));
-        qg_sequential_add(m, "relu3", qg_nn_relu_new());
-        qg_sequential_add(m, "l2", qg_nn_linear_new(128, 10, NULL, g));
-    }
-    qg_sequential_add(m, "dequant", qg_dequant_stub_new());
-    return m;
-}
-
-static qg_status fuse_model(qg_module *m, const char *kind) {
-    if (!strcmp(kind, "mlp")) {
-        const char *a[] = {"l1", "relu1"}, *b[] = {"l2", "relu2"};
-        return qg_fuse_modules_qat(m, 2, (const char *const *[]){a, b}, (int[]){2, 2});
-    }
-    const char *a[] = {"c1", "b1", "relu1"}, *b[] = {"c2", "b2", "relu2"}, *c[] = {"l1", "relu3"};
-    return qg_fuse_modules_qat(m, 3, (const char *const *[]){a, b, c}, (int[]){3, 3, 2});
-}
 
 /* Does a checkpoint come from a prepared QAT model (it has fake-quant state)? */
 static int is_qat_checkpoint(const char *path) {
@@ -197,7 +173,8 @@ static double now(void) {
 
 /* test loss and accuracy; observers are paused so the test set does not move the
  * quantization parameters */
-static qg_status evaluate(qg_module *m, qg_loader *test, bool observers_after, double *loss, double *acc) {
+static qg_status evaluate(qg_module *m, qg_loader *test, bool observers_after, double *loss, double *acc,
+                          int64_t *preds) {
     bool was_training = m->training;
     qg_module_eval(m);
     qg_enable_observer(m, false);
@@ -218,6 +195,7 @@ static qg_status evaluate(qg_module *m, qg_loader *test, bool observers_after, d
         total += qg_tensor_item(l);
         const int64_t *p = qg_tensor_data(pred), *t = qg_tensor_data(y);
         for (int64_t i = 0; i < y->shape[0]; i++) correct += p[i] == t[i];
+        if (preds) memcpy(preds + n, p, sizeof(int64_t) * (size_t)y->shape[0]);
         n += y->shape[0];
         qg_tape_reset(NULL);
     }
@@ -275,6 +253,13 @@ static int setup(run *r) {
     }
     qg_rng init;
     qg_rng_init(&init, o->seed);
+    qg_set_qengine(o->qengine); /* the int8 pools follow it, as PyTorch's */
+    if (o->int8) {
+        r->model = qg_quantized_load(o->int8);
+        r->test_loader = r->model ? qg_loader_new(&r->test, &(qg_loader_opts){.batch = 200, .mean = 0.2860, .std = 0.3530}) : NULL;
+        if (!r->test_loader) fprintf(stderr, "fmnist: %s\n", qg_last_error());
+        return r->test_loader ? 0 : 1;
+    }
     r->model = build_model(o->model, &init);
     int ckpt_qat = o->load ? is_qat_checkpoint(o->load) : 0;
     if (o->load && ckpt_qat > 0 && o->use_float) {
@@ -327,6 +312,36 @@ static int setup(run *r) {
     return 0;
 }
 
+/* --convert: the int8 model's accuracy beside the fake-quant model's, and the images
+ * whose prediction changed (fake-quant computes in float, int8 in integers), then the
+ * file. */
+static int convert_int8(run *r) {
+    const int64_t n = r->test.images->shape[0];
+    int64_t *pf = malloc(sizeof(int64_t) * (size_t)(n ? n : 1)), *pi = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    double lf, af, li, ai, t0 = 0;
+    qg_status st = pf && pi ? evaluate(r->model, r->test_loader, false, &lf, &af, pf) : QG_ENOMEM;
+    if (!st) {
+        t0 = now();
+        qg_module_eval(r->model);
+        st = qg_convert(r->model, &(qg_convert_opts){.engine = r->o.qengine});
+    }
+    double t_conv = now() - t0;
+    if (!st) st = evaluate(r->model, r->test_loader, false, &li, &ai, pi);
+    if (!st) st = qg_quantized_save(r->model, r->o.convert);
+    if (st) {
+        fprintf(stderr, "fmnist: --convert: %s\n", st == QG_ENOMEM && !*qg_last_error() ? "out of memory" : qg_last_error());
+    } else {
+        int64_t differ = 0;
+        for (int64_t i = 0; i < n; i++) differ += pf[i] != pi[i];
+        printf("int8 (%s): test loss %.4f, test accuracy %.2f%%; fake-quant: %.4f, %.2f%%; predictions differ on %lld "
+               "of %lld images; converted in %.2fs, saved %s\n", qg_qengine_name(r->o.qengine), li, 100 * ai, lf, 100 * af,
+               (long long)differ, (long long)n, t_conv, r->o.convert);
+        printf("int8_acc=%.2f%% fakequant_acc=%.2f%% differ=%lld\n", 100 * ai, 100 * af, (long long)differ);
+    }
+    free(pf), free(pi);
+    return st ? 1 : 0;
+}
+
 /* The training loop with a test evaluation after each epoch; then --save. */
 static int train(run *r) {
     const options *o = &r->o;
@@ -374,7 +389,7 @@ static int train(run *r) {
         double t_train = now() - t_epoch, tl;
         if (tty) printf("\n");
         bool frozen_obs = o->freeze_observer_after && epoch > o->freeze_observer_after;
-        if (evaluate(r->model, r->test_loader, !frozen_obs, &tl, &acc)) {
+        if (evaluate(r->model, r->test_loader, !frozen_obs, &tl, &acc, NULL)) {
             fprintf(stderr, "fmnist: evaluation: %s\n", qg_last_error());
             return 1;
         }
@@ -403,13 +418,13 @@ static int train(run *r) {
     }
     printf("test_acc=%.2f%% wall=%.1fs images_per_s=%.0f steps=%lld\n", 100 * acc, wall, (double)images / wall,
            (long long)step);
-    return 0;
+    return o->convert ? convert_int8(r) : 0;
 }
 
 /* --eval-only: the loaded model's test loss and accuracy. */
 static int eval_only(run *r) {
     double tl, ta, t0 = now();
-    if (evaluate(r->model, r->test_loader, true, &tl, &ta)) {
+    if (evaluate(r->model, r->test_loader, true, &tl, &ta, NULL)) {
         fprintf(stderr, "fmnist: %s\n", qg_last_error());
         return 1;
     }

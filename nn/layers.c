@@ -400,8 +400,23 @@ qg_status qg_nn_layer_info(const qg_module *m, qg_layer_info *info) {
         info->in = info->out = t ? t->shape[0] : 0;
         info->eps = b->eps, info->momentum = b->momentum;
         info->cumulative = b->cumulative, info->affine = b->affine, info->track = b->track;
+    } else if (m->type == &maxpool_type || m->type == &avgpool_type || m->type == &adaptive_type) {
+        const pool_mod *p = (const pool_mod *)m;
+        memcpy(info->kernel, p->kernel, sizeof p->kernel);
+        memcpy(info->stride, p->stride, sizeof p->stride);
+        memcpy(info->padding, p->padding, sizeof p->padding);
+        memcpy(info->dilation, p->dilation, sizeof p->dilation);
+        info->ceil_mode = p->ceil_mode, info->count_include_pad = p->count_include_pad;
+        info->divisor_override = p->divisor_override;
+        memcpy(info->out_size, p->out, sizeof p->out);
+    } else if (m->type == &flatten_type) {
+        const param2_mod *f = (const param2_mod *)m;
+        info->start_dim = (int)f->a, info->end_dim = (int)f->b;
+    } else if (m->type == &dropout_type) {
+        info->p = ((const dropout_mod *)m)->p;
     } else {
-        return qg__err(QG_EINVAL, "nn_layer_info: %s is not a Linear, Conv or BatchNorm module", m->type->name);
+        return qg__err(QG_EINVAL, "nn_layer_info: %s is not a Linear, Conv, BatchNorm, pooling, Flatten or Dropout "
+                       "module", m->type->name);
     }
     return QG_OK;
 }

@@ -48,4 +48,12 @@ qg_status qg__fake_quant_range(const qg_module *fq, int64_t *qmin, int64_t *qmax
 bool qg__is_qat_module(const qg_module *m);
 const qg_qconfig *qg__qat_qconfig(const qg_module *m);
 
+/* quantized.c, for the int8 file format: the layers' settings; a Quantize module's. */
+bool qg__is_qlayer(const qg_module *m);
+bool qg__qlayer_type_name(const char *type_name);
+struct qg_qlayer_args;
+void qg__qlayer_info(const qg_module *m, struct qg_qlayer_args *a, qg_qengine *engine, bool *dynamic,
+                     bool *reduce_range);
+bool qg__quantize_info(const qg_module *m, double *scale, int64_t *zp, qg_qdtype *dtype);
+
 #endif

@@ -8,6 +8,7 @@
 
 #include "kernels/qgemm.h"
 #include "op_internal.h" /* their outputs are tape tensors, made as ops make them */
+#include "qat_internal.h"
 #include "qgrad/quant.h"
 
 const char *qg_qengine_name(qg_qengine e) {
@@ -478,4 +479,31 @@ qg_module *qg_quantized_dynamic_linear_new(const qg_tensor *weight, const qg_ten
     qg_module *m = build_layer(&t_dynamic, weight, bias, 1.0, 0, &(qg_qlayer_args){0}, engine, true);
     if (m) ((qlayer *)m)->reduce_range = reduce_range;
     return m;
+}
+
+/* ------------------------------------------------------------- for the file format */
+
+bool qg__qlayer_type_name(const char *n) {
+    const qg_module_type *ts[] = {&t_linear, &t_linear_relu, &t_conv1d, &t_conv2d, &t_conv_relu1d, &t_conv_relu2d, &t_dynamic};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+        if (!strcmp(n, ts[i]->name)) return true;
+    return false;
+}
+
+bool qg__is_qlayer(const qg_module *m) {
+    const qg_module_type *t = m ? m->type : NULL;
+    return t == &t_linear || t == &t_linear_relu || t == &t_conv1d || t == &t_conv2d || t == &t_conv_relu1d ||
+           t == &t_conv_relu2d || t == &t_dynamic;
+}
+
+void qg__qlayer_info(const qg_module *m, qg_qlayer_args *a, qg_qengine *engine, bool *dynamic, bool *reduce_range) {
+    const qlayer *q = (const qlayer *)m;
+    *a = q->a, *engine = q->engine, *dynamic = q->dynamic, *reduce_range = q->reduce_range;
+}
+
+bool qg__quantize_info(const qg_module *m, double *scale, int64_t *zp, qg_qdtype *dtype) {
+    if (!m || m->type != &quantize_type) return false;
+    const quantize_mod *q = (const quantize_mod *)m;
+    *scale = q->scale, *zp = q->zero_point, *dtype = q->dtype;
+    return true;
 }

@@ -67,5 +67,19 @@ check_out "header with --steps" "1 epoch (2 steps, --steps)"
 check_out "--save reports" "saved $tmp/saved.safetensors: the prepared QAT model's state dict, [0-9]* tensors"
 check_out "accuracy in percent" "test accuracy [0-9.]*% (fake-quant model)"
 check_out "final accuracy in percent" "^test_acc=[0-9.]*% "
+# --convert: the int8 model's accuracy beside the fake-quant one, saved; --int8 reloads
+# it in a run that builds no float model and gets the same accuracy
+for m in mlp cnn; do
+  "$fmnist" --data "$tmp/good" --model $m --steps 3 --batch 10 --convert "$tmp/$m.int8" >"$tmp/out" 2>&1
+  check_out "--convert reports ($m)" "^int8 (onednn): test loss [0-9.]*, test accuracy [0-9.]*%; fake-quant: .*saved $tmp/$m.int8"
+  want=$(sed -n 's/^int8_acc=\([0-9.]*%\).*/\1/p' "$tmp/out")
+  "$fmnist" --data "$tmp/good" --int8 "$tmp/$m.int8" --eval-only >"$tmp/out" 2>&1
+  check_out "--int8 --eval-only gives the same accuracy ($m)" "test_acc=$want "
+done
+expect "--int8 without --eval-only" 2 "goes with --eval-only" -- "$fmnist" --int8 "$tmp/mlp.int8"
+expect "--convert with --float" 2 "needs QAT" -- "$fmnist" --float --convert "$tmp/x"
+head -c 300 "$tmp/mlp.int8" >"$tmp/cut.int8"
+expect "truncated int8 model" 1 "cut.int8" -- "$fmnist" --data "$tmp/good" --int8 "$tmp/cut.int8" --eval-only
+expect "a QAT checkpoint as int8 model" 1 "not a qgrad int8 model" -- "$fmnist" --data "$tmp/good" --int8 "$tmp/saved.safetensors" --eval-only
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -323,7 +323,11 @@ static void test_nn_layers_null(void) {
     qg_layer_info info;
     FAILS_ST(qg_nn_layer_info(NULL, &info));
     FAILS_ST(qg_nn_layer_info(lin, NULL));
-    FAILS_ST(qg_nn_layer_info(fl, &info));
+    WORKS_ST(qg_nn_layer_info(fl, &info)); /* Flatten: its dims */
+    CHECK(info.start_dim == 5 && info.end_dim == -1, "Flatten's layer info");
+    qg_module *plain = qg_nn_relu_new();
+    FAILS_ST(qg_nn_layer_info(plain, &info)); /* nothing to tell */
+    qg_module_free(plain);
     WORKS_ST(qg_nn_layer_info(lin, &info));
     qg_tape_reset(NULL);
     qg_module_free(fl), qg_module_free(lin);

@@ -183,6 +183,11 @@ static void test_convert_refusals(void) {
     FAILS_ST(qg_convert(m, NULL)); /* twice */
     CHECK(strstr(qg_last_error(), "already") && unchanged(m, before), "twice: %s", qg_last_error());
     qg_tensor_dict_free(before);
+    /* the int8 file */
+    FAILS_ST(qg_quantized_save(NULL, "/tmp/x"));
+    FAILS_ST(qg_quantized_save(m, NULL));
+    FAILS_M(qg_quantized_load(NULL));
+    FAILS_M(qg_quantized_load("/nonexistent/model.safetensors"));
     /* fake_quant_calculate_qparams */
     qg_module *fq = qg_fake_quant_new(&qc.activation);
     qg_tensor *s = NULL, *z = NULL;

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Smoke test of the main job: a few hundred QAT training steps on Fashion-MNIST from a
 # build directory; passes when the loss fell (mean of the last 50 steps below 70% of
-# the first 50). usage: tools/smoke_train.sh BUILD_DIR [STEPS]
+# the first 50) and the int8 model converted from it is saved and evaluated.
+# usage: tools/smoke_train.sh BUILD_DIR [STEPS]
 set -euo pipefail
 build=${1:?usage: smoke_train.sh BUILD_DIR [STEPS]}
 steps=${2:-300}
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-"$build/examples/fmnist" --steps "$steps" --epochs 1 --log "$log"
+int8=$(mktemp --suffix=.safetensors)
+trap 'rm -f "$log" "$int8"' EXIT
+"$build/examples/fmnist" --steps "$steps" --epochs 1 --log "$log" --convert "$int8"
 awk -F, -v steps="$steps" 'NR > 1 { loss[NR - 1] = $3; n = NR - 1 }
   END {
     if (n < 100) { print "smoke: only " n " steps logged"; exit 1 }

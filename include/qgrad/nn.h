@@ -290,14 +290,21 @@ QG_API qg_module *qg_nn_avgpool2d_new(int kh, int kw, const qg_pool_opts *o);
 QG_API qg_module *qg_nn_adaptive_avgpool2d_new(int64_t oh, int64_t ow);
 QG_API qg_module *qg_nn_dropout_new(double p, qg_rng *gen); /* gen NULL = global */
 
-/* Hyper-parameters of a Linear, Conv1d/2d or BatchNorm1d/2d module (for code that
- * rebuilds or fuses layers). Conv1d uses kernel[1], stride[0], padding[0], dilation[0]. */
+/* Hyper-parameters of a Linear, Conv1d/2d, BatchNorm1d/2d, pooling, Flatten or Dropout
+ * module (for code that rebuilds, fuses or saves layers). Conv1d uses kernel[1],
+ * stride[0], padding[0], dilation[0]; the pools kernel, stride, padding, dilation as
+ * their constructors took them. */
 typedef struct qg_layer_info {
     int64_t in, out;                 /* features / channels (BN: both num_features) */
     int kernel[2], stride[2], padding[2], dilation[2], groups;
     bool bias;
     double eps, momentum;            /* BN */
     bool cumulative, affine, track;  /* BN */
+    bool ceil_mode, count_include_pad; /* pools */
+    int divisor_override;              /* AvgPool2d: 0 = none */
+    int64_t out_size[2];               /* AdaptiveAvgPool2d */
+    int start_dim, end_dim;            /* Flatten */
+    double p;                          /* Dropout */
 } qg_layer_info;
 QG_API qg_status qg_nn_layer_info(const qg_module *m, qg_layer_info *info);
 

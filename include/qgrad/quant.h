@@ -109,6 +109,18 @@ QG_API qg_module *qg_quantized_layer_new(const qg_tensor *weight, const qg_tenso
 QG_API qg_module *qg_quantized_dynamic_linear_new(const qg_tensor *weight, const qg_tensor *bias,
                                                   bool reduce_range, qg_qengine engine);
 
+/* ======================================================== int8 model files
+ * A converted model (a Sequential tree of the quantized modules, ReLU, the pools,
+ * Flatten, Dropout and Identity) as safetensors: each layer's int8 weight (PyTorch's
+ * name, the integers) with weight.scale and weight.zero_point (one per tensor or per
+ * output channel), its float bias, and the output scale and zero_point; the metadata
+ * records the module types, their settings and the qengine. qg_quantized_load rebuilds
+ * the model from the file alone (no training code, no float model): the same outputs
+ * bit for bit. Files are written atomically; a corrupt, truncated or inconsistent file
+ * gives NULL and a message naming the file and the module, and nothing is left built. */
+QG_API qg_status qg_quantized_save(const qg_module *model, const char *path);
+QG_API qg_module *qg_quantized_load(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

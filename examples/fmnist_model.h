@@ -1,0 +1,51 @@
+/* The Fashion-MNIST models of examples/fmnist with PyTorch's names, shared with the
+ * tests that check them against PyTorch (tests/test_int8_models.c). */
+#ifndef QG_FMNIST_MODEL_H
+#define QG_FMNIST_MODEL_H
+#include <string.h>
+
+#include "qgrad.h"
+
+static qg_module *conv3x3(int64_t in, int64_t out, qg_rng *g) {
+    return qg_nn_conv2d_new(in, out, 3, 3, &(qg_conv_opts){.padding = QG_PAIR(1), .no_bias = true}, g);
+}
+
+/* The float model with PyTorch's names (QuantStub "quant" first, DeQuantStub last). */
+static qg_module *build_model(const char *kind, qg_rng *g) {
+    qg_module *m = qg_sequential_new();
+    qg_sequential_add(m, "quant", qg_quant_stub_new());
+    if (!strcmp(kind, "mlp")) {
+        qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
+        qg_sequential_add(m, "l1", qg_nn_linear_new(784, 256, NULL, g));
+        qg_sequential_add(m, "relu1", qg_nn_relu_new());
+        qg_sequential_add(m, "l2", qg_nn_linear_new(256, 128, NULL, g));
+        qg_sequential_add(m, "relu2", qg_nn_relu_new());
+        qg_sequential_add(m, "l3", qg_nn_linear_new(128, 10, NULL, g));
+    } else {
+        qg_sequential_add(m, "c1", conv3x3(1, 32, g));
+        qg_sequential_add(m, "b1", qg_nn_batchnorm2d_new(32, NULL));
+        qg_sequential_add(m, "relu1", qg_nn_relu_new());
+        qg_sequential_add(m, "pool1", qg_nn_maxpool2d_new(2, 2, NULL));
+        qg_sequential_add(m, "c2", conv3x3(32, 64, g));
+        qg_sequential_add(m, "b2", qg_nn_batchnorm2d_new(64, NULL));
+        qg_sequential_add(m, "relu2", qg_nn_relu_new());
+        qg_sequential_add(m, "pool2", qg_nn_maxpool2d_new(2, 2, NULL));
+        qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
+        qg_sequential_add(m, "l1", qg_nn_linear_new(3136, 128, NULL, g));
+        qg_sequential_add(m, "relu3", qg_nn_relu_new());
+        qg_sequential_add(m, "l2", qg_nn_linear_new(128, 10, NULL, g));
+    }
+    qg_sequential_add(m, "dequant", qg_dequant_stub_new());
+    return m;
+}
+
+static qg_status fuse_model(qg_module *m, const char *kind) {
+    if (!strcmp(kind, "mlp")) {
+        const char *a[] = {"l1", "relu1"}, *b[] = {"l2", "relu2"};
+        return qg_fuse_modules_qat(m, 2, (const char *const *[]){a, b}, (int[]){2, 2});
+    }
+    const char *a[] = {"c1", "b1", "relu1"}, *b[] = {"c2", "b2", "relu2"}, *c[] = {"l1", "relu3"};
+    return qg_fuse_modules_qat(m, 3, (const char *const *[]){a, b, c}, (int[]){3, 3, 2});
+}
+
+#endif
