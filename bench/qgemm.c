@@ -105,9 +105,12 @@ static bool cpuinfo(const char *name, char *out, size_t cap) {
  * best, on the two microarchitectures this project runs on. */
 static double peak_ops(qg__qpath path, bool amd) {
     switch (path) {
-    case QG__QPATH_VNNI: return amd ? 128 : 256; /* vpdpbusd zmm: 1/cycle (Zen 4: 2x256), 2/cycle (Intel p0+p5) */
-    case QG__QPATH_AVX512BW: return amd ? 64 : 85.3; /* maddubsw+maddwd+add per 64 MACs: 2 zmm ports (Intel), Zen 4 2x256 */
-    case QG__QPATH_AVX2: return 64; /* the same per 32 MACs on 2 ymm multiply ports */
+    /* vpdpbusd zmm: 1 per cycle on Zen 4 (two 256-bit halves), 2 on Intel (ports 0, 5) */
+    case QG__QPATH_VNNI: return amd ? 128 : 256;
+    /* vpmaddubsw + vpmaddwd + vpaddd per 64 multiply-adds on 2 zmm ports (Intel) */
+    case QG__QPATH_AVX512BW: return amd ? 64 : 85.3;
+    /* the same per 32 on 2 ymm multiply ports, the add elsewhere */
+    case QG__QPATH_AVX2: return 64;
     default: return 0;
     }
 }
@@ -127,8 +130,8 @@ int main(int argc, char **argv) {
     printf("int8 peak assumed = cores x GHz x ops/cycle (2 ops per multiply-add):\n");
     for (int pth = QG__QPATH_AVX2; pth < QG__QPATH_COUNT; pth++)
         if (qg__qpath_supported((qg__qpath)pth))
-            printf("  %-9s %6.1f ops/cycle/core -> %7.1f GOP/s at 1 core, %7.1f at 2%s\n", qg__qpath_name((qg__qpath)pth),
-                   peak_ops((qg__qpath)pth, amd), ghz * peak_ops((qg__qpath)pth, amd),
+            printf("  %-9s %6.1f ops/cycle/core -> %7.1f GOP/s at 1 core, %7.1f at 2%s\n",
+                   qg__qpath_name((qg__qpath)pth), peak_ops((qg__qpath)pth, amd), ghz * peak_ops((qg__qpath)pth, amd),
                    2 * ghz * peak_ops((qg__qpath)pth, amd),
                    pth == QG__QPATH_VNNI ? (amd ? " (Zen 4: 512-bit vpdpbusd, 1 per cycle)"
                                                 : " (Intel: 512-bit vpdpbusd on ports 0 and 5)")

@@ -160,34 +160,107 @@ static void requant_constants(qlayer *q, double sx) {
     q->cached = true, q->cache_sx = sx;
 }
 
-/* acc (m, n) at row stride ldc, columns c0..c0+n of the output -> y[i * rs + j * cs] */
-static void requant_block(const qlayer *q, const int32_t *acc, int64_t ldc, int64_t m, int64_t n, int64_t c0,
-                          uint8_t *y, int64_t rs, int64_t cs) {
-    const int32_t zy = (int32_t)q->ozp;
-    const float zf = (float)zy;
-    const bool relu = q->a.relu;
-    if (q->engine == QG_QENGINE_ONEDNN) {
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) {
-                float a = (float)acc[i * ldc + j];
-                float t = a + q->badd[c0 + j];
-                float v = t * q->mult[c0 + j];
-                if (relu) v = v > 0 ? v : 0;
-                float w = v + zf;
-                float r = nearbyintf(w);
-                y[i * rs + j * cs] = r <= 0 ? 0 : r >= 255 ? 255 : (uint8_t)r; /* NaN -> 0 */
-            }
+/* Round half to even of a float in [-2^22, 2^22], without a libm call: adding and
+ * subtracting 1.5 * 2^23 leaves the integer that float rounding (to nearest, ties to
+ * even) picks. Callers clamp first, to bounds beyond which the result saturates anyway. */
+static inline float rne_small(float v) {
+    const float magic = 12582912.0f;
+    float t = v + magic;
+    return t - magic;
+}
+
+/* The requantization of one layer call, in locals: the output bytes may alias
+ * anything, so nothing is re-read from the module inside the loops. */
+typedef struct {
+    bool onednn, relu;
+    float zf;
+    int32_t lo;
+    const float *mult, *badd;
+    const int32_t *ibias;
+} requant_k;
+
+/* One output from its accumulator, channel c (docs/int8.md). onednn: the zero point
+ * added in float before rounding; qnnpack: after. NaN saturates low, as x86 does. */
+static inline uint8_t requant1(const requant_k *k, int32_t acc, int64_t c) {
+    if (k->onednn) {
+        float a = (float)acc;
+        float t = a + k->badd[c];
+        float v = t * k->mult[c];
+        if (k->relu) v = v > 0.0f ? v : 0.0f; /* comparisons, not fmaxf: those are libm calls */
+        float w = v + k->zf;
+        w = w > -1.0f ? w : -1.0f; /* NaN -> -1 -> 0 */
+        w = w < 256.0f ? w : 256.0f;
+        int32_t r = (int32_t)rne_small(w);
+        return (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
+    }
+    int32_t t = (int32_t)((uint32_t)acc + (uint32_t)k->ibias[c]);
+    float v = (float)t * k->mult[c];
+    v = v > -512.0f ? v : -512.0f; /* NaN -> -512: cvtps2dq's INT32_MIN saturates low too */
+    v = v < 512.0f ? v : 512.0f;
+    int32_t r = (int32_t)rne_small(v) + (int32_t)k->zf;
+    return (uint8_t)(r < k->lo ? k->lo : r > 255 ? 255 : r);
+}
+
+/* One row of n outputs, contiguous: the loops requant1 would make, written out per
+ * engine so that the compiler vectorises them. */
+static void requant_row(const requant_k *k, const int32_t *restrict acc, int64_t n, uint8_t *restrict out) {
+    const float *restrict mult = k->mult, *restrict badd = k->badd;
+    const int32_t *restrict ibias = k->ibias;
+    const float zf = k->zf;
+    if (k->onednn) {
+        const float lo = k->relu ? 0.0f : -3.4e38f;
+        for (int64_t j = 0; j < n; j++) {
+            float a = (float)acc[j];
+            float t = a + badd[j];
+            float v = t * mult[j];
+            v = v > lo ? v : lo;
+            float w = v + zf;
+            w = w > -1.0f ? w : -1.0f;
+            w = w < 256.0f ? w : 256.0f;
+            int32_t r = (int32_t)rne_small(w);
+            r = r < 0 ? 0 : r;
+            out[j] = (uint8_t)(r > 255 ? 255 : r);
+        }
     } else {
-        const int32_t lo = relu ? zy : 0;
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) {
-                int32_t t = (int32_t)((uint32_t)acc[i * ldc + j] + (uint32_t)q->ibias[c0 + j]);
-                float v = (float)t * q->mult[c0 + j];
-                float r = nearbyintf(v);
-                int64_t qv = !(r >= -2147483648.0f && r < 2147483648.0f) ? INT32_MIN : (int64_t)r;
-                qv += zy;
-                y[i * rs + j * cs] = (uint8_t)(qv < lo ? lo : qv > 255 ? 255 : qv);
-            }
+        const int32_t lo = k->lo, z = (int32_t)zf;
+        for (int64_t j = 0; j < n; j++) {
+            int32_t t = (int32_t)((uint32_t)acc[j] + (uint32_t)ibias[j]);
+            float v = (float)t * mult[j];
+            v = v > -512.0f ? v : -512.0f;
+            v = v < 512.0f ? v : 512.0f;
+            int32_t r = (int32_t)rne_small(v) + z;
+            r = r < lo ? lo : r;
+            out[j] = (uint8_t)(r > 255 ? 255 : r);
+        }
+    }
+}
+
+/* acc (m, n) at row stride ldc, columns c0..c0+n of the output -> y[i * rs + j * cs]:
+ * row by row when the output's rows are contiguous (linear), else rows in blocks
+ * requantized into a small buffer and written out channel by channel (convolutions). */
+static void requant_block(const qlayer *q, const int32_t *restrict acc, int64_t ldc, int64_t m, int64_t n, int64_t c0,
+                          uint8_t *restrict y, int64_t rs, int64_t cs) {
+    const requant_k k = {q->engine == QG_QENGINE_ONEDNN, q->a.relu, (float)q->ozp,
+                         q->engine == QG_QENGINE_QNNPACK && q->a.relu ? (int32_t)q->ozp : 0,
+                         q->mult + c0, q->badd + c0, q->ibias + c0};
+    if (cs == 1) {
+        for (int64_t i = 0; i < m; i++) requant_row(&k, acc + i * ldc, n, y + i * rs);
+        return;
+    }
+    uint8_t tmp[16384];
+    const int64_t block = n && n <= 16384 ? 16384 / n : 1;
+    for (int64_t i0 = 0; i0 < m; i0 += block) {
+        const int64_t i1 = i0 + block < m ? i0 + block : m;
+        if (n > 16384) { /* a row does not fit: one element at a time */
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t j = 0; j < n; j++) y[i * rs + j * cs] = requant1(&k, acc[i * ldc + j], j);
+            continue;
+        }
+        for (int64_t i = i0; i < i1; i++) requant_row(&k, acc + i * ldc, n, tmp + (i - i0) * n);
+        for (int64_t j = 0; j < n; j++) {
+            uint8_t *restrict yj = y + j * cs;
+            for (int64_t i = i0; i < i1; i++) yj[i * rs] = tmp[(i - i0) * n + j];
+        }
     }
 }
 

@@ -54,7 +54,10 @@ static bool run_case(const qcase *q) {
     for (int64_t i = 0; i < m; i++)
         for (int64_t t = 0; t < k; t++) {
             amode am = q->am == A_MIXED ? (i % 5 == 3 ? A_FULL : A_SMALL) : q->am;
-            A[i * lda + t] = (uint8_t)(am == A_FULL ? rnd_in(0, 255) : am == A_SMALL ? rnd_in(0, 127) : am == A_255 ? 255 : 127);
+            A[i * lda + t] = (uint8_t)(am == A_FULL    ? rnd_in(0, 255)
+                                       : am == A_SMALL ? rnd_in(0, 127)
+                                       : am == A_255   ? 255
+                                                       : 127);
         }
     for (int64_t j = 0; j < n; j++)
         for (int64_t t = 0; t < k; t++)

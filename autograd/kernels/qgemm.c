@@ -416,7 +416,8 @@ qg__qpack *qg__qpack_new(const int8_t *w, int64_t ldw, int64_t n, int64_t k) {
     if (__builtin_mul_overflow(np, kp, &bytes) || bytes > QG_MAX_SPAN || (uint64_t)bytes > SIZE_MAX)
         return qg__err(QG_ESHAPE, "qpack: packed weights (%lld x %lld) too large", (long long)n, (long long)k),
                NULL;
-    if (!w && n > 0 && k > 0) return qg__err(QG_EINVAL, "qpack: weights are NULL (n %lld, k %lld)", (long long)n, (long long)k), NULL;
+    if (!w && n > 0 && k > 0)
+        return qg__err(QG_EINVAL, "qpack: weights are NULL (n %lld, k %lld)", (long long)n, (long long)k), NULL;
     if (n > 1 && ldw < k)
         return qg__err(QG_ESHAPE, "qpack: row stride %lld below k %lld", (long long)ldw, (long long)k), NULL;
     qg__qpack *p = qg__alloc(sizeof *p);

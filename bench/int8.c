@@ -1,0 +1,167 @@
+/* int8 inference of the fmnist CNN and MLP (the trained checkpoints of
+ * tests/fixtures/int8_models.safetensors) beside qgrad's float inference of the same
+ * model (qg_qat_to_float_model: BN folded, no fake-quant) and PyTorch 1.13's converted
+ * model under onednn (bench/int8_torch.py, run with /usr/bin/python3 in the same run),
+ * at batch 1 and 64 and 1 and 2 threads; then the achieved int8 GOP/s of each conv and
+ * linear layer against the int8 peak of the GEMM path in use.
+ *
+ * usage: bench/int8 [iterations]  */
+#include <time.h>
+#include <unistd.h>
+
+#include "../examples/fmnist_model.h"
+#include "internal.h"
+#include "kernels/qgemm.h"
+
+#define FIXTURE QG_SOURCE_DIR "/tests/fixtures/int8_models.safetensors"
+#define SCRIPT QG_SOURCE_DIR "/bench/int8_torch.py"
+
+static int iters = 50;
+static double pt_ms[2][2][2]; /* model, batch (1, 64), threads */
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* median ms of m's forward on x */
+static double time_forward(qg_module *m, qg_tensor *x) {
+    double t[1000];
+    int n = iters < 1000 ? iters : 1000;
+    for (int i = 0; i < 5; i++) qg_module_forward(m, x), qg_tape_reset(NULL);
+    for (int i = 0; i < n; i++) {
+        double t0 = now();
+        if (!qg_module_forward(m, x)) fprintf(stderr, "forward: %s\n", qg_last_error());
+        t[i] = now() - t0;
+        qg_tape_reset(NULL);
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp);
+    return 1e3 * t[n / 2];
+}
+
+static qg_module *trained(const char *kind, const qg_tensor_dict *fx) {
+    char pre[32];
+    snprintf(pre, sizeof pre, "%s.ckpt.", kind);
+    qg_tensor_dict *ck = qg_tensor_dict_new();
+    for (int i = 0; i < qg_tensor_dict_size(fx); i++)
+        if (!strncmp(qg_tensor_dict_name(fx, i), pre, strlen(pre)))
+            qg_tensor_dict_put(ck, qg_tensor_dict_name(fx, i) + strlen(pre), qg_tensor_clone(qg_tensor_dict_at(fx, i)));
+    qg_qconfig qc;
+    qg_qconfig_preset("fbgemm", &qc);
+    qg_module *m = build_model(kind, NULL);
+    qg_status st = qg_sequential_status(m);
+    if (!st) st = fuse_model(m, kind);
+    if (!st) st = qg_prepare_qat(m, &qc);
+    if (!st) st = qg_module_load_state_dict(m, ck, true);
+    qg_tensor_dict_free(ck);
+    if (st) {
+        fprintf(stderr, "bench/int8: %s: %s\n", kind, qg_last_error());
+        qg_module_free(m);
+        return NULL;
+    }
+    qg_module_eval(m);
+    return m;
+}
+
+static void run_torch(void) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' %d 2>&1", SCRIPT, FIXTURE, iters);
+    FILE *p = popen(cmd, "r");
+    if (!p) return;
+    char line[512], kind[8];
+    int b, t;
+    double ms;
+    while (fgets(line, sizeof line, p))
+        if (sscanf(line, "int8 %7s %d %d %lf", kind, &b, &t, &ms) == 4 && (b == 1 || b == 64) && (t == 1 || t == 2))
+            pt_ms[strcmp(kind, "cnn") != 0][b == 64][t - 1] = ms;
+        else if (line[0] == '#')
+            fputs(line, stdout);
+    pclose(p);
+}
+
+/* 2*M*N*K of a converted conv or linear layer given its input */
+static double layer_ops(qg_module *l, const qg_tensor *x, const qg_tensor *y) {
+    const qg_tensor *w = qg_module_buffer(l, "weight");
+    if (!w) return 0;
+    double k = (double)(qg_tensor_numel(w) / w->shape[0]);
+    (void)x;
+    return 2.0 * k * (double)qg_tensor_numel(y); /* each output element: k multiply-adds */
+}
+
+static void layers(const char *kind, qg_module *q8, int64_t batch) {
+    qg_tensor *x = qg_tensor_randn(NULL, QG_F32, 4, (int64_t[]){batch, 1, 28, 28});
+    printf("  %s, batch %lld, %d thread%s, path %s:\n", kind, (long long)batch, qg_get_num_threads(),
+           qg_get_num_threads() > 1 ? "s" : "", qg__qpath_name(qg__qgemm_path()));
+    qg_tensor *h = x;
+    for (int i = 0; h && i < qg__module_nchildren(q8); i++) {
+        const char *name;
+        qg_module *c = qg__module_child_at(q8, i, &name);
+        qg_tensor *in = h;
+        h = qg_module_forward(c, in);
+        if (!qg_module_buffer(c, "weight")) continue;
+        double ops = layer_ops(c, in, h), t[200];
+        int n = iters < 200 ? iters : 200;
+        for (int r = 0; r < n; r++) {
+            double t0 = now();
+            qg_module_forward(c, in);
+            t[r] = now() - t0;
+        }
+        qsort(t, (size_t)n, sizeof *t, cmp);
+        printf("    %-4s %-32s %9.1f us %8.1f GOP/s\n", name, c->type->name, 1e6 * t[n / 2], ops / t[n / 2] * 1e-9);
+    }
+    qg_tape_reset(NULL);
+    qg_tensor_free(x);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) iters = atoi(argv[1]) > 0 ? atoi(argv[1]) : iters;
+    qg_tensor_dict *fx = qg_safetensors_load(FIXTURE);
+    if (!fx) return fprintf(stderr, "bench/int8: %s\n", qg_last_error()), 1;
+    run_torch();
+    printf("fmnist models, median ms per forward (%d runs); speedup = qgrad float / qgrad int8, PyTorch int8 / qgrad int8\n",
+           iters);
+    printf("%-5s %5s %3s %12s %12s %14s %9s %9s\n", "model", "batch", "thr", "qgrad int8", "qgrad float",
+           "PyTorch int8", "vs float", "vs torch");
+    const char *kinds[2] = {"cnn", "mlp"};
+    qg_module *q8[2] = {0};
+    for (int k = 0; k < 2; k++) {
+        qg_module *f = trained(kinds[k], fx), *q = trained(kinds[k], fx);
+        if (!f || !q || qg_qat_to_float_model(f) || qg_convert(q, NULL)) {
+            fprintf(stderr, "bench/int8: %s\n", qg_last_error());
+            return 1;
+        }
+        bool prev = qg_set_grad_enabled(false);
+        for (int t = 1; t <= 2; t++) {
+            qg_set_num_threads(t);
+            for (int bi = 0; bi < 2; bi++) {
+                int64_t b = bi ? 64 : 1;
+                qg_tensor *x = qg_tensor_randn(NULL, QG_F32, 4, (int64_t[]){b, 1, 28, 28});
+                double ti = time_forward(q, x), tf = time_forward(f, x), tp = pt_ms[k][bi][t - 1];
+                char pts[32] = "n/a", vs[32] = "n/a";
+                if (tp > 0) snprintf(pts, sizeof pts, "%.3f", tp), snprintf(vs, sizeof vs, "%.2fx", tp / ti);
+                printf("%-5s %5lld %3d %12.3f %12.3f %14s %8.2fx %9s\n", kinds[k], (long long)b, t, ti, tf, pts, tf / ti, vs);
+                qg_tensor_free(x);
+            }
+        }
+        qg_set_grad_enabled(prev);
+        qg_module_free(f);
+        q8[k] = q;
+    }
+    printf("\nint8 layers (GOP/s = 2 x multiply-adds / time; see bench/qgemm for the path's peak):\n");
+    bool prev = qg_set_grad_enabled(false);
+    for (int t = 1; t <= 2; t++) {
+        qg_set_num_threads(t);
+        for (int k = 0; k < 2; k++) layers(kinds[k], q8[k], 64);
+    }
+    qg_set_grad_enabled(prev);
+    qg_module_free(q8[0]), qg_module_free(q8[1]);
+    qg_tensor_dict_free(fx);
+    qg_shutdown();
+    return 0;
+}
