@@ -300,8 +300,12 @@ qg_module *qg_qat_to_float(const qg_module *m) {
             float s = g[o] * r;
             for (int64_t i = 0; i < per; i++) W[o * per + i] = W[o * per + i] * s;
             float b0 = b ? B[o] : 0.0f;
-            /* PyTorch's fuse_linear_bn_weights multiplies by g r at once, fuse_conv_bn_weights by r, then g */
-            B[o] = k->op == OP_LINEAR ? (b0 - rm[o]) * s + beta[o] : (b0 - rm[o]) * r * g[o] + beta[o];
+            /* PyTorch's fuse_linear_bn_weights multiplies by g r at once, fuse_conv_bn_weights by r,
+             * then g; one rounding per statement (no contraction into an FMA) */
+            float d = b0 - rm[o];
+            float t = k->op == OP_LINEAR ? d * s : d * r;
+            if (k->op != OP_LINEAR) t = t * g[o];
+            B[o] = t + beta[o];
         }
     }
     qg_module_train(f, m->training);
