@@ -48,24 +48,8 @@ static double time_forward(qg_module *m, qg_tensor *x) {
 static qg_module *trained(const char *kind, const qg_tensor_dict *fx) {
     char pre[32];
     snprintf(pre, sizeof pre, "%s.ckpt.", kind);
-    qg_tensor_dict *ck = qg_tensor_dict_new();
-    for (int i = 0; i < qg_tensor_dict_size(fx); i++)
-        if (!strncmp(qg_tensor_dict_name(fx, i), pre, strlen(pre)))
-            qg_tensor_dict_put(ck, qg_tensor_dict_name(fx, i) + strlen(pre), qg_tensor_clone(qg_tensor_dict_at(fx, i)));
-    qg_qconfig qc;
-    qg_qconfig_preset("fbgemm", &qc);
-    qg_module *m = build_model(kind, NULL);
-    qg_status st = qg_sequential_status(m);
-    if (!st) st = fuse_model(m, kind);
-    if (!st) st = qg_prepare_qat(m, &qc);
-    if (!st) st = qg_module_load_state_dict(m, ck, true);
-    qg_tensor_dict_free(ck);
-    if (st) {
-        fprintf(stderr, "bench/int8: %s: %s\n", kind, qg_last_error());
-        qg_module_free(m);
-        return NULL;
-    }
-    qg_module_eval(m);
+    qg_module *m = fmnist_qat_model(kind, fx, pre);
+    if (!m) fprintf(stderr, "bench/int8: %s: %s\n", kind, qg_last_error());
     return m;
 }
 

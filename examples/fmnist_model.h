@@ -48,4 +48,29 @@ static qg_status fuse_model(qg_module *m, const char *kind) {
     return qg_fuse_modules_qat(m, 3, (const char *const *[]){a, b, c}, (int[]){3, 3, 2});
 }
 
+/* The prepared QAT model of kind (fbgemm qconfig), strictly loaded from the entries
+ * "<prefix><key>" of d (a fixture holding checkpoints), in eval mode; NULL with
+ * qgrad's error. */
+static inline qg_module *fmnist_qat_model(const char *kind, const qg_tensor_dict *d, const char *prefix) {
+    const size_t n = strlen(prefix);
+    qg_tensor_dict *ck = qg_tensor_dict_new();
+    for (int i = 0; ck && i < qg_tensor_dict_size(d); i++)
+        if (!strncmp(qg_tensor_dict_name(d, i), prefix, n))
+            qg_tensor_dict_put(ck, qg_tensor_dict_name(d, i) + n, qg_tensor_clone(qg_tensor_dict_at(d, i)));
+    qg_qconfig qc;
+    qg_qconfig_preset("fbgemm", &qc);
+    qg_module *m = build_model(kind, NULL);
+    qg_status st = ck ? qg_sequential_status(m) : QG_ENOMEM;
+    if (!st) st = fuse_model(m, kind);
+    if (!st) st = qg_prepare_qat(m, &qc);
+    if (!st) st = qg_module_load_state_dict(m, ck, true);
+    qg_tensor_dict_free(ck);
+    if (st) {
+        qg_module_free(m);
+        return NULL;
+    }
+    qg_module_eval(m);
+    return m;
+}
+
 #endif

@@ -34,6 +34,22 @@ static const qg_convert_custom *custom_of(const conv_ctx *c, const qg_module *m)
 
 static bool is_stub(const qg_module *m) { return qg_module_is(m, "QuantStub") || qg_module_is(m, "DeQuantStub"); }
 
+/* Calls fn on each child of m but its output hook, with the child's dotted path;
+ * stops at the first error. */
+typedef qg_status (*child_fn)(conv_ctx *c, qg_module *parent, int i, qg_module *ch, const char *path);
+static qg_status each_child(conv_ctx *c, qg_module *m, const char *path, child_fn fn) {
+    for (int i = 0; i < qg__module_nchildren(m); i++) {
+        const char *name;
+        qg_module *ch = qg__module_child_at(m, i, &name);
+        if (ch == m->output_hook) continue;
+        char cp[512];
+        snprintf(cp, sizeof cp, *path ? "%s.%s" : "%s%s", path, name);
+        qg_status st = fn(c, m, i, ch, cp);
+        if (st) return st;
+    }
+    return QG_OK;
+}
+
 /* ------------------------------------------------------------- pass 1: checks */
 
 /* The activation fake-quant has seen data (its qparams would be PyTorch's "never
@@ -57,6 +73,8 @@ static qg_status check_observed(const char *path, const qg_module *m) {
     return QG_OK;
 }
 
+static qg_status check_child(conv_ctx *c, qg_module *parent, int i, qg_module *ch, const char *path);
+
 static qg_status check_rec(conv_ctx *c, qg_module *m, const char *path) {
     const char *shown = *path ? path : "(the model)";
     if (m->training)
@@ -77,16 +95,12 @@ static qg_status check_rec(conv_ctx *c, qg_module *m, const char *path) {
     if (m->output_hook && !qg__is_observer(m))
         return qg__err(QG_EINVAL, "convert: module '%s' (%s) has an activation_post_process but no quantized "
                        "version in qgrad", shown, m->type->name);
-    for (int i = 0; i < qg__module_nchildren(m); i++) {
-        const char *name;
-        qg_module *ch = qg__module_child_at(m, i, &name);
-        if (ch == m->output_hook) continue;
-        char cp[512];
-        snprintf(cp, sizeof cp, *path ? "%s.%s" : "%s%s", path, name);
-        qg_status st = check_rec(c, ch, cp);
-        if (st) return st;
-    }
-    return QG_OK;
+    return each_child(c, m, path, check_child);
+}
+
+static qg_status check_child(conv_ctx *c, qg_module *parent, int i, qg_module *ch, const char *path) {
+    (void)parent, (void)i;
+    return check_rec(c, ch, path);
 }
 
 /* ------------------------------------------------------------- pass 2: replacements */
@@ -204,36 +218,31 @@ static qg_status add_swap(conv_ctx *c, qg_module *parent, int i, qg_module *repl
     return QG_OK;
 }
 
-static qg_status build_rec(conv_ctx *c, qg_module *m, const char *path) {
-    for (int i = 0; i < qg__module_nchildren(m); i++) {
-        const char *name;
-        qg_module *ch = qg__module_child_at(m, i, &name);
-        if (ch == m->output_hook) continue;
-        char cp[512];
-        snprintf(cp, sizeof cp, *path ? "%s.%s" : "%s%s", path, name);
-        const qg_convert_custom *cu = custom_of(c, ch);
-        qg_module *r = NULL;
-        if (cu)
-            r = cu->convert(ch, c->o->engine, cu->ctx);
-        else if (qg__is_qat_module(ch))
-            r = convert_qat(ch, c->o->engine);
-        else if (is_stub(ch))
-            r = convert_stub(ch);
-        else {
-            qg_status st = build_rec(c, ch, cp);
-            if (st) return st;
-            continue;
-        }
-        if (!r) return qg__err(qg_last_status(), "convert: module '%s' (%s): %s", cp, ch->type->name, qg_last_error());
-        qg_module_set_path(r, cp);
-        qg_module_train(r, false);
-        if (add_swap(c, m, i, r)) {
-            qg_module_free(r);
-            return QG_ENOMEM;
-        }
+static qg_status build_rec(conv_ctx *c, qg_module *m, const char *path);
+
+/* The child's replacement, if it has one, queued; else its own children's. */
+static qg_status build_child(conv_ctx *c, qg_module *m, int i, qg_module *ch, const char *cp) {
+    const qg_convert_custom *cu = custom_of(c, ch);
+    qg_module *r = NULL;
+    if (cu)
+        r = cu->convert(ch, c->o->engine, cu->ctx);
+    else if (qg__is_qat_module(ch))
+        r = convert_qat(ch, c->o->engine);
+    else if (is_stub(ch))
+        r = convert_stub(ch);
+    else
+        return build_rec(c, ch, cp);
+    if (!r) return qg__err(qg_last_status(), "convert: module '%s' (%s): %s", cp, ch->type->name, qg_last_error());
+    qg_module_set_path(r, cp);
+    qg_module_train(r, false);
+    if (add_swap(c, m, i, r)) {
+        qg_module_free(r);
+        return QG_ENOMEM;
     }
     return QG_OK;
 }
+
+static qg_status build_rec(conv_ctx *c, qg_module *m, const char *path) { return each_child(c, m, path, build_child); }
 
 /* ------------------------------------------------------------- convert */
 

@@ -69,11 +69,11 @@ static qg_status qconfig_of(const char *name, qg_qconfig *qc) {
 static bool has(const char *kind, const char *s) { return strstr(kind, s) != NULL; }
 
 /* The case's float model in qgrad: Sequential "0" (fused as fuse_modules_qat makes it). */
-static qg_module *float_model(const char *kind, const int64_t *cfg, bool dynamic) {
+static qg_module *float_model(const char *kind, const int64_t *cfg) {
     qg_module *base, *bn = NULL;
     bool relu = has(kind, "relu");
     if (has(kind, "linear")) {
-        base = qg_nn_linear_new(dynamic ? cfg[0] : cfg[0], cfg[1], &(qg_linear_opts){.no_bias = !cfg[2]}, NULL);
+        base = qg_nn_linear_new(cfg[0], cfg[1], &(qg_linear_opts){.no_bias = !cfg[2]}, NULL);
         if (has(kind, "bn1d")) bn = qg_nn_batchnorm1d_new(cfg[1], NULL);
     } else {
         int dim = (int)cfg[0], k = 6;
@@ -120,7 +120,7 @@ static qg_module *converted(const char *kind, const char *qcname, const int64_t 
     bool dynamic = has(kind, "dynamic");
     *owner = NULL;
     CHECK(!qconfig_of(qcname, &qc), "%s: qconfig %s", cur_case, qcname);
-    qg_module *m = float_model(kind, cfg, dynamic);
+    qg_module *m = float_model(kind, cfg);
     qg_status st = m ? QG_OK : qg_last_status();
     if (!st && dynamic) {
         qg_module *q = qg_qat_dynamic_linear_from_float(qg_module_remove_child(m, "0"), &qc);

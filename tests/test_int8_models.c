@@ -14,18 +14,10 @@
 static void one_model(const char *kind, const qg_dataset *test) {
     char pre[32];
     snprintf(pre, sizeof pre, "%s.ckpt.", kind);
-    qg_tensor_dict *ck = qg_tensor_dict_new();
-    for (int i = 0; i < qg_tensor_dict_size(tst_fx); i++)
-        if (!strncmp(qg_tensor_dict_name(tst_fx, i), pre, strlen(pre)))
-            qg_tensor_dict_put(ck, qg_tensor_dict_name(tst_fx, i) + strlen(pre), qg_tensor_clone(qg_tensor_dict_at(tst_fx, i)));
-    qg_qconfig qc;
-    qg_qconfig_preset("fbgemm", &qc);
-    qg_module *m = build_model(kind, NULL);
-    qg_status st = qg_sequential_status(m);
-    if (!st) st = fuse_model(m, kind);
-    if (!st) st = qg_prepare_qat(m, &qc);
-    if (!st) st = qg_module_load_state_dict(m, ck, true);
-    qg_module_eval(m);
+    qg_module *m = fmnist_qat_model(kind, tst_fx, pre);
+    qg_status st = m ? QG_OK : qg_last_status();
+    CHECK(m != NULL, "%s: the checkpoint: %s", kind, qg_last_error());
+    if (!m) return;
     qg_enable_observer(m, false);
     qg_loader *ld = qg_loader_new(test, &(qg_loader_opts){.batch = 500, .mean = 0.2860, .std = 0.3530});
     const int64_t n = test->images->shape[0];
@@ -86,7 +78,6 @@ static void one_model(const char *kind, const qg_dataset *test) {
     free(pf), free(pi);
     qg_loader_free(ld);
     qg_module_free(m);
-    qg_tensor_dict_free(ck);
 }
 
 int main(int argc, char **argv) {

@@ -39,18 +39,6 @@
 
 static inline int64_t qg__qmin(int64_t a, int64_t b) { return a < b ? a : b; }
 
-static inline uint32_t qg__ld32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-/* The last, partial quad of a row (nbytes of 1..3), zero-filled: never reads past k. */
-static inline uint32_t qg__ld_tail(const uint8_t *p, int64_t nbytes) {
-    /* byte loads, not a memcpy call (which would spill the accumulators around it) */
-    return (uint32_t)p[0] | (nbytes > 1 ? (uint32_t)p[1] << 8 : 0) | (nbytes > 2 ? (uint32_t)p[2] << 16 : 0);
-}
-
 /* What every tile reads: the call's operands. */
 typedef struct {
     const uint8_t *a;
@@ -92,6 +80,18 @@ static void qg__range_scalar(const qg__qjob *g, int64_t i0, int64_t i1, int64_t 
 #define QG_TBW __attribute__((target("avx512f,avx512bw")))
 #define QG_TVNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define QG_INL static inline __attribute__((always_inline))
+
+static inline uint32_t qg__ld32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* The last, partial quad of a row (nbytes of 1..3), zero-filled: never reads past k. */
+static inline uint32_t qg__ld_tail(const uint8_t *p, int64_t nbytes) {
+    /* byte loads, not a memcpy call (which would spill the accumulators around it) */
+    return (uint32_t)p[0] | (nbytes > 1 ? (uint32_t)p[1] << 8 : 0) | (nbytes > 2 ? (uint32_t)p[2] << 16 : 0);
+}
 
 /* Whether rows a[0..mr) (k bytes each) have no byte > 127: vpmaddubsw is then exact. */
 static bool qg__rows_small(const uint8_t *a, int64_t lda, int mr, int64_t k) {
