@@ -2,12 +2,17 @@
  * tests/fixtures/int8_models.safetensors) beside qgrad's float inference of the same
  * model (qg_qat_to_float_model: BN folded, no fake-quant) and PyTorch 1.13's converted
  * model under onednn (bench/int8_torch.py, run with /usr/bin/python3 in the same run),
- * at batch 1 and 64 and 1 and 2 threads; then the achieved int8 GOP/s of each conv and
- * linear layer against the int8 peak of the GEMM path in use.
+ * at batch 1 and 64 and 1 and 2 threads, beside the model's int8 limit: its conv and
+ * linear multiply-adds at the int8 peak of the GEMM path in use, measured here by a
+ * loop of that path's multiply-add instructions (vpdpbusd for VNNI) on independent
+ * registers. Then the achieved int8 GOP/s of each conv and linear layer.
  *
  * usage: bench/int8 [iterations]  */
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "../examples/fmnist_model.h"
 #include "internal.h"
@@ -69,6 +74,61 @@ static void run_torch(void) {
     pclose(p);
 }
 
+/* ------------------------------------------------------------- the int8 peak */
+
+#if defined(__x86_64__)
+/* n rounds of 12 independent multiply-adds of 64 (VNNI, BW) or 32 (AVX2) u8 x s8 pairs;
+ * the array lives in registers (no barrier in the loop, which would spill it) */
+__attribute__((target("avx512f,avx512bw,avx512vnni"), noinline)) static int peak_vnni(int64_t n) {
+    __m512i a[12], x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(5);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_epi32(i);
+    for (int64_t r = 0; r < n; r++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbusd_epi32(a[i], x, y);
+    }
+    for (int i = 1; i < 12; i++) a[0] = _mm512_add_epi32(a[0], a[i]);
+    return _mm512_reduce_add_epi32(a[0]);
+}
+/* vpmaddubsw + vpmaddwd + vpaddd on 512 (BW) or 256 (AVX2) bits; each accumulator is
+ * also the u8 operand, so nothing in the loop is invariant */
+#define PEAK_MADD(name, tgt, V, P, reduce)                                                                  \
+    __attribute__((target(tgt), noinline)) static int name(int64_t n) {                                     \
+        V a[12], y = P##_set1_epi8(5), one = P##_set1_epi16(1);                                             \
+        for (int i = 0; i < 12; i++) a[i] = P##_set1_epi32(i);                                              \
+        for (int64_t r = 0; r < n; r++) {                                                                   \
+            _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) a[i] =                                    \
+                P##_add_epi32(a[i], P##_madd_epi16(P##_maddubs_epi16(a[i], y), one));                       \
+        }                                                                                                   \
+        for (int i = 1; i < 12; i++) a[0] = P##_add_epi32(a[0], a[i]);                                      \
+        return reduce;                                                                                      \
+    }
+PEAK_MADD(peak_bw, "avx512f,avx512bw", __m512i, _mm512, _mm512_reduce_add_epi32(a[0]))
+PEAK_MADD(peak_avx2, "avx2", __m256i, _mm256, _mm256_extract_epi32(a[0], 0) + _mm256_extract_epi32(a[0], 7))
+#endif
+
+/* GOP/s (2 ops per multiply-add) of the path's multiply-add loop on `threads` cores at
+ * once; 0 for the scalar path. */
+static double int8_peak(qg__qpath path, int threads) {
+    double best = 0;
+#ifndef _OPENMP
+    threads = 1;
+#endif
+#if defined(__x86_64__)
+    const int64_t n = 4000000;
+    const double ops = 12.0 * (double)n * (path == QG__QPATH_AVX2 ? 64 : 128);
+    for (int rep = 0; rep < 5; rep++) { /* the best of 5: a thread may start late */
+        double t0 = now();
+        int sink = 0;
+        _Pragma("omp parallel num_threads(threads) reduction(+ : sink)")
+        sink += path == QG__QPATH_VNNI ? peak_vnni(n) : path == QG__QPATH_AVX512BW ? peak_bw(n)
+              : path == QG__QPATH_AVX2 ? peak_avx2(n) : 0;
+        double t = now() - t0, g = path == QG__QPATH_SCALAR || sink == 1 ? 0 : ops * threads / t * 1e-9;
+        best = g > best ? g : best;
+    }
+#endif
+    return best;
+}
+
 /* 2*M*N*K of a converted conv or linear layer given its input */
 static double layer_ops(qg_module *l, const qg_tensor *x, const qg_tensor *y) {
     const qg_tensor *w = qg_module_buffer(l, "weight");
@@ -78,29 +138,48 @@ static double layer_ops(qg_module *l, const qg_tensor *x, const qg_tensor *y) {
     return 2.0 * k * (double)qg_tensor_numel(y); /* each output element: k multiply-adds */
 }
 
-static void layers(const char *kind, qg_module *q8, int64_t batch) {
-    qg_tensor *x = qg_tensor_randn(NULL, QG_F32, 4, (int64_t[]){batch, 1, 28, 28});
-    printf("  %s, batch %lld, %d thread%s, path %s:\n", kind, (long long)batch, qg_get_num_threads(),
-           qg_get_num_threads() > 1 ? "s" : "", qg__qpath_name(qg__qgemm_path()));
-    qg_tensor *h = x;
+/* The conv and linear ops (2 per multiply-add) of a forward of the int8 model. */
+static double model_ops(qg_module *q8, int64_t batch) {
+    qg_tensor *h = qg_tensor_randn(NULL, QG_F32, 4, (int64_t[]){batch, 1, 28, 28}), *x = h;
+    double ops = 0;
     for (int i = 0; h && i < qg__module_nchildren(q8); i++) {
-        const char *name;
-        qg_module *c = qg__module_child_at(q8, i, &name);
+        qg_module *c = qg__module_child_at(q8, i, NULL);
         qg_tensor *in = h;
         h = qg_module_forward(c, in);
-        if (!qg_module_buffer(c, "weight")) continue;
-        double ops = layer_ops(c, in, h), t[200];
-        int n = iters < 200 ? iters : 200;
-        for (int r = 0; r < n; r++) {
-            double t0 = now();
-            qg_module_forward(c, in);
-            t[r] = now() - t0;
-        }
-        qsort(t, (size_t)n, sizeof *t, cmp);
-        printf("    %-4s %-32s %9.1f us %8.1f GOP/s\n", name, c->type->name, 1e6 * t[n / 2], ops / t[n / 2] * 1e-9);
+        if (h) ops += layer_ops(c, in, h);
     }
     qg_tape_reset(NULL);
     qg_tensor_free(x);
+    return ops;
+}
+
+/* Each conv and linear layer timed alone on its own input (kept out of the tape, which
+ * is reset after every call, as between forwards: no fresh pages per call). */
+static void layers(const char *kind, qg_module *q8, int64_t batch) {
+    printf("  %s, batch %lld, %d thread%s, path %s:\n", kind, (long long)batch, qg_get_num_threads(),
+           qg_get_num_threads() > 1 ? "s" : "", qg__qpath_name(qg__qgemm_path()));
+    qg_tensor *in = qg_tensor_randn(NULL, QG_F32, 4, (int64_t[]){batch, 1, 28, 28});
+    for (int i = 0; in && i < qg__module_nchildren(q8); i++) {
+        const char *name;
+        qg_module *c = qg__module_child_at(q8, i, &name);
+        qg_tensor *out = qg_module_forward(c, in), *next = out ? qg_tensor_clone(out) : NULL;
+        if (out && qg_module_buffer(c, "weight")) {
+            double ops = layer_ops(c, in, out), t[200];
+            int n = iters < 200 ? iters : 200;
+            for (int r = 0; r < n; r++) {
+                double t0 = now();
+                qg_module_forward(c, in);
+                t[r] = now() - t0;
+                qg_tape_reset(NULL);
+            }
+            qsort(t, (size_t)n, sizeof *t, cmp);
+            printf("    %-4s %-32s %9.1f us %8.1f GOP/s\n", name, c->type->name, 1e6 * t[n / 2], ops / t[n / 2] * 1e-9);
+        }
+        qg_tape_reset(NULL);
+        qg_tensor_free(in);
+        in = next;
+    }
+    qg_tensor_free(in);
 }
 
 int main(int argc, char **argv) {
@@ -108,10 +187,14 @@ int main(int argc, char **argv) {
     qg_tensor_dict *fx = qg_safetensors_load(FIXTURE);
     if (!fx) return fprintf(stderr, "bench/int8: %s\n", qg_last_error()), 1;
     run_torch();
-    printf("fmnist models, median ms per forward (%d runs); speedup = qgrad float / qgrad int8, PyTorch int8 / qgrad int8\n",
-           iters);
-    printf("%-5s %5s %3s %12s %12s %14s %9s %9s\n", "model", "batch", "thr", "qgrad int8", "qgrad float",
-           "PyTorch int8", "vs float", "vs torch");
+    const qg__qpath path = qg__qgemm_path();
+    const double peak[2] = {int8_peak(path, 1), int8_peak(path, 2)};
+    printf("int8 peak of the %s path, measured: %.1f GOP/s on 1 core, %.1f on 2\n", qg__qpath_name(path), peak[0],
+           peak[1]);
+    printf("fmnist models, median ms per forward (%d runs); speedup = qgrad float / qgrad int8, PyTorch int8 / qgrad int8;\n"
+           "int8 limit = the conv and linear ops at that peak\n", iters);
+    printf("%-5s %5s %3s %12s %12s %14s %9s %9s %11s\n", "model", "batch", "thr", "qgrad int8", "qgrad float",
+           "PyTorch int8", "vs float", "vs torch", "int8 limit");
     const char *kinds[2] = {"cnn", "mlp"};
     qg_module *q8[2] = {0};
     for (int k = 0; k < 2; k++) {
@@ -129,7 +212,10 @@ int main(int argc, char **argv) {
                 double ti = time_forward(q, x), tf = time_forward(f, x), tp = pt_ms[k][bi][t - 1];
                 char pts[32] = "n/a", vs[32] = "n/a";
                 if (tp > 0) snprintf(pts, sizeof pts, "%.3f", tp), snprintf(vs, sizeof vs, "%.2fx", tp / ti);
-                printf("%-5s %5lld %3d %12.3f %12.3f %14s %8.2fx %9s\n", kinds[k], (long long)b, t, ti, tf, pts, tf / ti, vs);
+                char lim[32] = "n/a";
+                if (peak[t - 1] > 0) snprintf(lim, sizeof lim, "%.3f", model_ops(q, b) / peak[t - 1] * 1e-6);
+                printf("%-5s %5lld %3d %12.3f %12.3f %14s %8.2fx %9s %11s\n", kinds[k], (long long)b, t, ti, tf, pts,
+                       tf / ti, vs, lim);
                 qg_tensor_free(x);
             }
         }

@@ -73,25 +73,50 @@ static qg_status check_observed(const char *path, const qg_module *m) {
     return QG_OK;
 }
 
+static qg_status check_engine(qg_qengine e) {
+    if (e != QG_QENGINE_ONEDNN && e != QG_QENGINE_QNNPACK)
+        return qg__err(QG_EINVAL, "convert: unknown quantized engine %d", (int)e);
+    return QG_OK;
+}
+
+/* Every module of the model: in eval mode, not converted yet. */
+static qg_status check_eval(const char *path, const qg_module *m) {
+    if (m->training)
+        return qg__err(QG_ESTATE, "convert: module '%s' (%s) is in training mode; call qg_module_eval(model) first",
+                       path, m->type->name);
+    if (is_quantized_type(m))
+        return qg__err(QG_ESTATE, "convert: module '%s' is already %s: the model was converted before", path,
+                       m->type->name);
+    return QG_OK;
+}
+
+/* A module to replace: a QAT module or stub, in eval mode, whose activation observer
+ * has run (a dynamic Linear and a DeQuantStub have none). */
+static qg_status check_convertible(const char *path, const qg_module *m) {
+    qg_status st = check_eval(path, m);
+    if (st) return st;
+    if (!qg__is_qat_module(m) && !is_stub(m))
+        return qg__err(QG_EINVAL, "convert: module '%s' (%s) has no quantized version: expected a QAT module "
+                       "(qat.Linear, intrinsic.qat.*, qat.Conv*, qat.dynamic.Linear), a QuantStub or a DeQuantStub "
+                       "(was the model prepared with qg_prepare_qat?)", path, m->type->name);
+    if (qg_module_is(m, "qat.dynamic.Linear") || qg_module_is(m, "DeQuantStub")) return QG_OK;
+    return check_observed(path, m);
+}
+
 static qg_status check_child(conv_ctx *c, qg_module *parent, int i, qg_module *ch, const char *path);
 
 static qg_status check_rec(conv_ctx *c, qg_module *m, const char *path) {
     const char *shown = *path ? path : "(the model)";
-    if (m->training)
-        return qg__err(QG_ESTATE, "convert: module '%s' (%s) is in training mode; call qg_module_eval(model) first",
-                       shown, m->type->name);
-    if (is_quantized_type(m))
-        return qg__err(QG_ESTATE, "convert: module '%s' is already %s: the model was converted before", shown,
-                       m->type->name);
+    qg_status st = check_eval(shown, m);
+    if (st) return st;
     if (custom_of(c, m)) {
         c->nconvertible++;
         return QG_OK;
     }
-    if (qg__is_qat_module(m) || qg_module_is(m, "QuantStub")) {
-        c->nconvertible++;
-        return qg_module_is(m, "qat.dynamic.Linear") ? QG_OK : check_observed(shown, m);
+    if (qg__is_qat_module(m) || is_stub(m)) {
+        c->nconvertible += !qg_module_is(m, "DeQuantStub");
+        return check_convertible(shown, m);
     }
-    if (is_stub(m)) return QG_OK;
     if (m->output_hook && !qg__is_observer(m))
         return qg__err(QG_EINVAL, "convert: module '%s' (%s) has an activation_post_process but no quantized "
                        "version in qgrad", shown, m->type->name);
@@ -220,21 +245,41 @@ static qg_status add_swap(conv_ctx *c, qg_module *parent, int i, qg_module *repl
 
 static qg_status build_rec(conv_ctx *c, qg_module *m, const char *path);
 
+/* r, m's replacement at path (NULL: its builder's error): in eval mode, with m's path. */
+static qg_module *finish(qg_module *r, const qg_module *m, const char *path) {
+    if (!r)
+        return qg__err(qg_last_status(), "convert: module '%s' (%s): %s", path, m->type->name, qg_last_error()), NULL;
+    qg_module_set_path(r, path);
+    qg_module_train(r, false);
+    return r;
+}
+
+/* One QAT module's or stub's replacement, checked as pass 1 checks it (again, for
+ * qg_convert; first, for a custom hook's qg_convert_module). */
+static qg_module *convert_one(qg_module *m, qg_qengine engine, const char *path) {
+    if (check_convertible(path, m)) return NULL;
+    if (check_engine(engine))
+        return qg__err(QG_EINVAL, "%s (expected onednn or qnnpack) for module '%s' (%s)", qg_last_error(), path,
+                       m->type->name), NULL;
+    return finish(qg__is_qat_module(m) ? convert_qat(m, engine) : convert_stub(m), m, path);
+}
+
+qg_module *qg_convert_module(qg_module *m, qg_qengine engine) {
+    if (!m) return qg__err_null("convert_module"), NULL;
+    return convert_one(m, engine, m->path && *m->path ? m->path : "(the module)");
+}
+
 /* The child's replacement, if it has one, queued; else its own children's. */
 static qg_status build_child(conv_ctx *c, qg_module *m, int i, qg_module *ch, const char *cp) {
     const qg_convert_custom *cu = custom_of(c, ch);
-    qg_module *r = NULL;
+    qg_module *r;
     if (cu)
-        r = cu->convert(ch, c->o->engine, cu->ctx);
-    else if (qg__is_qat_module(ch))
-        r = convert_qat(ch, c->o->engine);
-    else if (is_stub(ch))
-        r = convert_stub(ch);
+        r = finish(cu->convert(ch, c->o->engine, cu->ctx), ch, cp);
+    else if (qg__is_qat_module(ch) || is_stub(ch))
+        r = convert_one(ch, c->o->engine, cp);
     else
         return build_rec(c, ch, cp);
-    if (!r) return qg__err(qg_last_status(), "convert: module '%s' (%s): %s", cp, ch->type->name, qg_last_error());
-    qg_module_set_path(r, cp);
-    qg_module_train(r, false);
+    if (!r) return qg_last_status();
     if (add_swap(c, m, i, r)) {
         qg_module_free(r);
         return QG_ENOMEM;
@@ -250,8 +295,7 @@ qg_status qg_convert(qg_module *model, const qg_convert_opts *o) {
     qg_convert_opts defaults = {.engine = qg_get_qengine()};
     if (!model) return qg__err_null("convert");
     if (!o) o = &defaults;
-    if (o->engine != QG_QENGINE_ONEDNN && o->engine != QG_QENGINE_QNNPACK)
-        return qg__err(QG_EINVAL, "convert: unknown quantized engine %d", (int)o->engine);
+    if (check_engine(o->engine)) return qg_last_status();
     if (o->ncustom < 0 || (o->ncustom && !o->custom))
         return qg__err(QG_EINVAL, "convert: %d custom modules given with a NULL array", o->ncustom);
     for (int i = 0; i < o->ncustom; i++)

@@ -1,15 +1,14 @@
 /* The quantized modules convert makes: Quantize, DeQuantize, the static Linear and
  * Conv1d/2d (with their ReLU fusions) and the dynamic Linear. The int8 product is
- * kernels/qgemm.c's; this file moves data in and out of it (im2col for convolutions)
+ * kernels/qgemm.c's; this file moves data in and out of it (qconv.c for convolutions)
  * and requantizes each int32 accumulator with the engine's float32 arithmetic
  * (docs/int8.md). Every float operation is its own statement: one rounding each, and
  * no compiler may contract a multiply and an add into an FMA. */
 #include <math.h>
 
-#include "kernels/qgemm.h"
 #include "op_internal.h" /* their outputs are tape tensors, made as ops make them */
 #include "qat_internal.h"
-#include "qgrad/quant.h"
+#include "qlayer.h"
 
 const char *qg_qengine_name(qg_qengine e) {
     return e == QG_QENGINE_ONEDNN ? "onednn" : e == QG_QENGINE_QNNPACK ? "qnnpack" : "?";
@@ -79,13 +78,7 @@ qg_module *qg_quantized_dequantize_new(void) { return qg_module_new(&dequantize_
 
 /* ------------------------------------------------------------- Linear, Conv */
 
-/* A scratch buffer, grown on demand and kept. */
-typedef struct {
-    void *p;
-    size_t cap;
-} qbuf;
-
-static void *qbuf_get(qbuf *b, size_t n, const char *who) {
+void *qg__qbuf_get(qg__qbuf *b, size_t n, const char *who) {
     if (n <= b->cap && b->p) return b->p;
     void *p = qg__alloc(n ? n : 1);
     if (!p) return qg__err(QG_ENOMEM, "%s: out of memory for %zu bytes of scratch", who, n), NULL;
@@ -94,27 +87,7 @@ static void *qbuf_get(qbuf *b, size_t n, const char *who) {
     return p;
 }
 
-typedef struct {
-    qg_module base;
-    qg_qlayer_args a;
-    bool dynamic, reduce_range;
-    qg_qengine engine;
-    int64_t in, out, G, og, kh, kw, kdim; /* kdim = in/G * kh * kw, a weight row */
-    int sh, sw, ph, pw, dh, dw;
-    qg__qpack **pack;                     /* G packs of og rows */
-    float *wscale;                        /* (out) the weight's scales */
-    float *bias;                          /* (out), zeros without a bias */
-    bool has_bias;
-    double oscale;
-    int64_t ozp;
-    /* requantization for the input scale last seen */
-    bool cached;
-    double cache_sx;
-    float *mult, *badd; /* (out) onednn: M, b'; qnnpack: M (bias in ibias); dynamic: its own (dynamic_forward) */
-    int32_t *ibias;     /* (out) qnnpack: the bias quantized to int32 */
-    /* scratch, grown on demand and kept: no allocation per call once warm */
-    qbuf cols, acc;
-} qlayer;
+typedef qg__qlayer qlayer;
 
 static qg_tensor *qlayer_forward(qg_module *m, qg_tensor *x);
 static qg_tensor *dynamic_forward(qg_module *m, qg_tensor *x);
@@ -134,7 +107,7 @@ static void qlayer_free(qg_module *m) {
     qlayer *q = (qlayer *)m;
     for (int64_t g = 0; q->pack && g < q->G; g++) qg__qpack_free(q->pack[g]);
     qg__free(q->pack), qg__free(q->wscale), qg__free(q->bias), qg__free(q->mult), qg__free(q->badd);
-    qg__free(q->ibias), qg__free(q->cols.p), qg__free(q->acc.p);
+    qg__free(q->ibias), qg__free(q->cols.p), qg__free(q->acc.p), qg__free(q->img.p);
 }
 
 /* The requantization constants for input scale sx (docs/int8.md). */
@@ -160,108 +133,10 @@ static void requant_constants(qlayer *q, double sx) {
     q->cached = true, q->cache_sx = sx;
 }
 
-/* Round half to even of a float in [-2^22, 2^22], without a libm call: adding and
- * subtracting 1.5 * 2^23 leaves the integer that float rounding (to nearest, ties to
- * even) picks. Callers clamp first, to bounds beyond which the result saturates anyway. */
-static inline float rne_small(float v) {
-    const float magic = 12582912.0f;
-    float t = v + magic;
-    return t - magic;
-}
-
-/* The requantization of one layer call, in locals: the output bytes may alias
- * anything, so nothing is re-read from the module inside the loops. */
-typedef struct {
-    bool onednn, relu;
-    float zf;
-    int32_t lo;
-    const float *mult, *badd;
-    const int32_t *ibias;
-} requant_k;
-
-/* One output from its accumulator, channel c (docs/int8.md). onednn: the zero point
- * added in float before rounding; qnnpack: after. NaN saturates low, as x86 does. */
-static inline uint8_t requant1(const requant_k *k, int32_t acc, int64_t c) {
-    if (k->onednn) {
-        float a = (float)acc;
-        float t = a + k->badd[c];
-        float v = t * k->mult[c];
-        if (k->relu) v = v > 0.0f ? v : 0.0f; /* comparisons, not fmaxf: those are libm calls */
-        float w = v + k->zf;
-        w = w > -1.0f ? w : -1.0f; /* NaN -> -1 -> 0 */
-        w = w < 256.0f ? w : 256.0f;
-        int32_t r = (int32_t)rne_small(w);
-        return (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
-    }
-    int32_t t = (int32_t)((uint32_t)acc + (uint32_t)k->ibias[c]);
-    float v = (float)t * k->mult[c];
-    v = v > -512.0f ? v : -512.0f; /* NaN -> -512: cvtps2dq's INT32_MIN saturates low too */
-    v = v < 512.0f ? v : 512.0f;
-    int32_t r = (int32_t)rne_small(v) + (int32_t)k->zf;
-    return (uint8_t)(r < k->lo ? k->lo : r > 255 ? 255 : r);
-}
-
-/* One row of n outputs, contiguous: the loops requant1 would make, written out per
- * engine so that the compiler vectorises them. */
-static void requant_row(const requant_k *k, const int32_t *restrict acc, int64_t n, uint8_t *restrict out) {
-    const float *restrict mult = k->mult, *restrict badd = k->badd;
-    const int32_t *restrict ibias = k->ibias;
-    const float zf = k->zf;
-    if (k->onednn) {
-        const float lo = k->relu ? 0.0f : -3.4e38f;
-        for (int64_t j = 0; j < n; j++) {
-            float a = (float)acc[j];
-            float t = a + badd[j];
-            float v = t * mult[j];
-            v = v > lo ? v : lo;
-            float w = v + zf;
-            w = w > -1.0f ? w : -1.0f;
-            w = w < 256.0f ? w : 256.0f;
-            int32_t r = (int32_t)rne_small(w);
-            r = r < 0 ? 0 : r;
-            out[j] = (uint8_t)(r > 255 ? 255 : r);
-        }
-    } else {
-        const int32_t lo = k->lo, z = (int32_t)zf;
-        for (int64_t j = 0; j < n; j++) {
-            int32_t t = (int32_t)((uint32_t)acc[j] + (uint32_t)ibias[j]);
-            float v = (float)t * mult[j];
-            v = v > -512.0f ? v : -512.0f;
-            v = v < 512.0f ? v : 512.0f;
-            int32_t r = (int32_t)rne_small(v) + z;
-            r = r < lo ? lo : r;
-            out[j] = (uint8_t)(r > 255 ? 255 : r);
-        }
-    }
-}
-
-/* acc (m, n) at row stride ldc, columns c0..c0+n of the output -> y[i * rs + j * cs]:
- * row by row when the output's rows are contiguous (linear), else rows in blocks
- * requantized into a small buffer and written out channel by channel (convolutions). */
-static void requant_block(const qlayer *q, const int32_t *restrict acc, int64_t ldc, int64_t m, int64_t n, int64_t c0,
-                          uint8_t *restrict y, int64_t rs, int64_t cs) {
-    const requant_k k = {q->engine == QG_QENGINE_ONEDNN, q->a.relu, (float)q->ozp,
-                         q->engine == QG_QENGINE_QNNPACK && q->a.relu ? (int32_t)q->ozp : 0,
-                         q->mult + c0, q->badd + c0, q->ibias + c0};
-    if (cs == 1) {
-        for (int64_t i = 0; i < m; i++) requant_row(&k, acc + i * ldc, n, y + i * rs);
-        return;
-    }
-    uint8_t tmp[16384];
-    const int64_t block = n && n <= 16384 ? 16384 / n : 1;
-    for (int64_t i0 = 0; i0 < m; i0 += block) {
-        const int64_t i1 = i0 + block < m ? i0 + block : m;
-        if (n > 16384) { /* a row does not fit: one element at a time */
-            for (int64_t i = i0; i < i1; i++)
-                for (int64_t j = 0; j < n; j++) y[i * rs + j * cs] = requant1(&k, acc[i * ldc + j], j);
-            continue;
-        }
-        for (int64_t i = i0; i < i1; i++) requant_row(&k, acc + i * ldc, n, tmp + (i - i0) * n);
-        for (int64_t j = 0; j < n; j++) {
-            uint8_t *restrict yj = y + j * cs;
-            for (int64_t i = i0; i < i1; i++) yj[i * rs] = tmp[(i - i0) * n + j];
-        }
-    }
+void qg__qlayer_rq(const qlayer *q, int64_t c0, qg__requant *k) {
+    const bool onednn = q->engine == QG_QENGINE_ONEDNN;
+    *k = (qg__requant){onednn, q->a.relu ? 0.0f : -(float)q->ozp, (float)q->ozp, q->mult + c0, q->badd + c0,
+                       q->ibias + c0};
 }
 
 /* The input checks every static layer makes; the input made contiguous. */
@@ -288,80 +163,25 @@ static qg_tensor *layer_input(const qlayer *q, qg_tensor *x) {
     return qg_contiguous(x);
 }
 
-static int64_t conv_out(int64_t in, int64_t k, int p, int s, int d) { return (in + 2 * p - d * (k - 1) - 1) / s + 1; }
-
-/* x (N, C, H, W) u8 -> cols (N*OH*OW, kdim) for group g; padding reads as z. */
-static void im2col(const qlayer *q, const uint8_t *x, int64_t N, int64_t H, int64_t W, int64_t OH, int64_t OW,
-                   int64_t g, uint8_t z, uint8_t *cols) {
-    const int64_t cg = q->in / q->G, P = OH * OW;
-    int nt = qg__threads_for(N * P * q->kdim);
-    (void)nt;
-    _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
-    for (int64_t np = 0; np < N * P; np++) {
-        const int64_t n = np / P, oh = np % P / OW, ow = np % OW;
-        uint8_t *row = cols + np * q->kdim;
-        for (int64_t ci = 0; ci < cg; ci++) {
-            const uint8_t *plane = x + ((n * q->in) + g * cg + ci) * H * W;
-            for (int64_t ki = 0; ki < q->kh; ki++) {
-                const int64_t ih = oh * q->sh - q->ph + ki * q->dh;
-                for (int64_t kj = 0; kj < q->kw; kj++) {
-                    const int64_t iw = ow * q->sw - q->pw + kj * q->dw;
-                    *row++ = ih >= 0 && ih < H && iw >= 0 && iw < W ? plane[ih * W + iw] : z;
-                }
-            }
-        }
-    }
-}
-
 static qg_tensor *qlayer_forward(qg_module *m, qg_tensor *x) {
     qlayer *q = (qlayer *)m;
     x = layer_input(q, x);
     if (!x) return NULL;
     const qg_quant *xq = x->quant;
     if (!q->cached || q->cache_sx != xq->scale) requant_constants(q, xq->scale);
-    const int32_t za = (int32_t)xq->zero_point;
-    const uint8_t *xd = (const uint8_t *)qg__data(x);
+    if (q->a.dim) return qg__qconv_forward(q, x);
+    const int64_t M = qg__numel(x->ndim - 1, x->shape);
+    int64_t shape[QG_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = q->out;
     qg_quant oq = {.axis = -1, .scale = q->oscale, .zero_point = q->ozp};
-    qg_tensor *y;
-    if (q->a.dim == 0) {
-        const int64_t M = qg__numel(x->ndim - 1, x->shape);
-        int64_t shape[QG_MAX_DIMS];
-        memcpy(shape, x->shape, sizeof shape);
-        shape[x->ndim - 1] = q->out;
-        y = qg__tape_tensor(QG_U8, x->ndim, shape);
-        int32_t *acc = qbuf_get(&q->acc, sizeof(int32_t) * (size_t)(M * q->out), qg__module_label(m));
-        if (!y || !acc || !(y->quant = qg__quant_dup(&oq, true))) return NULL;
-        qg__qgemm(M, xd, q->in, za, q->pack[0], acc, q->out);
-        requant_block(q, acc, q->out, M, q->out, 0, (uint8_t *)qg__data(y), q->out, 1);
-        return y;
-    }
-    const bool batched = x->ndim == q->a.dim + 2;
-    const int64_t N = batched ? x->shape[0] : 1;
-    const int64_t H = q->a.dim == 2 ? x->shape[x->ndim - 2] : 1, W = x->shape[x->ndim - 1];
-    const int64_t OH = conv_out(H, q->kh, q->ph, q->sh, q->dh), OW = conv_out(W, q->kw, q->pw, q->sw, q->dw);
-    if (OH < 1 || OW < 1) {
-        char b[128];
-        return qg__err(QG_ESHAPE, "%s: input %s is too small for the kernel (output %lld x %lld)", qg__module_label(m),
-                       qg_shape_str(x, b, sizeof b), (long long)OH, (long long)OW), NULL;
-    }
-    int64_t shape[4] = {N, q->out, OH, OW}, nd = 0, oshape[4];
-    if (batched) oshape[nd++] = N;
-    oshape[nd++] = q->out;
-    if (q->a.dim == 2) oshape[nd++] = OH;
-    oshape[nd++] = OW;
-    if (qg__check_sizes(qg__module_label(m), 4, shape)) return NULL;
-    const int64_t P = OH * OW, rows = N * P;
-    y = qg__tape_tensor(QG_U8, (int)nd, oshape);
-    uint8_t *cols = qbuf_get(&q->cols, (size_t)(rows * q->kdim), qg__module_label(m));
-    int32_t *acc = qbuf_get(&q->acc, sizeof(int32_t) * (size_t)(rows * q->og), qg__module_label(m));
-    if (!y || !cols || !acc || !(y->quant = qg__quant_dup(&oq, true))) return NULL;
-    uint8_t *yd = (uint8_t *)qg__data(y);
-    for (int64_t g = 0; g < q->G; g++) {
-        im2col(q, xd, N, H, W, OH, OW, g, (uint8_t)za, cols);
-        qg__qgemm(rows, cols, q->kdim, za, q->pack[g], acc, q->og);
-        for (int64_t n = 0; n < N; n++) /* rows (p) of image n -> y[n][g*og + j][p] */
-            requant_block(q, acc + n * P * q->og, q->og, P, q->og, g * q->og, yd + (n * q->out + g * q->og) * P, 1, P);
-    }
+    qg_tensor *y = qg__tape_tensor(QG_U8, x->ndim, shape);
+    int32_t *acc = qg__qbuf_get(&q->acc, sizeof(int32_t) * (size_t)(M * q->out), qg__module_label(m));
+    if (!y || !acc || !(y->quant = qg__quant_dup(&oq, true))) return NULL;
+    qg__qgemm(M, (const uint8_t *)qg__data(x), q->in, (int32_t)xq->zero_point, q->pack[0], acc, q->out);
+    qg__requant k;
+    qg__qlayer_rq(q, 0, &k);
+    qg__qrequant(&k, acc, q->out, M, q->out, (uint8_t *)qg__data(y), q->out);
     return y;
 }
 
@@ -417,8 +237,8 @@ static qg_tensor *dynamic_forward(qg_module *m, qg_tensor *x) {
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = q->out;
     qg_tensor *y = qg__tape_tensor(QG_F32, x->ndim, shape);
-    uint8_t *xq = y ? qbuf_get(&q->cols, (size_t)n, who) : NULL;
-    int32_t *acc = xq ? qbuf_get(&q->acc, sizeof(int32_t) * (size_t)(M * q->out), who) : NULL;
+    uint8_t *xq = y ? qg__qbuf_get(&q->cols, (size_t)n, who) : NULL;
+    int32_t *acc = xq ? qg__qbuf_get(&q->acc, sizeof(int32_t) * (size_t)(M * q->out), who) : NULL;
     if (!acc) return NULL;
     /* onednn: isx = F(1/sd), q = rne(F(F(x isx) + z)); qnnpack: the Quantize rule with s_x = F(sd) */
     const float sx = (float)sd, isx = onednn ? (float)(1.0 / sd) : 1.0f / sx, zf = (float)z;
@@ -520,9 +340,10 @@ static qg_module *build_layer(const qg_module_type *type, const qg_tensor *w, co
         st = qg__err(QG_ENOMEM, "%s: out of memory for %lld channels", who, (long long)out);
     else if (!wi)
         st = qg_last_status();
-    for (int64_t g = 0; !st && g < G; g++)
-        if (!(q->pack[g] = qg__qpack_new((const int8_t *)qg__data(wi) + g * q->og * kdim, kdim, q->og, kdim)))
-            st = qg_last_status();
+    if (!st && a->dim)
+        st = qg__qconv_pack(q, (const int8_t *)qg__data(wi));
+    else if (!st && !(q->pack[0] = qg__qpack_new((const int8_t *)qg__data(wi), kdim, q->out, kdim)))
+        st = qg_last_status();
     for (int64_t c = 0; !st && c < out; c++) {
         q->wscale[c] = (float)(w->quant->axis < 0 ? w->quant->scale : w->quant->scales[c]);
         if (bias) q->bias[c] = ((const float *)qg__data(qg_contiguous(bias)))[c];

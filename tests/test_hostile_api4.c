@@ -1,7 +1,7 @@
 /* Hostile arguments to the quantized tensors (autograd.h) and to convert and the int8
  * modules (quant.h): NULLs, wrong dtypes and shapes, bad qparams, and the models
  * convert must refuse (untrained, in training mode, never prepared, converted twice),
- * each with a message and the model left as it was. */
+ * each with a message and the model left as it was; qg_convert_module's refusals. */
 #include "qgrad/quant.h"
 #include "hostile.h"
 
@@ -201,10 +201,46 @@ static void test_convert_refusals(void) {
     qg_tape_reset(NULL);
 }
 
+/* qg_convert_module, one module as a custom convert hook converts it: the refusals
+ * name the module's type and what was expected; the module stays in its model */
+static void test_convert_module(void) {
+    qg_qconfig qc;
+    qg_qconfig_preset("fbgemm", &qc);
+    FAILS_M(qg_convert_module(NULL, QG_QENGINE_ONEDNN));
+    qg_module *lin = qg_nn_linear_new(4, 3, NULL, NULL);
+    qg_module_eval(lin);
+    FAILS_M(qg_convert_module(lin, QG_QENGINE_ONEDNN)); /* a float Linear, not a QAT one */
+    CHECK(strstr(qg_last_error(), "(Linear)") && strstr(qg_last_error(), "expected a QAT module"),
+          "float Linear: %s", qg_last_error());
+    qg_module *m = small_model();
+    qg_prepare_qat(m, &qc);
+    qg_module *fc = qg_module_get(m, "fc");
+    FAILS_M(qg_convert_module(fc, QG_QENGINE_ONEDNN)); /* training mode */
+    CHECK(strstr(qg_last_error(), "'fc' (qat.Linear) is in training mode"), "training mode: %s", qg_last_error());
+    qg_module_eval(m);
+    FAILS_M(qg_convert_module(fc, QG_QENGINE_ONEDNN)); /* observers never ran */
+    CHECK(strstr(qg_last_error(), "never run"), "untrained: %s", qg_last_error());
+    qg_module_train(m, true);
+    qg_tensor *x = qg_tensor_randn(NULL, QG_F32, 2, (int64_t[]){8, 4});
+    CHECK(qg_module_forward(m, x) != NULL, "QAT forward: %s", qg_last_error());
+    qg_module_eval(m);
+    FAILS_M(qg_convert_module(fc, (qg_qengine)4));
+    CHECK(strstr(qg_last_error(), "engine"), "unknown engine: %s", qg_last_error());
+    qg_module *q = qg_convert_module(fc, QG_QENGINE_QNNPACK);
+    qg_module *dq = qg_convert_module(qg_module_get(m, "dequant"), QG_QENGINE_ONEDNN);
+    CHECK(q && qg_module_is(q, "quantized.Linear") && !q->training && dq && qg_module_is(dq, "quantized.DeQuantize") &&
+              qg_module_get(m, "fc") == fc, "converted one module, left it in place: %s", qg_last_error());
+    FAILS_M(qg_convert_module(q, QG_QENGINE_ONEDNN)); /* converted already */
+    qg_module_free(q), qg_module_free(dq), qg_module_free(lin), qg_module_free(m);
+    qg_tensor_free(x);
+    qg_tape_reset(NULL);
+}
+
 int main(void) {
     test_quantized_tensors();
     test_modules();
     test_convert_refusals();
+    test_convert_module();
     qg_shutdown();
     CHECK(qg_live_allocations() == 0, "no leak: %lld blocks live", (long long)qg_live_allocations());
     return test_summary("test_hostile_api4");

@@ -4,7 +4,11 @@
  * is exact) and both in one call, 8-bit and 4-bit weights, random zero points, padded
  * lda/ldc (no writes outside C's columns), the saturating adversary (A = 255, W = -128)
  * and 127 x 127, a sum that wraps int32. Every path must equal the scalar path bit for
- * bit, and 1 and 2 threads must agree. Also: pack errors, forcing a path. */
+ * bit, and 1 and 2 threads must agree. Also: pack errors, forcing a path, and the
+ * requantization (qg__qrequant) of both engines, with and without ReLU, on every path:
+ * the same bytes as docs/int8.md's formula with its clamps unmerged, for accumulators
+ * out to INT32_MIN/MAX, huge and NaN-making constants, and every row length up to two
+ * vectors and a tail. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +161,64 @@ static void check_errors(void) {
     qg__qgemm_set_path(QG__QPATH_SCALAR);
 }
 
+/* docs/int8.md's requantization, each clamp as the engines apply it (qrequant.c merges
+ * them): the reference every path must equal. */
+static uint8_t requant_ref(bool onednn, bool relu, int z, int32_t acc, float mult, float badd, int32_t ib) {
+    const float magic = 12582912.0f;
+    if (onednn) {
+        float a = (float)acc;
+        float t = a + badd;
+        float v = t * mult;
+        if (relu) v = v > 0.0f ? v : 0.0f;
+        float w = v + (float)z;
+        w = w > -1.0f ? w : -1.0f; /* NaN -> -1 */
+        w = w < 256.0f ? w : 256.0f;
+        float m = w + magic;
+        int32_t r = (int32_t)(m - magic);
+        return (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
+    }
+    int32_t t = (int32_t)((uint32_t)acc + (uint32_t)ib);
+    float v = (float)t * mult;
+    v = v > -512.0f ? v : -512.0f; /* NaN -> -512 */
+    v = v < 512.0f ? v : 512.0f;
+    float m = v + magic;
+    int32_t r = (int32_t)(m - magic) + z, lo = relu ? z : 0;
+    return (uint8_t)(r < lo ? lo : r > 255 ? 255 : r);
+}
+
+/* One random requantization on every path against the reference. */
+static bool requant_case(bool onednn, bool relu, int64_t m, int64_t n) {
+    int32_t *acc = malloc(sizeof(int32_t) * (size_t)(m * n + 1)), *ib = malloc(sizeof(int32_t) * (size_t)(n + 1));
+    float *mult = malloc(sizeof(float) * (size_t)(n + 1)), *badd = malloc(sizeof(float) * (size_t)(n + 1));
+    uint8_t *ref = malloc((size_t)(m * n + 1)), *out = malloc((size_t)(m * n + 1));
+    for (int64_t i = 0; i < m * n; i++) {
+        uint32_t r = rnd();
+        acc[i] = r % 5 == 0 ? (int32_t)rnd() : r % 5 == 1 ? (r & 8 ? INT32_MAX : INT32_MIN) : r % 5 == 2 ? 0
+                                                                       : (int32_t)(r % 20001) - 10000; /* 0 x inf: NaN */
+    }
+    for (int64_t j = 0; j < n; j++) {
+        uint32_t r = rnd() % 8;
+        mult[j] = r == 0 ? 1e30f : r == 1 ? 0.0f : r == 2 ? -0.01f : r == 7 ? INFINITY : (float)(rnd() % 1000 + 1) * 1e-5f;
+        badd[j] = r == 3 ? -1e38f : r == 4 ? 3e38f : r == 6 ? NAN : (float)((int)(rnd() % 2001) - 1000) * 0.37f;
+        ib[j] = r == 5 ? INT32_MAX : (int32_t)(rnd() % 2001) - 1000;
+    }
+    const int z = rnd_in(0, 255);
+    qg__requant k = {onednn, relu ? 0.0f : -(float)z, (float)z, mult, badd, ib};
+    for (int64_t i = 0; i < m * n; i++) ref[i] = requant_ref(onednn, relu, z, acc[i], mult[i % n], badd[i % n], ib[i % n]);
+    bool ok = true;
+    for (int pi = 0; pi < npaths; pi++) {
+        memset(out, 0xa5, (size_t)(m * n));
+        qg__qgemm_set_path(paths[pi]);
+        qg__qrequant(&k, acc, n, m, n, out, n);
+        if (memcmp(out, ref, (size_t)(m * n))) ok = false;
+        CHECK(!memcmp(out, ref, (size_t)(m * n)), "requant %s relu %d m=%lld n=%lld: path %s differs from the reference",
+              onednn ? "onednn" : "qnnpack", relu, (long long)m, (long long)n, qg__qpath_name(paths[pi]));
+    }
+    qg__qgemm_set_path(QG__QPATH_SCALAR);
+    free(acc), free(ib), free(mult), free(badd), free(ref), free(out);
+    return ok;
+}
+
 int main(void) {
     clock_t t0 = clock();
     printf("default path: %s; paths tested:", qg__qpath_name(qg__qgemm_path()));
@@ -204,6 +266,12 @@ int main(void) {
     ncases++;
     nfail += !run_case(&wrap);
     printf("%d cases on %d paths, %d failed\n", ncases, npaths, nfail);
+
+    int nrq = 0, rqfail = 0;
+    for (int e = 0; e < 2; e++)
+        for (int relu = 0; relu < 2; relu++)
+            for (int64_t n = 1; n <= 40; n++, nrq++) rqfail += !requant_case(e, relu, 1 + n % 7, n);
+    printf("requantization: %d cases on %d paths, %d failed\n", nrq, npaths, rqfail);
 
     for (int pi = 0; pi < npaths; pi++) {
         check_threads(paths[pi], 100, 130, 785); /* split along m */

@@ -28,7 +28,7 @@
 #include "kernels/qgemm.h"
 
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "kernels/qx86.h"
 #define QG_QX86 1
 #endif
 
@@ -108,27 +108,6 @@ static bool qg__rows_small(const uint8_t *a, int64_t lda, int mr, int64_t k) {
     }
     return (acc & 0x8080808080808080ull) == 0;
 }
-
-/* The 16 tile switch cases of (mr, nb) in 1..8 x 1..2, a constant pair for each. */
-#define QG_TILE_SWITCH(TILE, mr, nb, ...)                                                   \
-    switch ((mr) * 2 + (nb) - 3) {                                                          \
-    case 0: TILE(1, 1, __VA_ARGS__); break;                                                 \
-    case 1: TILE(1, 2, __VA_ARGS__); break;                                                 \
-    case 2: TILE(2, 1, __VA_ARGS__); break;                                                 \
-    case 3: TILE(2, 2, __VA_ARGS__); break;                                                 \
-    case 4: TILE(3, 1, __VA_ARGS__); break;                                                 \
-    case 5: TILE(3, 2, __VA_ARGS__); break;                                                 \
-    case 6: TILE(4, 1, __VA_ARGS__); break;                                                 \
-    case 7: TILE(4, 2, __VA_ARGS__); break;                                                 \
-    case 8: TILE(5, 1, __VA_ARGS__); break;                                                 \
-    case 9: TILE(5, 2, __VA_ARGS__); break;                                                 \
-    case 10: TILE(6, 1, __VA_ARGS__); break;                                                \
-    case 11: TILE(6, 2, __VA_ARGS__); break;                                                \
-    case 12: TILE(7, 1, __VA_ARGS__); break;                                                \
-    case 13: TILE(7, 2, __VA_ARGS__); break;                                                \
-    case 14: TILE(8, 1, __VA_ARGS__); break;                                                \
-    default: TILE(8, 2, __VA_ARGS__); break;                                                \
-    }
 
 /* ------------------------------------------------------------------ AVX-512 VNNI */
 

@@ -50,6 +50,37 @@ void qg__qpack_free(qg__qpack *p); /* NULL is a no-op */
 void qg__qgemm(int64_t m, const uint8_t *a, int64_t lda, int32_t za, const qg__qpack *p, int32_t *c,
                int64_t ldc);
 
+/* Requantization of int32 accumulators to quint8 (qrequant.c, docs/int8.md): the
+ * engine's formula with channel j's constants at mult[j], badd[j] (onednn) or
+ * ibias[j] (qnnpack). Rows i < m of n outputs, acc at acc + i * ldc, out at
+ * out + i * ldo. Vectorised on the path qgemm uses; every path gives the same bytes. */
+typedef struct qg__requant {
+    bool onednn;
+    float lo;        /* the floor of the scaled value: 0 with ReLU, else -zf */
+    float zf;        /* the output zero point */
+    const float *mult, *badd;
+    const int32_t *ibias;
+} qg__requant;
+void qg__qrequant(const qg__requant *k, const int32_t *acc, int64_t ldc, int64_t m, int64_t n, uint8_t *out,
+                  int64_t ldo);
+
+/* The channel-major convolution kernel (qconvk.c), on the VNNI path only
+ * (qg__qconv_cm_supported). Output pixels come in blocks of up to 16: block b's pixels
+ * i < n have their k-quad q (A[i][4q..4q+3], q < p->kp / 4) at a + off[q] + 4 i, and
+ * its outputs go to out + j * ldo + o + i for channels j < p->n:
+ *   out[j * ldo + o + i] = requant_j(sum_k (A[i][k] - za) W[j][k]),
+ * with k's constants indexed by j. All 16 lanes are read (64 bytes at a + off[q]);
+ * lanes past n, and bytes past k (whose weights are 0), may hold any value. The same
+ * bytes as qg__qgemm + qg__qrequant, transposed. */
+typedef struct qg__qblock {
+    const uint8_t *a;
+    int64_t o;
+    int n;
+} qg__qblock;
+bool qg__qconv_cm_supported(void);
+void qg__qconv_cm(int64_t nblk, const qg__qblock *blk, const int64_t *off, int32_t za, const qg__qpack *p,
+                  const qg__requant *k, uint8_t *out, int64_t ldo);
+
 /* Paths, for tests and benchmarks. Every x86-64 build compiles all of them (function
  * target attributes), so a test can run each path the CPU has, whatever -march was:
  * supported means the CPU (at run time) has the instructions. The path in use, and a

@@ -58,7 +58,9 @@ QG_API const char *qg_qengine_name(qg_qengine e); /* "onednn", "qnnpack" */
 
 /* A custom module type's own convert (PyTorch's convert_custom_config): given the
  * prepared module, return its quantized replacement (a new module), or NULL with an
- * error. m is left to convert, which frees it after the swap. */
+ * error. m is left to convert, which frees it after the swap. convert does not enter
+ * m: the hook converts m's QAT children and stubs itself, with qg_convert_module
+ * (examples/custom_model.c). */
 typedef qg_module *(*qg_convert_fn)(qg_module *m, qg_qengine engine, void *ctx);
 typedef struct qg_convert_custom {
     const char *type_name; /* modules whose type has this name */
@@ -74,6 +76,13 @@ typedef struct qg_convert_opts {
 
 /* o NULL: the current engine (qg_get_qengine), no custom modules. */
 QG_API qg_status qg_convert(qg_module *model, const qg_convert_opts *o);
+
+/* The replacement convert makes for one module (PyTorch's from_float), for custom
+ * hooks, so that they need not rebuild it: m a QAT module, QuantStub or DeQuantStub,
+ * observed and in eval mode, as convert checks. The new module is the caller's; m stays
+ * in place, but, as in convert, its weight fake-quant has run once more. NULL with an
+ * error naming m's path and type, and what was expected, otherwise. */
+QG_API qg_module *qg_convert_module(qg_module *m, qg_qengine engine);
 
 /* ======================================================== quantized modules
  * Constructors of the modules convert makes, for custom convert hooks and loaders. The

@@ -1,0 +1,57 @@
+/* x86 pieces shared by the int8 kernels (qgemm.c, qrequant.c, qconvk.c): the switch
+ * that gives a tile function constant sizes, and the AVX-512 requantization of 16
+ * accumulators. */
+#ifndef QG_QX86_H
+#define QG_QX86_H
+
+#include <immintrin.h>
+
+#include "kernels/qgemm.h"
+
+/* The 16 cases of (a, b) in 1..8 x 1..2, a constant pair for each: TILE(a, b, ...). */
+#define QG_TILE_SWITCH(TILE, a, b, ...)                                                     \
+    switch ((a) * 2 + (b) - 3) {                                                            \
+    case 0: TILE(1, 1, __VA_ARGS__); break;                                                 \
+    case 1: TILE(1, 2, __VA_ARGS__); break;                                                 \
+    case 2: TILE(2, 1, __VA_ARGS__); break;                                                 \
+    case 3: TILE(2, 2, __VA_ARGS__); break;                                                 \
+    case 4: TILE(3, 1, __VA_ARGS__); break;                                                 \
+    case 5: TILE(3, 2, __VA_ARGS__); break;                                                 \
+    case 6: TILE(4, 1, __VA_ARGS__); break;                                                 \
+    case 7: TILE(4, 2, __VA_ARGS__); break;                                                 \
+    case 8: TILE(5, 1, __VA_ARGS__); break;                                                 \
+    case 9: TILE(5, 2, __VA_ARGS__); break;                                                 \
+    case 10: TILE(6, 1, __VA_ARGS__); break;                                                \
+    case 11: TILE(6, 2, __VA_ARGS__); break;                                                \
+    case 12: TILE(7, 1, __VA_ARGS__); break;                                                \
+    case 13: TILE(7, 2, __VA_ARGS__); break;                                                \
+    case 14: TILE(8, 1, __VA_ARGS__); break;                                                \
+    default: TILE(8, 2, __VA_ARGS__); break;                                                \
+    }
+
+/* The requantization of 16 accumulators (qrequant.c's formula). The channel constants
+ * come as vectors: one per lane (a row of channels) or broadcast (a channel's pixels).
+ * Returns int32 >= 0; the caller's unsigned saturating narrow (vpmovusdb) caps it at
+ * 255. */
+#define QG_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) /* a constant expression, as clang wants */
+#define QG_RNE_MAGIC 12582912.0f /* 1.5 * 2^23: x + M - M rounds |x| <= 2^22 half to even */
+
+__attribute__((target("avx512f"), always_inline)) static inline __m512i qg__rq16(const qg__requant *k, __m512i a,
+                                                                                  __m512 mult, __m512 badd,
+                                                                                  __m512i ibias) {
+    /* rne: one conversion with embedded round-to-nearest-even, the integer that the
+     * scalar code's x + M - M gives */
+    const __m512 lo = _mm512_set1_ps(k->lo);
+    if (k->onednn) {
+        __m512 t = _mm512_add_ps(_mm512_cvtepi32_ps(a), badd);
+        __m512 v = _mm512_max_ps(_mm512_mul_ps(t, mult), lo);
+        __m512 w = _mm512_min_ps(_mm512_add_ps(v, _mm512_set1_ps(k->zf)), _mm512_set1_ps(256.0f));
+        return _mm512_cvt_roundps_epi32(w, QG_RNE);
+    }
+    __m512i t = _mm512_add_epi32(a, ibias);
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(t), mult);
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), _mm512_set1_ps(512.0f));
+    return _mm512_add_epi32(_mm512_cvt_roundps_epi32(v, QG_RNE), _mm512_set1_epi32((int32_t)k->zf));
+}
+
+#endif
