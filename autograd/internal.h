@@ -102,6 +102,24 @@ static inline int qg__thread_id(void) {
 #endif
 }
 
+/* ------------------------------------------------------------- profiling
+ * For bench/step, off unless qg__prof_on is set; not thread-safe (one training loop).
+ * The modules at depth `depth` of the forward (0: the model, 1: its children) have
+ * their forwards timed; tape nodes recorded inside one are attributed to it (path;
+ * NULL outside any, e.g. the loss) and timed one by one in backward; the float GEMM
+ * adds its time (per thread inside parallel regions, times the thread count outside
+ * them: thread-seconds) to `gemm`. */
+typedef struct qg__prof {
+    int depth;
+    void (*on_forward)(void *ctx, const char *path, double seconds);
+    void (*on_backward)(void *ctx, const char *path, const char *op, double seconds);
+    void *ctx;
+    double gemm; /* thread-seconds inside qg__gemm */
+} qg__prof;
+extern qg__prof *qg__prof_on;
+extern _Thread_local const char *qg__prof_path; /* the timed module running now */
+double qg__now(void);                              /* seconds, monotonic */
+
 /* ------------------------------------------------------------- storage */
 
 struct qg_storage {

@@ -104,10 +104,14 @@ static void acc_row(int64_t n, char **ptr, const int64_t *st, void *ctx) {
     QG_FLOAT_DISPATCH(dt, {
         real *a = (real *)ptr[0];
         const real *g = (const real *)ptr[1];
-        if (st[0] == 0) {
-            real s = 0;
-            for (int64_t i = 0; i < n; i++) s += g[i * st[1]];
-            a[0] += s;
+        if (st[0] == 0) { /* a row summed into one element: 8 partial sums, not one serial chain */
+            real p[8] = {0}, s = 0;
+            int64_t i = 0;
+            if (st[1] == 1)
+                for (; i + 8 <= n; i += 8)
+                    for (int j = 0; j < 8; j++) p[j] += g[i + j];
+            for (; i < n; i++) s += g[i * st[1]];
+            a[0] += ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])) + s;
         } else if (st[0] == 1 && st[1] == 1) {
             for (int64_t i = 0; i < n; i++) a[i] += g[i];
         } else {

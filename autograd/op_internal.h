@@ -25,6 +25,7 @@ struct qg_node {
     void *ctx;                 /* larger op state, tape-allocated */
     qg_node *prev;
     bool consumed;             /* run by a backward that did not retain the graph */
+    const char *prof_path;     /* profiling: the module that recorded it (internal.h) */
 };
 
 /* Marks a caller-owned tensor as used by the current pass (graph inputs, views). */

@@ -8,6 +8,8 @@
  * tensor of the pass just reset still has its header (and its old generation) intact
  * however the data arena is reused or regrown: qg__live() turns it into an error.
  * (Handles two resets old may alias a newer header.) */
+#include <time.h>
+
 #include "op_internal.h"
 
 typedef struct chunk {
@@ -341,6 +343,15 @@ bool qg__needs_grad(int n, const qg_tensor *const *ins) {
     return false;
 }
 
+qg__prof *qg__prof_on;
+_Thread_local const char *qg__prof_path;
+
+double qg__now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 qg_node *qg__record(const char *name, qg_backward_fn bw, qg_tensor *out, int nin,
                     const qg_tensor *const *ins) {
     qg_tape *tp = qg_tape_current();
@@ -355,6 +366,7 @@ qg_node *qg__record(const char *name, qg_backward_fn bw, qg_tensor *out, int nin
     n->nin = nin;
     n->in = in;
     n->prev = tp->last;
+    n->prof_path = qg__prof_on ? qg__prof_path : NULL;
     tp->last = n;
     tp->nodes++;
     out->node = n;
@@ -438,7 +450,11 @@ static qg_status backward(qg_tensor *out, const qg_tensor *grad_out, bool retain
     for (qg_node *n = tp->last; n; n = n->prev) {
         qg_tensor *o = n->out;
         if (o->grad && o->grad_pass == tp->pass && o->tape_gen == tp->gen) {
-            if ((st = n->backward(n))) {
+            qg__prof *pf = qg__prof_on;
+            const double t0 = pf ? qg__now() : 0;
+            st = n->backward(n);
+            if (pf) pf->on_backward(pf->ctx, n->prof_path, n->name, qg__now() - t0);
+            if (st) {
                 /* the graph stays usable: the gradients are partial, zero them to retry */
                 char why[256];
                 snprintf(why, sizeof why, "%s", qg_last_error());

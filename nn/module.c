@@ -376,8 +376,14 @@ qg_tensor *qg_module_forward(qg_module *m, qg_tensor *x) {
     int d = fwd_depth++;
     if (d < FWD_DEPTH) fwd_stack[d] = m;
     uint64_t serial = qg__err_serial();
+    qg__prof *pf = qg__prof_on;
+    const bool timed = pf && d == pf->depth;
+    const char *outer = qg__prof_path;
+    const double t0 = timed ? qg__now() : 0;
+    if (timed) qg__prof_path = m->path;
     qg_tensor *y = m->type->forward(m, x);
     if (y && m->output_hook) y = qg_module_forward(m->output_hook, y);
+    if (timed) pf->on_forward(pf->ctx, m->path, qg__now() - t0), qg__prof_path = outer;
     if (!y && qg__err_serial() != serial && qg__err_serial() != labeled_serial) {
         label_error(d);
         labeled_serial = qg__err_serial();

@@ -133,11 +133,21 @@ static inline int64_t qg__kc_block(int64_t k, int64_t kc_max) {
 /* C = A B + beta C for a float dtype, on untyped pointers (ops dispatch through it). */
 void qg__gemm(qg_dtype dt, int64_t m, int64_t n, int64_t k, const char *A, int64_t rsa, int64_t csa, const char *B,
               int64_t rsb, int64_t csb, double beta, char *C, int64_t rsc, int64_t csc) {
+    qg__prof *pf = qg__prof_on;
+    const double t0 = pf ? qg__now() : 0;
     if (dt == QG_F32)
         qg__gemm_f32(m, n, k, 1.0f, (const float *)A, rsa, csa, (const float *)B, rsb, csb, (float)beta, (float *)C, rsc,
                     csc);
     else
         qg__gemm_f64(m, n, k, 1.0, (const double *)A, rsa, csa, (const double *)B, rsb, csb, beta, (double *)C, rsc, csc);
+    if (pf) {
+        double dt_s = qg__now() - t0;
+#ifdef _OPENMP
+        if (!omp_in_parallel()) dt_s *= qg_get_num_threads();
+#pragma omp atomic
+#endif
+        pf->gemm += dt_s;
+    }
 }
 
 #else /* ------------------------------------------------------------------ template */

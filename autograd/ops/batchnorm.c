@@ -81,6 +81,35 @@ static int bn_threads(const ncs *v) {
 
 /* ---------------------------------------------------------------- kernels */
 
+/* Channels go in groups of BN_GROUP, walked in lockstep: each channel's sum keeps
+ * PyTorch's serial order (so its bits), and the group's independent sums hide the
+ * latency of the double adds that one serial sum would wait on. */
+#define BN_GROUP 8
+
+/* Channels c..c+nc (nc <= BN_GROUP) of the S > 1 layout: serial double sums of x, then
+ * of (x - mean)^2 computed in real. */
+#define BN_STATS_GROUP(nc_)                                                               \
+    {                                                                                     \
+        const int64_t nc = (nc_);                                                         \
+        double s[BN_GROUP] = {0}, ss[BN_GROUP] = {0};                                     \
+        real m[BN_GROUP];                                                                 \
+        for (int64_t n = 0; n < v->N; n++) {                                              \
+            const real *p = x + n * v->sn + c * v->sc;                                    \
+            for (int64_t i = 0; i < v->S; i++)                                            \
+                for (int64_t j = 0; j < nc; j++) s[j] += p[j * v->sc + i * v->ss];        \
+        }                                                                                 \
+        for (int64_t j = 0; j < nc; j++) m[j] = (real)(s[j] / cnt);                       \
+        for (int64_t n = 0; n < v->N; n++) {                                              \
+            const real *p = x + n * v->sn + c * v->sc;                                    \
+            for (int64_t i = 0; i < v->S; i++)                                            \
+                for (int64_t j = 0; j < nc; j++) {                                        \
+                    real d = p[j * v->sc + i * v->ss] - m[j];                             \
+                    ss[j] += d * d;                                                       \
+                }                                                                         \
+        }                                                                                 \
+        for (int64_t j = 0; j < nc; j++) mean[c + j] = m[j], var_sum[c + j] = (real)ss[j]; \
+    }
+
 /* Per channel c in [c0, c1): mean[c] = (real)(sum / n) and var_sum[c] = (real) of the
  * double sum of (x - mean)^2 computed in real (PyTorch's collect_stats). With S == 1
  * and channels adjacent ((N, C) row-major) rows are walked in order. */
@@ -100,24 +129,11 @@ static int bn_threads(const ncs *v) {
                 }                                                                         \
             for (int64_t c = c0; c < c1; c++) var_sum[c] = (real)var_sum[c];              \
         } else {                                                                          \
-            for (int64_t c = c0; c < c1; c++) {                                           \
-                double s = 0, ss = 0;                                                     \
-                for (int64_t n = 0; n < v->N; n++) {                                      \
-                    const real *p = x + n * v->sn + c * v->sc;                            \
-                    if (v->ss == 1)                                                       \
-                        for (int64_t i = 0; i < v->S; i++) s += p[i];                     \
-                    else                                                                  \
-                        for (int64_t i = 0; i < v->S; i++) s += p[i * v->ss];             \
-                }                                                                         \
-                const real m = (real)(s / cnt);                                           \
-                for (int64_t n = 0; n < v->N; n++) {                                      \
-                    const real *p = x + n * v->sn + c * v->sc;                            \
-                    for (int64_t i = 0; i < v->S; i++) {                                  \
-                        real d = p[i * v->ss] - m;                                        \
-                        ss += d * d;                                                      \
-                    }                                                                     \
-                }                                                                         \
-                mean[c] = m, var_sum[c] = (real)ss;                                       \
+            for (int64_t c = c0; c < c1; c += BN_GROUP) {                                 \
+                if (c1 - c >= BN_GROUP)                                                   \
+                    BN_STATS_GROUP(BN_GROUP)                                              \
+                else                                                                      \
+                    BN_STATS_GROUP(c1 - c)                                                \
             }                                                                             \
         }                                                                                 \
     }
@@ -164,6 +180,23 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
     });
 }
 
+/* Channels c..c+nc of the S > 1 layout: serial double sums of g and of (x - mean) g. */
+#define BN_GSUMS_GROUP(nc_)                                                               \
+    {                                                                                     \
+        const int64_t nc = (nc_);                                                         \
+        double s[BN_GROUP] = {0}, d[BN_GROUP] = {0};                                      \
+        for (int64_t n = 0; n < N; n++) {                                                 \
+            const real *p = x + n * v->sn + c * v->sc, *q = g + (n * C + c) * S;          \
+            for (int64_t i = 0; i < S; i++)                                               \
+                for (int64_t j = 0; j < nc; j++) {                                        \
+                    const real gv = q[j * S + i];                                         \
+                    s[j] += gv;                                                           \
+                    d[j] += (double)(p[j * v->sc + i * v->ss] - mean[c + j]) * gv;         \
+                }                                                                         \
+        }                                                                                 \
+        for (int64_t j = 0; j < nc; j++) gsum[c + j] = s[j], dotp[c + j] = d[j];          \
+    }
+
 /* Per channel: gsum[c] = sum g, dotp[c] = sum (x - mean[c]) g, in double.
  * g is contiguous (N, C, S). */
 static void bn_grad_sums(qg_dtype dt, const ncs *v, const char *g_, const char *mean_, double *gsum,
@@ -185,17 +218,11 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                     }
                 continue;
             }
-            for (int64_t c = c0; c < c1; c++) {
-                double s = 0, d = 0;
-                const real m = mean[c];
-                for (int64_t n = 0; n < N; n++) {
-                    const real *p = x + n * v->sn + c * v->sc, *q = g + (n * C + c) * S;
-                    for (int64_t i = 0; i < S; i++) {
-                        s += q[i];
-                        d += (double)(p[i * v->ss] - m) * q[i];
-                    }
-                }
-                gsum[c] = s, dotp[c] = d;
+            for (int64_t c = c0; c < c1; c += BN_GROUP) { /* in lockstep groups, as bn_stats */
+                if (c1 - c >= BN_GROUP)
+                    BN_GSUMS_GROUP(BN_GROUP)
+                else
+                    BN_GSUMS_GROUP(c1 - c)
             }
         }
     });

@@ -102,6 +102,24 @@ static void unary_fwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) 
                 (void)x, (void)y;                                                      \
                 d[i] += (EXPR);                                                        \
             }                                                                          \
+        } else if (st[0] == 0 && st[1] == 1 && st[2] == 1 && st[3] == 0) {             \
+            /* a row of a broadcast input's gradient (a per-channel y): 8 partial sums */ \
+            real p8[8] = {0}, s1 = 0;                                                  \
+            const real y = Y[0];                                                       \
+            (void)y;                                                                   \
+            int64_t i = 0;                                                             \
+            for (; i + 8 <= n; i += 8)                                                 \
+                for (int j = 0; j < 8; j++) {                                          \
+                    real g = G[i + j], x = X[i + j];                                   \
+                    (void)x;                                                           \
+                    p8[j] += (EXPR);                                                   \
+                }                                                                      \
+            for (; i < n; i++) {                                                       \
+                real g = G[i], x = X[i];                                               \
+                (void)x;                                                               \
+                s1 += (EXPR);                                                          \
+            }                                                                          \
+            d[0] += ((p8[0] + p8[1]) + (p8[2] + p8[3])) + ((p8[4] + p8[5]) + (p8[6] + p8[7])) + s1; \
         } else {                                                                       \
             for (int64_t i = 0; i < n; i++) {                                          \
                 real g = G[i * st[1]], x = X[i * st[2]], y = Y[i * st[3]];             \
@@ -265,17 +283,30 @@ static void binary_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx)
 }
 
 /* Gradient of one input of a broadcasting op: written straight into its grad when
- * shapes match, else into a temporary of the output's shape that is then summed
- * over the broadcast dims. */
+ * shapes match; a broadcast input whose rows reduce to one element each (a
+ * per-channel operand: the row runs along the other operand's contiguous dim)
+ * accumulates in place, one thread, rows in order; else into a temporary of the
+ * output's shape that is then summed over the broadcast dims. */
 static qg_status binary_grad_for(qg_node *n, int which, qg_row_fn row, void *ctx) {
     qg_tensor *x = n->in[which], *out = n->out;
     if (!qg__wants_grad(x)) return QG_OK;
     qg_tensor *gx = qg__grad_of(x);
+    if (!gx) return QG_ENOMEM;
     bool same = x->ndim == out->ndim && !memcmp(x->shape, out->shape, sizeof(int64_t) * (size_t)x->ndim);
-    qg_tensor *dst = !gx || same ? gx : qg__tape_zeros(x->dtype, out->ndim, out->shape);
+    qg_iter it;
+    if (!same) { /* in place when every row is the reduced kind (the innermost dim broadcast in x only) */
+        const qg_tensor *ops[4] = {gx, out->grad, n->in[0], n->in[1]};
+        qg__iter_init(&it, 4, ops, out->ndim, out->shape);
+        const int in0 = it.ndim - 1;
+        if (it.ndim > 0 && it.strides[0][in0] == 0 && it.strides[1][in0] == 1 && it.strides[2 + !which][in0] == 1 &&
+            it.strides[2 + which][in0] == 0) {
+            qg__iter_run(&it, row, ctx, false);
+            return QG_OK;
+        }
+    }
+    qg_tensor *dst = same ? gx : qg__tape_zeros(x->dtype, out->ndim, out->shape);
     if (!dst) return QG_ENOMEM;
     const qg_tensor *ops[4] = {dst, out->grad, n->in[0], n->in[1]};
-    qg_iter it;
     qg__iter_init(&it, 4, ops, out->ndim, out->shape);
     qg__iter_run(&it, row, ctx, true);
     if (!same) qg__unbroadcast_add(gx, dst);

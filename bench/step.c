@@ -1,0 +1,345 @@
+/* The training step of the Fashion-MNIST CNN and MLP (examples/fmnist's models and
+ * optimizer: SGD lr 0.05, momentum 0.9, weight decay 1e-4), QAT (fbgemm qconfig, fused)
+ * and float, at batch 64 and 256 and 1 and 2 threads, beside PyTorch 1.13 running the
+ * same (bench/torch_step.py, /usr/bin/python3, in the same run).
+ *
+ * One step: forward, cross-entropy, zero_grad, backward, SGD step, tape reset; each
+ * cell is the median of ITERS steps after WARMUP. GFLOP/s counts the step's conv and
+ * linear multiply-adds, 2 FLOPs each: the forward product, the weight gradient, and
+ * the input gradient of every layer but the first (whose input needs none). %peak is
+ * against the FMA peak of the float GEMM's ISA, measured here by a loop of
+ * independent FMAs on 1 and 2 cores; "limit" is the step's FLOPs at that peak.
+ *
+ * Then, per model and mode at batch 64 on 2 threads, where the time goes: forward and
+ * backward of each layer (qgrad's profiling hooks, autograd/internal.h: a backward
+ * node counts for the layer that recorded it), the loss, zero_grad and the optimizer,
+ * and the share of the step outside the float GEMM.
+ *
+ * usage: bench/step [iterations] [profile]   (profile: the breakdown only; QG_PYTHON
+ * overrides /usr/bin/python3) */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../examples/fmnist_model.h"
+#include "internal.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#define SCRIPT QG_SOURCE_DIR "/bench/torch_step.py"
+#define WARMUP 5
+
+static int iters = 20;
+static const char *kinds[2] = {"cnn", "mlp"}, *modes[2] = {"qat", "float"};
+static const int64_t batches[2] = {64, 256};
+static double pt_ms[2][2][2][2]; /* kind, mode, batch, threads: PyTorch's median */
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ------------------------------------------------------------- the FMA peak */
+
+#if defined(__AVX512F__)
+#define PEAK_ISA "AVX-512 FMA"
+typedef __m512 pvec;
+#define PV_LANES 16
+#define PV_SET(x) _mm512_set1_ps(x)
+#define PV_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define PV_SUM(v) _mm512_reduce_add_ps(v)
+#elif defined(__AVX2__) && defined(__FMA__)
+#define PEAK_ISA "AVX2 FMA"
+typedef __m256 pvec;
+#define PV_LANES 8
+#define PV_SET(x) _mm256_set1_ps(x)
+#define PV_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+static float PV_SUM(__m256 v) {
+    float t[8];
+    _mm256_storeu_ps(t, v);
+    return t[0] + t[7];
+}
+#endif
+
+#ifdef PEAK_ISA
+/* n rounds of 12 independent FMAs (registers only) */
+__attribute__((noinline)) static float peak_loop(int64_t n) {
+    pvec a[12], x = PV_SET(0.999f), y = PV_SET(1e-3f);
+    for (int i = 0; i < 12; i++) a[i] = PV_SET((float)i);
+    for (int64_t r = 0; r < n; r++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = PV_FMA(a[i], x, y);
+    }
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += PV_SUM(a[i]);
+    return s;
+}
+#endif
+
+/* GFLOP/s of the FMA loop on `threads` cores at once (0: no FMA ISA in this build). */
+static double fma_peak(int threads) {
+    double best = 0;
+#ifndef _OPENMP
+    threads = 1;
+#endif
+#ifdef PEAK_ISA
+    const int64_t n = 4000000;
+    for (int rep = 0; rep < 5; rep++) { /* the best of 5: a thread may start late */
+        double t0 = qg__now();
+        float sink = 0;
+        _Pragma("omp parallel num_threads(threads) reduction(+ : sink)")
+        sink += peak_loop(n);
+        double t = qg__now() - t0, g = 12.0 * (double)n * PV_LANES * 2 * threads / t * 1e-9;
+        best = g > best && sink != 0.5f ? g : best;
+    }
+#endif
+    (void)threads;
+    return best;
+}
+
+/* ------------------------------------------------------------- models */
+
+static qg_module *model(int k, int mode, qg_rng *g) {
+    qg_module *m = build_model(kinds[k], g);
+    qg_qconfig qc;
+    qg_qconfig_preset("fbgemm", &qc);
+    if (!m || (mode == 0 && (fuse_model(m, kinds[k]) || qg_prepare_qat(m, &qc)))) {
+        fprintf(stderr, "bench/step: %s\n", qg_last_error());
+        exit(1);
+    }
+    for (int i = 0; i < qg__module_nchildren(m); i++) { /* the profile names layers by path */
+        const char *name;
+        qg_module *c = qg__module_child_at(m, i, &name);
+        if (!c->path) qg_module_set_path(c, name);
+    }
+    return m;
+}
+
+/* The step's conv and linear FLOPs: each weighted layer's multiply-adds (output
+ * elements x weight elements per output channel) 2x forward, 2x for the weight
+ * gradient, 2x for the input gradient but in the first. */
+static double step_flops(qg_module *m, const qg_tensor *x) {
+    double flops = 0;
+    bool first = true, prev = qg_set_grad_enabled(false);
+    qg_tensor *h = (qg_tensor *)x;
+    for (int i = 0; h && i < qg__module_nchildren(m); i++) {
+        qg_module *c = qg__module_child_at(m, i, NULL);
+        h = qg_module_forward(c, h);
+        const qg_tensor *w = qg_module_param(c, "weight");
+        if (!h || !w) continue;
+        double macs = (double)qg_tensor_numel(h) * (double)(qg_tensor_numel(w) / w->shape[0]);
+        flops += 2 * macs * (first ? 2 : 3);
+        first = false;
+    }
+    qg_set_grad_enabled(prev);
+    qg_tape_reset(NULL);
+    return flops;
+}
+
+typedef struct {
+    qg_module *m;
+    qg_sgd *opt;
+    qg_tensor_list *ps;
+    qg_tensor *x, *y;
+} run;
+
+static run run_new(int k, int mode, int64_t batch) {
+    qg_rng g;
+    qg_rng_init(&g, 1);
+    run r = {.m = model(k, mode, &g)};
+    r.ps = qg_module_parameters(r.m);
+    r.opt = qg_sgd_new(r.ps, &(qg_sgd_opts){.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4});
+    r.x = qg_tensor_randn(&g, QG_F32, 4, (int64_t[]){batch, 1, 28, 28});
+    int64_t *lab = malloc(sizeof *lab * (size_t)batch);
+    for (int64_t i = 0; lab && i < batch; i++) lab[i] = (int64_t)(qg_rng_next_u64(&g) % 10);
+    r.y = lab ? qg_tensor_from_data(QG_I64, 1, &batch, lab) : NULL;
+    free(lab);
+    if (!r.opt || !r.x || !r.y) {
+        fprintf(stderr, "bench/step: %s\n", qg_last_error());
+        exit(1);
+    }
+    return r;
+}
+
+static void run_free(run *r) {
+    qg_sgd_free(r->opt);
+    qg_tensor_list_free(r->ps);
+    qg_module_free(r->m);
+    qg_tensor_free(r->x), qg_tensor_free(r->y);
+}
+
+/* One step; the phases' times into t (forward+loss, zero_grad, backward, step) if given. */
+static void step(run *r, double *t) {
+    double t0 = qg__now();
+    qg_tensor *loss = qg_cross_entropy(qg_module_forward(r->m, r->x), r->y, QG_REDUCTION_MEAN);
+    double t1 = qg__now();
+    qg_sgd_zero_grad(r->opt);
+    double t2 = qg__now();
+    qg_status st = loss ? qg_backward(loss, NULL) : qg_last_status();
+    double t3 = qg__now();
+    if (!st) st = qg_sgd_step(r->opt);
+    double t4 = qg__now();
+    qg_tape_reset(NULL);
+    if (st) {
+        fprintf(stderr, "bench/step: %s\n", qg_last_error());
+        exit(1);
+    }
+    if (t) t[0] += t1 - t0, t[1] += t2 - t1, t[2] += t3 - t2, t[3] += t4 - t3;
+}
+
+/* median ms of a step */
+static double time_steps(run *r) {
+    double t[1000];
+    int n = iters < 1000 ? iters : 1000;
+    for (int i = 0; i < WARMUP; i++) step(r, NULL);
+    for (int i = 0; i < n; i++) {
+        double t0 = qg__now();
+        step(r, NULL);
+        t[i] = qg__now() - t0;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp);
+    return 1e3 * t[n / 2];
+}
+
+/* ------------------------------------------------------------- the breakdown */
+
+#define MAXL 24
+#define MAXOP 64
+typedef struct {
+    const char *name[MAXL];
+    double fwd[MAXL], bwd[MAXL];
+    int n;
+    double loss_bwd;
+    const char *op_path[MAXOP], *op[MAXOP]; /* backward by layer and op */
+    double op_s[MAXOP];
+    int nop;
+} prof_acc;
+
+static int slot(prof_acc *a, const char *path) {
+    for (int i = 0; i < a->n; i++)
+        if (!strcmp(a->name[i], path)) return i;
+    if (a->n == MAXL) return MAXL - 1;
+    a->name[a->n] = path;
+    return a->n++;
+}
+
+static void on_fwd(void *ctx, const char *path, double s) {
+    prof_acc *a = ctx;
+    a->fwd[slot(a, path ? path : "?")] += s;
+}
+
+static void on_bwd(void *ctx, const char *path, const char *op, double s) {
+    prof_acc *a = ctx;
+    if (!path) {
+        a->loss_bwd += s;
+        return;
+    }
+    a->bwd[slot(a, path)] += s;
+    int i = 0;
+    while (i < a->nop && (strcmp(a->op_path[i], path) || strcmp(a->op[i], op))) i++;
+    if (i == a->nop && a->nop < MAXOP) a->op_path[i] = path, a->op[i] = op, a->op_s[i] = 0, a->nop++;
+    if (i < MAXOP) a->op_s[i] += s;
+}
+
+static int by_time(const void *x, const void *y, void *ctx) {
+    const double *t = ctx;
+    const int i = *(const int *)x, j = *(const int *)y;
+    return t[i] < t[j] ? 1 : t[i] > t[j] ? -1 : 0;
+}
+
+static void breakdown(int k, int mode, int64_t batch) {
+    run r = run_new(k, mode, batch);
+    for (int i = 0; i < WARMUP; i++) step(&r, NULL);
+    prof_acc a = {.n = 0};
+    qg__prof pf = {.depth = 1, .on_forward = on_fwd, .on_backward = on_bwd, .ctx = &a};
+    double ph[4] = {0};
+    const int n = iters;
+    double t0 = qg__now();
+    qg__prof_on = &pf;
+    for (int i = 0; i < n; i++) step(&r, ph);
+    qg__prof_on = NULL;
+    const double total = (qg__now() - t0) / n * 1e3, thr = qg_get_num_threads();
+    double fsum = 0, bsum = 0;
+    for (int i = 0; i < a.n; i++) fsum += a.fwd[i], bsum += a.bwd[i];
+    printf("\n%s %s, batch %lld, %d threads: %.3f ms/step (profiled), %.0f%% of it outside the float GEMM\n",
+           kinds[k], modes[mode], (long long)batch, (int)thr, total,
+           100 * (1 - pf.gemm / n * 1e3 / (total * thr)));
+    printf("  %-10s %-28s %10s %10s\n", "layer", "type", "fwd ms", "bwd ms");
+    for (int i = 0; i < a.n; i++) {
+        qg_module *c = qg_module_get(r.m, a.name[i]);
+        printf("  %-10s %-28s %10.3f %10.3f\n", a.name[i], c ? c->type->name : "?", a.fwd[i] / n * 1e3,
+               a.bwd[i] / n * 1e3);
+    }
+    printf("  %-10s %-28s %10.3f %10.3f\n", "loss", "cross_entropy", (ph[0] - fsum) / n * 1e3, a.loss_bwd / n * 1e3);
+    printf("  %-10s %-28s %10.3f %10s\n", "zero_grad", "", ph[1] / n * 1e3, "");
+    printf("  %-10s %-28s %10.3f %10s\n", "sgd.step", "", ph[3] / n * 1e3, "");
+    printf("  %-10s %-28s %10.3f %10.3f   (backward outside the nodes: %.3f)\n", "total", "", ph[0] / n * 1e3,
+           ph[2] / n * 1e3, (ph[2] - bsum - a.loss_bwd) / n * 1e3);
+    int idx[MAXOP];
+    for (int i = 0; i < a.nop; i++) idx[i] = i;
+    qsort_r(idx, (size_t)a.nop, sizeof *idx, by_time, a.op_s);
+    printf("  backward, the costliest ops:");
+    for (int i = 0; i < a.nop && i < 8; i++)
+        printf("%s %s.%s %.3f", i ? "," : "", a.op_path[idx[i]], a.op[idx[i]], a.op_s[idx[i]] / n * 1e3);
+    printf("\n");
+    run_free(&r);
+}
+
+/* ------------------------------------------------------------- PyTorch */
+
+static void run_torch(void) {
+    const char *py = getenv("QG_PYTHON") ? getenv("QG_PYTHON") : "/usr/bin/python3";
+    char cmd[2048], line[512], kind[8], mode[8];
+    snprintf(cmd, sizeof cmd, "'%s' '%s' %d 2>&1", py, SCRIPT, iters);
+    FILE *p = popen(cmd, "r");
+    if (!p) return;
+    int b, t;
+    double ms, best;
+    while (fgets(line, sizeof line, p))
+        if (sscanf(line, "step %7s %7s %d %d %lf %lf", kind, mode, &b, &t, &ms, &best) == 6 && (b == 64 || b == 256) &&
+            (t == 1 || t == 2))
+            pt_ms[strcmp(kind, "cnn") != 0][strcmp(mode, "qat") != 0][b == 256][t - 1] = ms;
+        else if (line[0] == '#')
+            fputs(line, stdout);
+    pclose(p);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) iters = atoi(argv[1]) > 0 ? atoi(argv[1]) : iters;
+    const bool table = !(argc > 2 && !strcmp(argv[2], "profile"));
+    const double peak[2] = {fma_peak(1), fma_peak(2)};
+#ifdef PEAK_ISA
+    printf("FMA peak (%s loop, measured): %.1f GFLOP/s on 1 core, %.1f on 2\n", PEAK_ISA, peak[0], peak[1]);
+#else
+    printf("FMA peak: this build has no FMA ISA (-Dnative=false?): %%peak is n/a\n");
+#endif
+    if (table) run_torch();
+    printf(table ? "training steps, median ms of %d; GFLOP/s = conv + linear FLOPs / time; limit = those FLOPs at the peak\n" : "",
+           iters);
+    if (table) printf("%-4s %-6s %5s %3s %10s %9s %7s %12s %9s %9s\n", "model", "mode", "batch", "thr", "qgrad ms", "GFLOP/s",
+           "%peak", "PyTorch ms", "vs torch", "limit ms");
+    for (int k = 0; table && k < 2; k++)
+        for (int mode = 0; mode < 2; mode++)
+            for (int bi = 0; bi < 2; bi++)
+                for (int t = 1; t <= 2; t++) {
+                    qg_set_num_threads(t);
+                    run r = run_new(k, mode, batches[bi]);
+                    const double flops = step_flops(r.m, r.x), ms = time_steps(&r);
+                    const double gf = flops / ms * 1e-6, tp = pt_ms[k][mode][bi][t - 1];
+                    char pk[16] = "n/a", pts[16] = "n/a", vs[16] = "n/a", lim[16] = "n/a";
+                    if (peak[t - 1] > 0)
+                        snprintf(pk, sizeof pk, "%.0f%%", 100 * gf / peak[t - 1]),
+                            snprintf(lim, sizeof lim, "%.2f", flops / peak[t - 1] * 1e-6);
+                    if (tp > 0) snprintf(pts, sizeof pts, "%.2f", tp), snprintf(vs, sizeof vs, "%.2fx", tp / ms);
+                    printf("%-5s %-6s %5lld %3d %10.2f %9.1f %7s %12s %9s %9s\n", kinds[k], modes[mode],
+                           (long long)batches[bi], t, ms, gf, pk, pts, vs, lim);
+                    run_free(&r);
+                }
+    qg_set_num_threads(2);
+    for (int k = 0; k < 2; k++)
+        for (int mode = 0; mode < 2; mode++) breakdown(k, mode, 64);
+    qg_shutdown();
+    return 0;
+}
