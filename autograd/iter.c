@@ -96,6 +96,34 @@ void qg__iter_run(const qg_iter *it, qg_row_fn fn, void *ctx, bool parallel) {
     for (int t = 0; t < nt; t++) run_rows(it, rows * t / nt, rows * (t + 1) / nt, fn, ctx);
 }
 
+/* Operand 0 accumulates (strides 0 where it is broadcast): the threads split a dim
+ * along which operand 0 moves (the longest outer one), so each of its elements is
+ * written by one thread, rows in the serial order. One thread if there is none. */
+void qg__iter_run_reduce(const qg_iter *it, qg_row_fn fn, void *ctx) {
+    int d = -1;
+    int64_t rows = 1;
+    for (int i = 0; i < it->ndim - 1; i++) {
+        rows *= it->shape[i];
+        if (it->strides[0][i] != 0 && (d < 0 || it->shape[i] > it->shape[d])) d = i;
+    }
+    const int64_t total = rows * it->shape[it->ndim - 1];
+    if (total == 0) return;
+    int nt = d >= 0 ? qg__threads_for(total) : 1;
+    if (d >= 0 && nt > it->shape[d]) nt = (int)it->shape[d];
+    if (nt <= 1) {
+        run_rows(it, 0, rows, fn, ctx);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < nt; t++) {
+        const int64_t lo = qg__share(it->shape[d], t, nt), hi = qg__share(it->shape[d], t + 1, nt);
+        qg_iter sub = *it;
+        sub.shape[d] = hi - lo;
+        for (int k = 0; k < it->nops; k++) sub.base[k] += lo * it->strides[k][d] * (int64_t)it->esize[k];
+        if (hi > lo) run_rows(&sub, 0, rows / it->shape[d] * (hi - lo), fn, ctx);
+    }
+}
+
 /* ------------------------------------------------------------- unbroadcast */
 
 /* ptr[0] = acc row (stride 0 when this dim was broadcast), ptr[1] = grad row */
@@ -130,7 +158,10 @@ void qg__unbroadcast_add(qg_tensor *acc, const qg_tensor *grad) {
     for (int d = 0; d < it.ndim; d++)
         if (it.strides[0][d] == 0) disjoint = false;
     qg_dtype dt = acc->dtype;
-    qg__iter_run(&it, acc_row, &dt, disjoint);
+    if (disjoint)
+        qg__iter_run(&it, acc_row, &dt, true);
+    else
+        qg__iter_run_reduce(&it, acc_row, &dt);
 }
 
 void qg__broadcast_add(qg_tensor *dst, const qg_tensor *src) {

@@ -85,6 +85,10 @@ void qg__iter_init(qg_iter *it, int nops, const qg_tensor *const *ops, int ndim,
 /* Runs fn over all rows, in parallel above the threshold when parallel is true.
  * Rows are split the same way for a given thread count, so results repeat. */
 void qg__iter_run(const qg_iter *it, qg_row_fn fn, void *ctx, bool parallel);
+/* The same when operand 0 accumulates over its broadcast dims: parallel over a dim
+ * it moves along, each element's rows in the serial order (results do not depend on
+ * the thread count). */
+void qg__iter_run_reduce(const qg_iter *it, qg_row_fn fn, void *ctx);
 
 /* Sum grad (shape of the broadcast output) into acc (shape of one input). */
 void qg__unbroadcast_add(qg_tensor *acc, const qg_tensor *grad);

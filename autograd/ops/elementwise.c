@@ -285,7 +285,7 @@ static void binary_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx)
 /* Gradient of one input of a broadcasting op: written straight into its grad when
  * shapes match; a broadcast input whose rows reduce to one element each (a
  * per-channel operand: the row runs along the other operand's contiguous dim)
- * accumulates in place, one thread, rows in order; else into a temporary of the
+ * accumulates in place (qg__iter_run_reduce); else into a temporary of the
  * output's shape that is then summed over the broadcast dims. */
 static qg_status binary_grad_for(qg_node *n, int which, qg_row_fn row, void *ctx) {
     qg_tensor *x = n->in[which], *out = n->out;
@@ -300,7 +300,7 @@ static qg_status binary_grad_for(qg_node *n, int which, qg_row_fn row, void *ctx
         const int in0 = it.ndim - 1;
         if (it.ndim > 0 && it.strides[0][in0] == 0 && it.strides[1][in0] == 1 && it.strides[2 + !which][in0] == 1 &&
             it.strides[2 + which][in0] == 0) {
-            qg__iter_run(&it, row, ctx, false);
+            qg__iter_run_reduce(&it, row, ctx);
             return QG_OK;
         }
     }
