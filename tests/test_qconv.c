@@ -30,6 +30,8 @@ static const geo geos[] = {
     {2, 2, 8, 9, 1, 10, 31, 3, 3, 2, 2, 1, 1, 1, 1},   /* strided: packed lanes */
     {2, 1, 6, 6, 3, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1},    /* C/G = 2 */
     {2, 1, 4, 20, 1, 5, 47, 5, 3, 1, 1, 2, 0, 1, 3},
+    {2, 2, 1, 5, 1, 13, 21, 3, 3, 2, 1, 1, 0, 1, 2},   /* one channel, row stride, dilated width */
+    {2, 1, 1, 6, 1, 12, 19, 3, 2, 1, 2, 1, 1, 2, 1},   /* one channel, strided width: packed lanes */
     {1, 3, 8, 7, 1, 1, 40, 1, 5, 1, 1, 0, 2, 1, 1},    /* Conv1d */
     {1, 1, 12, 6, 3, 1, 19, 1, 3, 1, 2, 0, 1, 1, 2},   /* Conv1d, strided, dilated, groups */
 };
