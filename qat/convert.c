@@ -247,6 +247,7 @@ static qg_status build_rec(conv_ctx *c, qg_module *m, const char *path);
 
 /* r, m's replacement at path (NULL: its builder's error): in eval mode, with m's path. */
 static qg_module *finish(qg_module *r, const qg_module *m, const char *path) {
+    if (!r && !strncmp(qg_last_error(), "convert: module '", 17)) return NULL; /* named already (a hook's child) */
     if (!r)
         return qg__err(qg_last_status(), "convert: module '%s' (%s): %s", path, m->type->name, qg_last_error()), NULL;
     qg_module_set_path(r, path);

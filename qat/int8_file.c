@@ -102,8 +102,9 @@ static qg_status save_module(save_ctx *c, qg_module *m, const char *path, cJSON 
         cJSON_AddNumberToObject(o, "p", li.p);
         return QG_OK;
     }
-    return qg__err(QG_EINVAL, "quantized_save: module '%s' (%s) is not part of an int8 model (convert the model first)",
-                   *path ? path : "(the model)", m->type->name);
+    return qg__err(QG_EINVAL, "quantized_save: module '%s' (%s) has no int8 file format: the file holds qgrad's "
+                   "quantized modules, ReLU, the pools, Flatten, Dropout and Identity (convert a QAT model first; a "
+                   "custom module's int8 type cannot be saved)", *path ? path : "(the model)", m->type->name);
 }
 
 static qg_status save_rec(save_ctx *c, qg_module *m, const char *path) {

@@ -203,6 +203,15 @@ static void test_convert_refusals(void) {
 
 /* qg_convert_module, one module as a custom convert hook converts it: the refusals
  * name the module's type and what was expected; the module stays in its model */
+/* A hook whose own qg_convert_module fails (the module put in training mode). */
+static qg_module *failing_hook(qg_module *m, qg_qengine e, void *ctx) {
+    (void)ctx;
+    qg_module_train(m, true);
+    qg_module *r = qg_convert_module(m, e);
+    qg_module_train(m, false);
+    return r;
+}
+
 static void test_convert_module(void) {
     qg_qconfig qc;
     qg_qconfig_preset("fbgemm", &qc);
@@ -231,6 +240,12 @@ static void test_convert_module(void) {
     CHECK(q && qg_module_is(q, "quantized.Linear") && !q->training && dq && qg_module_is(dq, "quantized.DeQuantize") &&
               qg_module_get(m, "fc") == fc, "converted one module, left it in place: %s", qg_last_error());
     FAILS_M(qg_convert_module(q, QG_QENGINE_ONEDNN)); /* converted already */
+    qg_convert_custom hook = {.type_name = "qat.Linear", .convert = failing_hook};
+    FAILS_ST(qg_convert(m, &(qg_convert_opts){.engine = QG_QENGINE_ONEDNN, .ncustom = 1, .custom = &hook}));
+    const char *e = qg_last_error(), *second = strstr(e, "convert: module '");
+    CHECK(second && !strstr(second + 1, "convert: module '") && strstr(e, "'fc' (qat.Linear) is in training mode") &&
+              qg_module_get(m, "fc") == fc,
+          "a failing hook: named once, model unchanged: %s", e);
     qg_module_free(q), qg_module_free(dq), qg_module_free(lin), qg_module_free(m);
     qg_tensor_free(x);
     qg_tape_reset(NULL);
