@@ -1,16 +1,20 @@
 /* The int8 convolution of quantized.Conv1d/2d and their ReLU fusions.
  *
- * Each image is first copied channels-last with its padding made real (bytes of the
- * input zero point): (C, H, W) -> (H + 2ph, W + 2pw, C). A row of the im2col matrix,
- * one output pixel's receptive field, is then a few contiguous runs of that buffer
- * (kw * C bytes per kernel row when the width is not dilated and there is one group),
- * so the weights are packed with their reduction in (kh, kw, C/G) order to match. The
- * rows go in chunks small enough to stay in the core's cache, and the chunks of all
- * images run in parallel. On the VNNI path a chunk is repacked pixel-lane and the
- * channel-major kernel (kernels/qconvk.c) multiplies, requantizes and writes the NCHW
- * output itself; on the others qgemm multiplies (single-threaded inside the loop), the
- * chunk is requantized and written out by 16 x 16 byte transposes. Every accumulator is
- * exact, so neither the route nor the chunking changes a result. */
+ * The weights are packed once with their reduction in (kh, kw, C/G) order, and each
+ * image is first copied with its padding made real (bytes of the input zero point).
+ * Then one of three routes, by the GEMM path and the geometry:
+ *  - VNNI, stride-1 width, C/G a multiple of 4: the image in channel quads
+ *    (Hp, C/4, Wp, 4), where 16 neighbouring output pixels' k-quad is 64 contiguous
+ *    bytes: the channel-major kernel (kernels/qconvk.c) reads it in place, an implicit
+ *    GEMM, and multiplies, requantizes and writes the NCHW output itself. A single-
+ *    channel image (a first layer) gets its blocks built by byte interleaves instead.
+ *  - VNNI otherwise: the image channels-last (Hp, Wp, C), im2col rows gathered as a
+ *    few contiguous runs each, repacked into pixel lanes for the same kernel.
+ *  - the other paths: the same im2col rows through qgemm (single-threaded inside the
+ *    loop), the requantization, and 16 x 16 byte transposes into the NCHW output.
+ * Work goes in chunks (a few output rows, or a few hundred im2col rows) whose
+ * operands stay in the core's cache, the chunks of all images in parallel. Every
+ * accumulator is exact, so neither the route nor the chunking changes a result. */
 #include "op_internal.h"
 #include "qlayer.h"
 
@@ -60,9 +64,8 @@ static inline void copy_run(uint8_t *restrict d, const uint8_t *restrict s, int6
 /* The geometry of one call, shared by the threads. */
 typedef struct {
     const qg__qlayer *q;
-    const uint8_t *xp;  /* N padded images of img bytes */
-    int64_t img, Wp, C, cg, OW, P;
-    bool runs;          /* a kernel row is one run of kw * C bytes */
+    int64_t Wp, C, cg, OW;
+    bool runs; /* a kernel row is one run of kw * C bytes */
 } geom;
 
 /* im2col rows p0..p1 of image xi (group g) -> cols (rows of kdim bytes). */
@@ -220,23 +223,25 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x) {
     if (!y || !(y->quant = qg__quant_dup(&oq, true))) return NULL;
     if (!qg_tensor_numel(y)) return y;
 
-    /* Three routes. VNNI, stride-1 width and C/G a multiple of 4: the image in channel
-     * quads (pad_quads), whose output rows are blocks for the channel-major kernel
-     * straight away (an implicit GEMM, no im2col). VNNI otherwise: im2col rows packed
-     * into pixel lanes. Other paths: im2col rows through qgemm, the requantization and a
-     * transposition. Work goes in chunks (a few output rows, or rb im2col rows) whose
-     * operands stay in the core's cache, at least one per thread. */
+    /* The route (see the top), and the chunk: `per` output rows of about 256 pixels
+     * (by rows), or `per` im2col rows whose bytes (VNNI's lanes: 32 KiB) or whose
+     * bytes and int32 accumulators (64 KiB each) fit the cache; at least one chunk
+     * per thread. */
     const bool cm = qg__qconv_cm_supported();
     const int64_t cg = C / G, kp = round_up(kdim, 4), kq = kp / 4;
     const bool implicit = cm && q->sw == 1 && cg % 4 == 0, rowwise = implicit || (cm && q->sw == 1 && C == 1);
     const int64_t unit = cm ? 16 : 8, bpr = (OW + 15) / 16; /* blocks per output row */
     const int64_t work = qg__sat_mul(qg__sat_mul(N * P, kdim), q->out);
     const int nt = qg__threads_for(work / 64);
-    const int64_t rk = (cm ? 32768 : 65536) / (kp > 0 ? kp : 1), ra = cm ? rk : 16384 / og;
-    int64_t rb = rk < ra ? rk : ra;
-    rb = rowwise ? 256 : rb < unit ? unit : rb / unit * unit; /* by output rows: about 256 pixels */
-    const int64_t span = rowwise ? OH : P;                     /* what a chunk splits: rows or pixels */
-    int64_t per = rowwise ? (rb / (bpr * 16) > 0 ? rb / (bpr * 16) : 1) : rb;
+    const int64_t span = rowwise ? OH : P; /* what a chunk splits: rows or pixels */
+    int64_t per;
+    if (rowwise) {
+        per = 256 / (bpr * 16) > 0 ? 256 / (bpr * 16) : 1;
+    } else {
+        const int64_t kb = kp > 0 ? kp : 1, rk = (cm ? 32768 : 65536) / kb, ra = 16384 / og;
+        per = cm || rk < ra ? rk : ra;
+        per = per < unit ? unit : per / unit * unit;
+    }
     int64_t nch = (span + per - 1) / per;
     if (N * G * nch < nt) nch = (nt + N * G - 1) / (N * G);
     per = (span + nch - 1) / nch;
@@ -256,7 +261,7 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x) {
     const uint8_t *xd = (const uint8_t *)qg__data(x);
     const uint8_t za = (uint8_t)x->quant->zero_point;
     uint8_t *yd = (uint8_t *)qg__data(y);
-    const geom e = {q, xp, img, Wp, C, cg, OW, P, q->dw == 1 && G == 1};
+    const geom e = {q, Wp, C, cg, OW, q->dw == 1 && G == 1};
     const bool direct = q->kh == 1 && q->kw == 1 && q->sh == 1 && q->sw == 1 && !q->ph && !q->pw && G == 1;
     int64_t *off = (int64_t *)(void *)(xp + offb);
     for (int64_t qq = 0; cm && qq < kq; qq++) {
@@ -294,21 +299,16 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x) {
             uint8_t *yo = yd + (n * q->out + g * og) * P;
             qg__requant rq;
             qg__qlayer_rq(q, g * og, &rq);
-            if (implicit) {
-                int64_t nb = 0;
-                for (int64_t oh = s0; oh < s0 + sc; oh++)
-                    for (int64_t ow = 0; ow < OW; ow += 16)
-                        blk[nb++] = (qg__qblock){xi + ((oh * q->sh * (C / 4) + g * cg / 4) * Wp + ow) * 4,
-                                                 oh * OW + ow, (int)(OW - ow < 16 ? OW - ow : 16)};
-                qg__qconv_cm(nb, blk, off, za, q->pack[g], &rq, yo, P);
-                continue;
-            }
-            if (rowwise) { /* C == 1: each block's lanes built from the plane */
+            if (rowwise) { /* a block per 16 pixels of an output row */
                 int64_t nb = 0;
                 for (int64_t oh = s0; oh < s0 + sc; oh++)
                     for (int64_t ow = 0; ow < OW; ow += 16, nb++) {
-                        lanes_c1(&e, xi, oh, ow, tacc + nb * kq * 64);
-                        blk[nb] = (qg__qblock){tacc + nb * kq * 64, oh * OW + ow, (int)(OW - ow < 16 ? OW - ow : 16)};
+                        const uint8_t *a; /* the block in place, or its lanes built from the plane (C == 1) */
+                        if (implicit)
+                            a = xi + ((oh * q->sh * (C / 4) + g * cg / 4) * Wp + ow) * 4;
+                        else
+                            lanes_c1(&e, xi, oh, ow, tacc + nb * kq * 64), a = tacc + nb * kq * 64;
+                        blk[nb] = (qg__qblock){a, oh * OW + ow, (int)(OW - ow < 16 ? OW - ow : 16)};
                     }
                 qg__qconv_cm(nb, blk, off, za, q->pack[g], &rq, yo, P);
                 continue;

@@ -139,7 +139,7 @@ void qg__qconv_cm(int64_t nblk, const qg__qblock *blk, const int64_t *off, int32
     if (nblk <= 0 || !p || p->n <= 0) return;
     const cm_job g = {blk, off, ldo, za, p, k, out};
     cm_run(&g, nblk);
-#else
+#else /* never called: qg__qconv_cm_supported() is false */
     (void)nblk, (void)blk, (void)off, (void)za, (void)p, (void)k, (void)out, (void)ldo;
 #endif
 }

@@ -282,34 +282,22 @@ static void binary_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx)
     });
 }
 
-/* Gradient of one input of a broadcasting op: written straight into its grad when
- * shapes match; a broadcast input whose rows reduce to one element each (a
- * per-channel operand: the row runs along the other operand's contiguous dim)
- * accumulates in place (qg__iter_run_reduce); else into a temporary of the
- * output's shape that is then summed over the broadcast dims. */
+/* Gradient of one input of a broadcasting op, accumulated straight into its grad:
+ * in parallel over the rows when shapes match, else by qg__iter_run_reduce (each
+ * element of a broadcast input summed by one thread, in the serial order). */
 static qg_status binary_grad_for(qg_node *n, int which, qg_row_fn row, void *ctx) {
     qg_tensor *x = n->in[which], *out = n->out;
     if (!qg__wants_grad(x)) return QG_OK;
     qg_tensor *gx = qg__grad_of(x);
     if (!gx) return QG_ENOMEM;
-    bool same = x->ndim == out->ndim && !memcmp(x->shape, out->shape, sizeof(int64_t) * (size_t)x->ndim);
+    const bool same = x->ndim == out->ndim && !memcmp(x->shape, out->shape, sizeof(int64_t) * (size_t)x->ndim);
+    const qg_tensor *ops[4] = {gx, out->grad, n->in[0], n->in[1]};
     qg_iter it;
-    if (!same) { /* in place when every row is the reduced kind (the innermost dim broadcast in x only) */
-        const qg_tensor *ops[4] = {gx, out->grad, n->in[0], n->in[1]};
-        qg__iter_init(&it, 4, ops, out->ndim, out->shape);
-        const int in0 = it.ndim - 1;
-        if (it.ndim > 0 && it.strides[0][in0] == 0 && it.strides[1][in0] == 1 && it.strides[2 + !which][in0] == 1 &&
-            it.strides[2 + which][in0] == 0) {
-            qg__iter_run_reduce(&it, row, ctx);
-            return QG_OK;
-        }
-    }
-    qg_tensor *dst = same ? gx : qg__tape_zeros(x->dtype, out->ndim, out->shape);
-    if (!dst) return QG_ENOMEM;
-    const qg_tensor *ops[4] = {dst, out->grad, n->in[0], n->in[1]};
     qg__iter_init(&it, 4, ops, out->ndim, out->shape);
-    qg__iter_run(&it, row, ctx, true);
-    if (!same) qg__unbroadcast_add(gx, dst);
+    if (same)
+        qg__iter_run(&it, row, ctx, true);
+    else
+        qg__iter_run_reduce(&it, row, ctx);
     return QG_OK;
 }
 
@@ -387,15 +375,16 @@ static qg_status where_backward(qg_node *n) {
         qg_tensor *x = n->in[w];
         if (!qg__wants_grad(x)) continue;
         qg_tensor *gx = qg__grad_of(x);
+        if (!gx) return QG_ENOMEM;
         bool same = x->ndim == out->ndim && !memcmp(x->shape, out->shape, sizeof(int64_t) * (size_t)x->ndim);
-        qg_tensor *dst = !gx || same ? gx : qg__tape_zeros(x->dtype, out->ndim, out->shape);
-        if (!dst) return QG_ENOMEM;
         where_ctx c = {x->dtype, w};
-        const qg_tensor *ops[3] = {dst, out->grad, mask};
+        const qg_tensor *ops[3] = {gx, out->grad, mask};
         qg_iter it;
         qg__iter_init(&it, 3, ops, out->ndim, out->shape);
-        qg__iter_run(&it, where_bwd_row, &c, true);
-        if (!same) qg__unbroadcast_add(gx, dst);
+        if (same) /* as binary_grad_for */
+            qg__iter_run(&it, where_bwd_row, &c, true);
+        else
+            qg__iter_run_reduce(&it, where_bwd_row, &c);
     }
     return QG_OK;
 }
