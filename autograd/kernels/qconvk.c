@@ -7,10 +7,10 @@
  * channel, so the activations come as blocks of 16 pixels whose 4-byte k-quads lie
  * side by side (the u8 operand of vpdpbusd: one load per quad, at the block's address
  * plus the quad's offset) and each channel's quad of weights is broadcast (the s8
- * operand). The sums are qgemm's (exact, wrapping int32, the zero
- * point term last) and the requantization qrequant.c's, so the bytes are those of
- * qg__qgemm + qg__qrequant + a transposition: tests/test_qgemm.c checks it. VNNI only;
- * other paths take that route. */
+ * operand). The sums are qgemm's (exact, wrapping int32, the zero point term last)
+ * and the requantization qrequant.c's, so the bytes are those of qg__qgemm +
+ * qg__qrequant + a transposition, the route the other paths take: tests/test_qconv.c
+ * checks the two against each other. VNNI only. */
 #include <string.h>
 
 #include "internal.h"
