@@ -7,7 +7,10 @@ Prints one machine-readable line per cell,
     int8 <model> <batch> <threads> <median ms>
 and notes as lines starting with '#'.
 
-usage: python3 bench/int8_torch.py FIXTURE [iterations]
+The inputs are bench/int8's: the first test images of DATA (Fashion-MNIST),
+normalised as examples/fmnist trains, or N(0, 1) noise without them.
+
+usage: python3 bench/int8_torch.py FIXTURE [iterations [DATA]]
 """
 import os
 import sys
@@ -22,11 +25,21 @@ except ImportError as e:
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-from fmnist_parity import CNN, MLP, read_safetensors  # noqa: E402
+from fmnist_parity import CNN, MLP, idx, read_safetensors  # noqa: E402
+
+
+def inputs(data, batch):
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"):
+        path = os.path.join(data, name) if data else ""
+        if path and os.path.exists(path):
+            im = torch.from_numpy(idx(path)[:batch].copy()).float().div(255.0)
+            return im.sub(0.2860).div(0.3530).unsqueeze(1)
+    return torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(1))
 
 
 def main():
     fixture, iters = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 50
+    data = sys.argv[3] if len(sys.argv) > 3 else None
     torch.backends.quantized.engine = "onednn"
     all_t = read_safetensors(fixture)
     for kind, cls in (("cnn", CNN), ("mlp", MLP)):
@@ -43,7 +56,7 @@ def main():
         for threads in (1, 2):
             torch.set_num_threads(threads)
             for batch in (1, 64):
-                x = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+                x = inputs(data, batch)
                 with torch.no_grad():
                     for _ in range(5):
                         q(x)

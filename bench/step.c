@@ -316,8 +316,9 @@ int main(int argc, char **argv) {
     printf("FMA peak: this build has no FMA ISA (-Dnative=false?): %%peak is n/a\n");
 #endif
     if (table) run_torch();
-    printf(table ? "training steps, median ms of %d; GFLOP/s = conv + linear FLOPs / time; limit = those FLOPs at the peak\n" : "",
-           iters);
+    if (table)
+        printf("training steps, median ms of %d; GFLOP/s = conv + linear FLOPs / time; limit = those FLOPs at the peak\n",
+               iters);
     if (table) printf("%-4s %-6s %5s %3s %10s %9s %7s %12s %9s %9s\n", "model", "mode", "batch", "thr", "qgrad ms", "GFLOP/s",
            "%peak", "PyTorch ms", "vs torch", "limit ms");
     for (int k = 0; table && k < 2; k++)

@@ -45,7 +45,13 @@ typedef struct {
 static qg_tensor *sequential_forward(qg_module *m, qg_tensor *x) {
     seq_mod *s = (seq_mod *)m;
     if (s->st) return qg__err(s->st, "Sequential was not built: %s", s->msg), NULL;
-    for (int i = 0; i < m->nchildren && x; i++) x = qg_module_forward(m->children[i].ptr, x);
+    for (int i = 0; i < m->nchildren && x; i++) {
+        qg_module *c = m->children[i].ptr, *next = i + 1 < m->nchildren ? m->children[i + 1].ptr : NULL;
+        if (qg__module_fuses(c, next))
+            x = qg__module_forward_fused(c, next, x), i++;
+        else
+            x = qg_module_forward(c, x);
+    }
     return x;
 }
 

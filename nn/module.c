@@ -369,7 +369,8 @@ static void label_error(int d) {
     else qg__err(qg_last_status(), "%s: %s", m->type->name, msg);
 }
 
-qg_tensor *qg_module_forward(qg_module *m, qg_tensor *x) {
+/* m's forward, or with next: m's fused forward of the pair. */
+static qg_tensor *forward_run(qg_module *m, qg_module *next, qg_tensor *x) {
     if (!m) return qg__err_null("module_forward"), NULL;
     if (!x) return qg__err_null(m->type->name), NULL;
     if (!m->type->forward) return qg__err(QG_EINVAL, "%s: module has no forward", m->type->name), NULL;
@@ -381,8 +382,9 @@ qg_tensor *qg_module_forward(qg_module *m, qg_tensor *x) {
     const char *outer = qg__prof_path;
     const double t0 = timed ? qg__now() : 0;
     if (timed) qg__prof_path = m->path;
-    qg_tensor *y = m->type->forward(m, x);
-    if (y && m->output_hook) y = qg_module_forward(m->output_hook, y);
+    qg_tensor *y = next ? m->type->forward_fused(m, next, x) : m->type->forward(m, x);
+    qg_module *hook = next ? next->output_hook : m->output_hook;
+    if (y && hook) y = qg_module_forward(hook, y);
     if (timed) pf->on_forward(pf->ctx, m->path, qg__now() - t0), qg__prof_path = outer;
     if (!y && qg__err_serial() != serial && qg__err_serial() != labeled_serial) {
         label_error(d);
@@ -391,6 +393,14 @@ qg_tensor *qg_module_forward(qg_module *m, qg_tensor *x) {
     fwd_depth--;
     return y;
 }
+
+qg_tensor *qg_module_forward(qg_module *m, qg_tensor *x) { return forward_run(m, NULL, x); }
+
+bool qg__module_fuses(const qg_module *m, const qg_module *next) {
+    return m && next && m->type->fuses && m->type->forward_fused && !m->output_hook && m->type->fuses(m, next);
+}
+
+qg_tensor *qg__module_forward_fused(qg_module *m, qg_module *next, qg_tensor *x) { return forward_run(m, next, x); }
 
 void qg_module_train(qg_module *m, bool mode) {
     if (!m) return;

@@ -198,7 +198,7 @@ static void pad_quads(const uint8_t *restrict x, int64_t C, int64_t H, int64_t W
         }
 }
 
-qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x) {
+qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool) {
     const qg_module *m = &q->base;
     const char *who = qg__module_label(m);
     const bool batched = x->ndim == q->a.dim + 2;
@@ -210,11 +210,18 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x) {
         return qg__err(QG_ESHAPE, "%s: input %s is too small for the kernel (output %lld x %lld)", who,
                        qg_shape_str(x, b, sizeof b), (long long)OH, (long long)OW), NULL;
     }
-    int64_t shape[4] = {N, q->out, OH, OW}, nd = 0, oshape[4];
+    /* The route (see the top) */
+    const bool cm = qg__qconv_cm_supported();
+    const int64_t C_G = C / q->G;
+    const bool implicit = cm && q->sw == 1 && C_G % 4 == 0, rowwise = implicit || (cm && q->sw == 1 && C == 1);
+    if (pool && !(rowwise && OH >= 2 && OW >= 2)) /* the pool after the convolution */
+        return qg_module_forward(pool, qg__qconv_forward(q, x, NULL));
+    const int ps = pool ? 2 : 1; /* output pixels a stored byte pools, each way */
+    int64_t shape[4] = {N, q->out, OH / ps, OW / ps}, nd = 0, oshape[4];
     if (batched) oshape[nd++] = N;
     oshape[nd++] = q->out;
-    if (q->a.dim == 2) oshape[nd++] = OH;
-    oshape[nd++] = OW;
+    if (q->a.dim == 2) oshape[nd++] = OH / ps;
+    oshape[nd++] = OW / ps;
     const int64_t Hp = H + 2 * q->ph, Wp = W + 2 * q->pw;
     if (qg__check_sizes(who, 4, shape) || qg__check_sizes(who, 4, (int64_t[]){N, Hp, Wp, C})) return NULL;
     const int64_t P = OH * OW, img = Hp * Wp * C, G = q->G, og = q->og, kdim = q->kdim;
@@ -223,20 +230,19 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x) {
     if (!y || !(y->quant = qg__quant_dup(&oq, true))) return NULL;
     if (!qg_tensor_numel(y)) return y;
 
-    /* The route (see the top), and the chunk: `per` output rows of about 256 pixels
-     * (by rows), or `per` im2col rows whose bytes (VNNI's lanes: 32 KiB) or whose
-     * bytes and int32 accumulators (64 KiB each) fit the cache; at least one chunk
-     * per thread. */
-    const bool cm = qg__qconv_cm_supported();
-    const int64_t cg = C / G, kp = round_up(kdim, 4), kq = kp / 4;
-    const bool implicit = cm && q->sw == 1 && cg % 4 == 0, rowwise = implicit || (cm && q->sw == 1 && C == 1);
+    /* The chunk: `per` output rows (pooled: row pairs) of about 256 pixels (by rows),
+     * or `per` im2col rows whose bytes (the channel-major kernel's lanes: 32 KiB) or
+     * whose bytes and int32 accumulators (64 KiB each) fit the cache; at least one
+     * chunk per thread. */
+    const int64_t cg = C_G, kp = round_up(kdim, 4), kq = kp / 4;
     const int64_t unit = cm ? 16 : 8, bpr = (OW + 15) / 16; /* blocks per output row */
     const int64_t work = qg__sat_mul(qg__sat_mul(N * P, kdim), q->out);
     const int nt = qg__threads_for(work / 64);
-    const int64_t span = rowwise ? OH : P; /* what a chunk splits: rows or pixels */
+    const int64_t span = rowwise ? OH / ps : P; /* what a chunk splits: rows (pairs) or pixels */
+    const int64_t PO = (OH / ps) * (OW / ps);   /* output pixels of a channel */
     int64_t per;
     if (rowwise) {
-        per = 256 / (bpr * 16) > 0 ? 256 / (bpr * 16) : 1;
+        per = 256 / (bpr * 16 * ps) > 0 ? 256 / (bpr * 16 * ps) : 1;
     } else {
         const int64_t kb = kp > 0 ? kp : 1, rk = (cm ? 32768 : 65536) / kb, ra = 16384 / og;
         per = cm || rk < ra ? rk : ra;
@@ -247,7 +253,7 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x) {
     per = (span + nch - 1) / nch;
     if (!rowwise) per = round_up(per, unit);
     nch = (span + per - 1) / per;
-    const int64_t tasks = N * G * nch, nblk = rowwise ? per * bpr : per / 16;
+    const int64_t tasks = N * G * nch, nblk = rowwise ? per * bpr * ps : per / 16;
     const size_t blkb = sizeof(qg__qblock) * (size_t)(nblk + 1);
     const size_t colsz = (size_t)round_up((int64_t)((implicit ? 0 : (size_t)(per * kdim)) + QCONV_SLACK), 64) + blkb;
     const size_t accsz = (size_t)round_up(!cm ? per * og * (int64_t)(sizeof(int32_t) + 1) : rowwise ? nblk * kp * 16 : per * kp, 64);
@@ -296,21 +302,22 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x) {
             const int64_t n = t / (G * nch), g = t / nch % G, s0 = t % nch * per;
             const int64_t sc = (s0 + per < span ? s0 + per : span) - s0; /* rows or pixels */
             const uint8_t *xi = xp + n * img;
-            uint8_t *yo = yd + (n * q->out + g * og) * P;
+            uint8_t *yo = yd + (n * q->out + g * og) * PO;
             qg__requant rq;
             qg__qlayer_rq(q, g * og, &rq);
-            if (rowwise) { /* a block per 16 pixels of an output row */
+            if (rowwise) { /* a block per 16 pixels of an output row; pooled, of both rows of a pair */
                 int64_t nb = 0;
-                for (int64_t oh = s0; oh < s0 + sc; oh++)
-                    for (int64_t ow = 0; ow < OW; ow += 16, nb++) {
-                        const uint8_t *a; /* the block in place, or its lanes built from the plane (C == 1) */
-                        if (implicit)
-                            a = xi + ((oh * q->sh * (C / 4) + g * cg / 4) * Wp + ow) * 4;
-                        else
-                            lanes_c1(&e, xi, oh, ow, tacc + nb * kq * 64), a = tacc + nb * kq * 64;
-                        blk[nb] = (qg__qblock){a, oh * OW + ow, (int)(OW - ow < 16 ? OW - ow : 16)};
-                    }
-                qg__qconv_cm(nb, blk, off, za, q->pack[g], &rq, yo, P);
+                for (int64_t r = s0; r < s0 + sc; r++)
+                    for (int64_t ow = 0; ow < OW; ow += 16)
+                        for (int64_t oh = r * ps; oh < r * ps + ps; oh++, nb++) {
+                            const uint8_t *a; /* the block in place, or its lanes built from the plane (C == 1) */
+                            if (implicit)
+                                a = xi + ((oh * q->sh * (C / 4) + g * cg / 4) * Wp + ow) * 4;
+                            else
+                                lanes_c1(&e, xi, oh, ow, tacc + nb * kq * 64), a = tacc + nb * kq * 64;
+                            blk[nb] = (qg__qblock){a, r * (OW / ps) + ow / ps, (int)(OW - ow < 16 ? OW - ow : 16)};
+                        }
+                qg__qconv_cm(nb, blk, off, za, q->pack[g], &rq, yo, PO, pool != NULL);
                 continue;
             }
             const uint8_t *a = xi + s0 * C;
@@ -320,7 +327,7 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x) {
                 int64_t nb = 0;
                 for (int64_t i = 0; i < sc; i += 16)
                     blk[nb++] = (qg__qblock){tacc + 4 * i, s0 + i, (int)(sc - i < 16 ? sc - i : 16)};
-                qg__qconv_cm(nb, blk, off, za, q->pack[g], &rq, yo, P);
+                qg__qconv_cm(nb, blk, off, za, q->pack[g], &rq, yo, P, false);
             } else {
                 int32_t *ac = (int32_t *)(void *)tacc;
                 uint8_t *tout = (uint8_t *)(ac + per * og); /* the chunk requantized, pixel-major */

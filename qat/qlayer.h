@@ -44,8 +44,11 @@ void qg__qlayer_rq(const qg__qlayer *q, int64_t c0, qg__requant *k);
 
 /* qconv.c: the G weight packs from w (out, in/G, [kh,] kw) int8, contiguous; the
  * convolution of x (a contiguous per-tensor quint8 input, checked) into a new tape
- * tensor, the requantization constants already set for x's scale. */
+ * tensor, the requantization constants already set for x's scale. pool: NULL, or a
+ * MaxPool2d of kernel and stride 2 (no padding or dilation, floor mode) that follows
+ * the 2-d convolution, whose output is then returned: pooled in the kernel's epilogue
+ * where the route allows, else by the module. */
 qg_status qg__qconv_pack(qg__qlayer *q, const int8_t *w);
-qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x);
+qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool);
 
 #endif

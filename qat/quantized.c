@@ -92,15 +92,20 @@ typedef qg__qlayer qlayer;
 static qg_tensor *qlayer_forward(qg_module *m, qg_tensor *x);
 static qg_tensor *dynamic_forward(qg_module *m, qg_tensor *x);
 static void qlayer_free(qg_module *m);
+static bool conv_fuses(const qg_module *m, const qg_module *next);
+static qg_tensor *conv_forward_pool(qg_module *m, qg_module *next, qg_tensor *x);
 
 #define QLAYER_TYPE(var, nm, fw) \
     static const qg_module_type var = {.name = nm, .size = sizeof(qlayer), .forward = fw, .free = qlayer_free}
+#define QCONV2D_TYPE(var, nm)                                                                                  \
+    static const qg_module_type var = {.name = nm, .size = sizeof(qlayer), .forward = qlayer_forward,           \
+                                       .free = qlayer_free, .fuses = conv_fuses, .forward_fused = conv_forward_pool}
 QLAYER_TYPE(t_linear, "quantized.Linear", qlayer_forward);
 QLAYER_TYPE(t_linear_relu, "intrinsic.quantized.LinearReLU", qlayer_forward);
 QLAYER_TYPE(t_conv1d, "quantized.Conv1d", qlayer_forward);
-QLAYER_TYPE(t_conv2d, "quantized.Conv2d", qlayer_forward);
+QCONV2D_TYPE(t_conv2d, "quantized.Conv2d");
 QLAYER_TYPE(t_conv_relu1d, "intrinsic.quantized.ConvReLU1d", qlayer_forward);
-QLAYER_TYPE(t_conv_relu2d, "intrinsic.quantized.ConvReLU2d", qlayer_forward);
+QCONV2D_TYPE(t_conv_relu2d, "intrinsic.quantized.ConvReLU2d");
 QLAYER_TYPE(t_dynamic, "quantized.dynamic.Linear", dynamic_forward);
 
 static void qlayer_free(qg_module *m) {
@@ -169,7 +174,7 @@ static qg_tensor *qlayer_forward(qg_module *m, qg_tensor *x) {
     if (!x) return NULL;
     const qg_quant *xq = x->quant;
     if (!q->cached || q->cache_sx != xq->scale) requant_constants(q, xq->scale);
-    if (q->a.dim) return qg__qconv_forward(q, x);
+    if (q->a.dim) return qg__qconv_forward(q, x, NULL);
     const int64_t M = qg__numel(x->ndim - 1, x->shape);
     int64_t shape[QG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
@@ -183,6 +188,25 @@ static qg_tensor *qlayer_forward(qg_module *m, qg_tensor *x) {
     qg__qlayer_rq(q, 0, &k);
     qg__qrequant(&k, acc, q->out, M, q->out, (uint8_t *)qg__data(y), q->out);
     return y;
+}
+
+/* A 2-d convolution and the MaxPool2d after it, kernel and stride 2, no padding or
+ * dilation, floor mode: the pool in the convolution's epilogue (qconv.c), the bytes
+ * the two modules give. */
+static bool conv_fuses(const qg_module *m, const qg_module *next) {
+    qg_layer_info li;
+    (void)m;
+    if (!qg_module_is(next, "MaxPool2d") || qg_nn_layer_info(next, &li)) return false;
+    return li.kernel[0] == 2 && li.kernel[1] == 2 && li.stride[0] == 2 && li.stride[1] == 2 && !li.padding[0] &&
+           !li.padding[1] && li.dilation[0] == 1 && li.dilation[1] == 1 && !li.ceil_mode;
+}
+
+static qg_tensor *conv_forward_pool(qg_module *m, qg_module *next, qg_tensor *x) {
+    qlayer *q = (qlayer *)m;
+    x = layer_input(q, x);
+    if (!x) return NULL;
+    if (!q->cached || q->cache_sx != x->quant->scale) requant_constants(q, x->quant->scale);
+    return qg__qconv_forward(q, x, next);
 }
 
 /* ------------------------------------------------------------- dynamic Linear */

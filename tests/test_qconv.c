@@ -1,13 +1,15 @@
 /* The int8 convolution's routes agree byte for byte. qat/qconv.c takes one of three
- * routes by the GEMM path and the geometry: the implicit channel-major kernel (VNNI,
- * stride-1 width, C/G a multiple of 4), pixel-lane packed im2col rows (VNNI otherwise)
- * and qgemm + requantization + transposition (every other path). test_int8_layers
- * checks the default path against PyTorch; this sweeps geometries PyTorch's fixtures
- * do not reach (many channels per group with groups, dilation, strides, odd widths
- * around the 16-pixel block, 1-d, batches) under both engines, with and without ReLU,
- * per-tensor and per-channel weights, and checks every path the CPU runs against the
- * scalar one, at 1 and 2 threads (other chunkings). Also the quantized 2x2 max pool's
- * vector loop (rows of 8 outputs and a tail) against the float pool of its integers. */
+ * routes by the GEMM path and the geometry: the implicit channel-major kernel (VNNI
+ * and AVX2, stride-1 width, C/G a multiple of 4), pixel-lane packed im2col rows (VNNI
+ * and AVX2 otherwise) and qgemm + requantization + transposition (the AVX-512 BW and
+ * scalar paths). test_int8_layers checks the default path against PyTorch; this sweeps
+ * geometries PyTorch's fixtures do not reach (many channels per group with groups,
+ * dilation, strides, odd widths around the 16-pixel block, 1-d, batches) under both
+ * engines, with and without ReLU, per-tensor and per-channel weights, 8-bit and 7-bit
+ * activations (AVX2's exact and plain multiply-adds), and checks every path the CPU
+ * runs against the scalar one, at 1 and 2 threads (other chunkings). Also the
+ * quantized 2x2 max pool's vector loop (rows of 8 outputs and a tail) against the
+ * float pool of its integers. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,9 +90,9 @@ int main(void) {
     int64_t cases = 0, bytes = 0;
     bool prev = qg_set_grad_enabled(false);
     for (size_t gi = 0; gi < sizeof geos / sizeof *geos; gi++)
-        for (int v = 0; v < 8; v++) {
+        for (int v = 0; v < 16; v++) {
             const geo *e = &geos[gi];
-            const bool pc = v & 1, relu = v & 2;
+            const bool pc = v & 1, relu = v & 2, small = v & 8;
             const qg_qengine eng = v & 4 ? QG_QENGINE_QNNPACK : QG_QENGINE_ONEDNN;
             qg_module *m = layer(e, pc, relu, eng);
             qg_tensor *xf = e->dim == 2 ? qg_tensor_randn(NULL, QG_F32, 4, SHAPE(e->n, e->c, e->h, e->w))
@@ -99,24 +101,49 @@ int main(void) {
             qg_tensor_free(xf);
             CHECK(m && x, "geometry %zu: %s", gi, qg_last_error());
             if (!m || !x) continue;
+            if (small) /* 7-bit activations (reduce_range): vpmaddubsw's plain form */
+                for (int64_t i = 0; i < qg_tensor_numel(x); i++) ((uint8_t *)qg_tensor_data(x))[i] &= 0x7f;
             qg__qgemm_set_path(QG__QPATH_SCALAR);
             qg_set_num_threads(1);
             qg_tensor *ref = qg_tensor_clone(qg_module_forward(m, x));
             CHECK(ref != NULL, "geometry %zu: %s", gi, qg_last_error());
+            /* 2-d: also the convolution with the 2 x 2 max pool after it in a Sequential,
+             * pooled in the kernel's epilogue where the route allows, against the two
+             * modules one after the other on the scalar path */
+            qg_module *seq = NULL;
+            qg_tensor *pref = NULL;
+            if (e->dim == 2 && ref) {
+                const int k2[2] = {2, 2};
+                pref = qg_tensor_clone(qg_max_pool2d(qg_module_forward(m, x), k2, k2, NULL, NULL, false));
+                seq = qg_sequential_new();
+                qg_sequential_add(seq, "conv", m);
+                qg_sequential_add(seq, "pool", qg_nn_maxpool2d_new(2, 2, NULL));
+                CHECK(pref && !qg_sequential_status(seq), "geometry %zu: %s", gi, qg_last_error());
+            }
             for (int pi = 0; ref && pi < npaths; pi++)
                 for (int t = 1; t <= 2; t++) {
                     qg__qgemm_set_path(paths[pi]);
                     qg_set_num_threads(t);
+                    const char *en = qg_qengine_name(eng), *pcn = pc ? "per channel" : "per tensor";
+                    const char *pn = qg__qpath_name(paths[pi]);
                     qg_tensor *y = qg_module_forward(m, x);
                     const int64_t nb = qg_tensor_numel(ref);
                     bool same = y && qg_tensor_numel(y) == nb &&
                                 !memcmp(qg_tensor_data(y), qg_tensor_data(ref), (size_t)nb);
-                    CHECK(same, "geometry %zu (%s, %s, relu %d): path %s at %d threads differs from scalar", gi,
-                          qg_qengine_name(eng), pc ? "per channel" : "per tensor", relu, qg__qpath_name(paths[pi]), t);
+                    CHECK(same, "geometry %zu (%s, %s, relu %d, 7-bit %d): path %s at %d threads differs from scalar",
+                          gi, en, pcn, relu, small, pn, t);
                     cases++, bytes += nb;
+                    if (!pref) continue;
+                    y = qg_module_forward(seq, x);
+                    const int64_t np = qg_tensor_numel(pref);
+                    same = y && y->ndim == pref->ndim && !memcmp(y->shape, pref->shape, sizeof(int64_t) * 4) &&
+                           !memcmp(qg_tensor_data(y), qg_tensor_data(pref), (size_t)np);
+                    CHECK(same, "geometry %zu (%s, %s, relu %d, 7-bit %d): conv + pool on path %s at %d threads "
+                          "differs from the modules in turn", gi, en, pcn, relu, small, pn, t);
+                    cases++, bytes += np;
                 }
-            qg_tensor_free(ref);
-            qg_module_free(m);
+            qg_tensor_free(ref), qg_tensor_free(pref);
+            qg_module_free(seq ? seq : m);
             qg_tape_reset(NULL);
         }
     check_max_pool();

@@ -10,7 +10,7 @@
  * operand). The sums are qgemm's (exact, wrapping int32, the zero point term last)
  * and the requantization qrequant.c's, so the bytes are those of qg__qgemm +
  * qg__qrequant + a transposition, the route the other paths take: tests/test_qconv.c
- * checks the two against each other. VNNI only. */
+ * checks the two against each other. VNNI and AVX2 (below). */
 #include <string.h>
 
 #include "internal.h"
@@ -31,7 +31,15 @@ typedef struct {
     const qg__qpack *p;
     const qg__requant *k;
     uint8_t *out;
+    bool pool; /* blocks in row pairs, 2 x 2 max-pooled (qgemm.h) */
 } cm_job;
+
+/* Channel c's 4 weights of k-quad q in its 16-column block w (qgemm.c's layout). */
+static inline int32_t cm_wquad(const int8_t *w, int64_t q, int c) {
+    int32_t v;
+    memcpy(&v, w + q * 64 + 4 * c, 4);
+    return v;
+}
 
 /* The sums of channels j..j+nj x blocks i..i+mp -> acc[c * mp + u]. */
 QG_TVNNI __attribute__((always_inline)) static inline void cm_dot(const int nj, const int mp, const cm_job *g,
@@ -51,9 +59,7 @@ QG_TVNNI __attribute__((always_inline)) static inline void cm_dot(const int nj, 
         for (int u = 0; u < mp; u++) bv[u] = _mm512_loadu_si512(a[u] + off[q]);
 #pragma GCC unroll 8
         for (int c = 0; c < nj; c++) {
-            int32_t wq;
-            memcpy(&wq, w + q * 64 + 4 * c, 4);
-            const __m512i wv = _mm512_set1_epi32(wq);
+            const __m512i wv = _mm512_set1_epi32(cm_wquad(w, q, c));
 #pragma GCC unroll 2
             for (int u = 0; u < mp; u++) acc[c * mp + u] = _mm512_dpbusd_epi32(acc[c * mp + u], bv[u], wv);
         }
@@ -62,28 +68,39 @@ QG_TVNNI __attribute__((always_inline)) static inline void cm_dot(const int nj, 
     for (int x = 0; x < nj * mp; x++) out[x] = acc[x];
 }
 
-/* acc - za wsum, requantized, stored: channel jj's 16 pixels at out + jj ldo + o. Every
- * operand in a local first: the byte stores may alias anything, which would make the
- * compiler reload each one from memory after every store. */
+/* What a tile's stores read, copied into locals first: the byte stores may alias
+ * anything, which would make the compiler reload each operand after every store. */
+typedef struct {
+    qg__requant k;
+    const int32_t *wsum; /* from channel j on */
+    uint32_t za;
+    int64_t ldo;
+    qg__qblock bk; /* block i */
+    uint8_t *o;    /* channel j's outputs of block i */
+} cm_out;
+static inline cm_out cm_out_of(const cm_job *g, int64_t j, int64_t i) {
+    const qg__qblock bk = g->blk[i];
+    return (cm_out){*g->k, g->p->wsum + j, (uint32_t)g->za, g->ldo, bk, g->out + bk.o + j * g->ldo};
+}
+
+/* acc - za wsum, requantized, stored: channel jj's 16 pixels at out + jj ldo + o. */
 QG_TVNNI __attribute__((always_inline)) static inline void cm_store(const int nj, const int mp, const cm_job *g,
                                                                      int64_t j, int64_t i, const __m512i *acc) {
-    const qg__requant k = *g->k;
-    const int32_t *wsum = g->p->wsum;
-    const uint32_t za = (uint32_t)g->za;
-    const int64_t ldo = g->ldo;
+    const cm_out s = cm_out_of(g, j, i);
+    const qg__requant k = s.k;
     uint8_t *outp[CM_MP];
     __mmask16 msk[CM_MP];
 #pragma GCC unroll 2
     for (int u = 0; u < mp; u++) {
         const qg__qblock *bk = &g->blk[i + u];
-        outp[u] = g->out + bk->o + j * ldo;
+        outp[u] = g->out + bk->o + j * s.ldo;
         msk[u] = bk->n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << bk->n) - 1);
     }
     __m512i zw[CM_NJ], ib[CM_NJ];
     __m512 mult[CM_NJ], badd[CM_NJ];
 #pragma GCC unroll 8
     for (int c = 0; c < nj; c++) {
-        zw[c] = _mm512_set1_epi32((int32_t)(za * (uint32_t)wsum[j + c]));
+        zw[c] = _mm512_set1_epi32((int32_t)(s.za * (uint32_t)s.wsum[c]));
         mult[c] = _mm512_set1_ps(k.mult[j + c]);
         badd[c] = k.onednn ? _mm512_set1_ps(k.badd[j + c]) : _mm512_setzero_ps();
         ib[c] = k.onednn ? _mm512_setzero_si512() : _mm512_set1_epi32(k.ibias[j + c]);
@@ -93,8 +110,34 @@ QG_TVNNI __attribute__((always_inline)) static inline void cm_store(const int nj
 #pragma GCC unroll 2
         for (int u = 0; u < mp; u++) {
             __m512i r = qg__rq16(&k, _mm512_sub_epi32(acc[c * mp + u], zw[c]), mult[c], badd[c], ib[c]);
-            _mm512_mask_cvtusepi32_storeu_epi8(outp[u] + c * ldo, msk[u], r);
+            _mm512_mask_cvtusepi32_storeu_epi8(outp[u] + c * s.ldo, msk[u], r);
         }
+}
+
+/* Pooled: blocks i and i + 1 are rows oh and oh + 1 of the same pixels. The 2 x 2
+ * maxima are taken of acc - za wsum (plus qnnpack's ibias, wrapping, as the
+ * requantization adds it): the requantization is non-decreasing in that sum, so the
+ * requantized maximum is the maximum of the requantized bytes. 8 outputs a pair. */
+QG_TVNNI __attribute__((always_inline)) static inline void cm_store_pool(const int nj, const cm_job *g, int64_t j,
+                                                                          int64_t i, const __m512i *acc) {
+    const cm_out s = cm_out_of(g, j, i);
+    const qg__requant k = s.k;
+    const __mmask16 msk = (__mmask16)((1u << (s.bk.n / 2)) - 1);
+#pragma GCC unroll 8
+    for (int c = 0; c < nj; c++) {
+        __m512i zw = _mm512_set1_epi32((int32_t)(s.za * (uint32_t)s.wsum[c]));
+        __m512i v0 = _mm512_sub_epi32(acc[2 * c], zw), v1 = _mm512_sub_epi32(acc[2 * c + 1], zw);
+        if (!k.onednn) {
+            const __m512i ib = _mm512_set1_epi32(k.ibias[j + c]);
+            v0 = _mm512_add_epi32(v0, ib), v1 = _mm512_add_epi32(v1, ib);
+        }
+        __m512i m = _mm512_max_epi32(v0, v1);
+        m = _mm512_max_epi32(m, _mm512_shuffle_epi32(m, _MM_PERM_CDAB)); /* lanes 2t: pixels 2t, 2t + 1 */
+        m = _mm512_maskz_compress_epi32(0x5555, m);
+        const __m512 badd = k.onednn ? _mm512_set1_ps(k.badd[j + c]) : _mm512_setzero_ps();
+        __m512i r = qg__rq16(&k, m, _mm512_set1_ps(k.mult[j + c]), badd, _mm512_setzero_si512());
+        _mm512_mask_cvtusepi32_storeu_epi8(s.o + c * s.ldo, msk, r);
+    }
 }
 
 /* One function per tile shape, its sums apart from its stores: in one function GCC's
@@ -107,7 +150,10 @@ QG_TVNNI __attribute__((always_inline)) static inline void cm_store(const int nj
     QG_TVNNI static void cm_tile_##NJ_##_##MP_(const cm_job *g, int64_t j, int64_t i) {                        \
         __m512i acc[NJ_ * MP_];                                                                                \
         cm_dot_##NJ_##_##MP_(g, j, i, acc);                                                                    \
-        cm_store(NJ_, MP_, g, j, i, acc);                                                                      \
+        if (MP_ == 2 && g->pool)                                                                               \
+            cm_store_pool(NJ_, g, j, i, acc);                                                                  \
+        else                                                                                                   \
+            cm_store(NJ_, MP_, g, j, i, acc);                                                                  \
     }
 CM_DEF(1, 1) CM_DEF(1, 2) CM_DEF(2, 1) CM_DEF(2, 2) CM_DEF(3, 1) CM_DEF(3, 2) CM_DEF(4, 1) CM_DEF(4, 2)
 CM_DEF(5, 1) CM_DEF(5, 2) CM_DEF(6, 1) CM_DEF(6, 2) CM_DEF(7, 1) CM_DEF(7, 2) CM_DEF(8, 1) CM_DEF(8, 2)
@@ -118,8 +164,156 @@ QG_TVNNI static void cm_run(const cm_job *g, int64_t nblk) {
     for (int64_t j = 0; j < n; j += CM_NJ) {
         const int nj = (int)(n - j < CM_NJ ? n - j : CM_NJ);
         for (int64_t i = 0; i < nblk; i += CM_MP) {
-            const int mp = nblk - i > 1 ? 2 : 1;
+            const int mp = nblk - i > 1 ? 2 : 1; /* pooled: nblk is even */
             QG_TILE_SWITCH(CM_TILE, nj, mp, g, j, i)
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ AVX2 */
+
+/* The same tiles on AVX2: a block's 16 pixels are two ymm of 8 (the low and high 32
+ * bytes of each 64-byte quad) and the multiply-add is vpmaddubsw + vpmaddwd + vpaddd.
+ * vpmaddubsw saturates a pair only if some byte > 127 meets some |w| > 64 (qgemm.c's
+ * top): the plain sums note whether the tile read such a byte, and if it did, with
+ * such weights, the tile is summed again in the exact form a = lo + 128 hi. (Even
+ * reduce_range's 7-bit activations exceed 127 now and then: PyTorch's fake-quant
+ * clamps at 255.) Tiles of up to 4 channels x 1 block: 8 accumulators of the 16 ymm
+ * registers. */
+#define QG_TAVX2 __attribute__((target("avx2")))
+#define CA_NJ 4
+
+/* The sums of channels j..j+nj x block i -> acc[2 c + h]; whether a byte > 127 was
+ * read (plain form only). */
+QG_TAVX2 __attribute__((always_inline)) static inline bool ca_dot(const int nj, const bool exact, const cm_job *g,
+                                                                   int64_t j, int64_t i, __m256i *out) {
+    const qg__qpack *p = g->p;
+    const int64_t kq = p->kp / 4, *off = g->off;
+    const uint8_t *a = g->blk[i].a;
+    const int8_t *w = p->data + j / 16 * kq * 64 + j % 16 * 4;
+    const __m256i ones = _mm256_set1_epi16(1), c128 = _mm256_set1_epi16(128);
+    const __m256i lo7 = _mm256_set1_epi8(0x7f), one8 = _mm256_set1_epi8(1);
+    __m256i acc[2 * CA_NJ], big = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int x = 0; x < 2 * nj; x++) acc[x] = _mm256_setzero_si256();
+    for (int64_t q = 0; q < kq; q++) {
+        __m256i b[2], hi[2];
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            b[h] = _mm256_loadu_si256((const __m256i *)(const void *)(a + off[q] + 32 * h));
+            if (!exact) {
+                big = _mm256_or_si256(big, b[h]);
+            } else {
+                hi[h] = _mm256_and_si256(_mm256_srli_epi16(b[h], 7), one8);
+                b[h] = _mm256_and_si256(b[h], lo7);
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < nj; c++) {
+            const __m256i wv = _mm256_set1_epi32(cm_wquad(w, q, c));
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m256i t = _mm256_madd_epi16(_mm256_maddubs_epi16(b[h], wv), ones);
+                if (exact) t = _mm256_add_epi32(t, _mm256_madd_epi16(_mm256_maddubs_epi16(hi[h], wv), c128));
+                acc[2 * c + h] = _mm256_add_epi32(acc[2 * c + h], t);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int x = 0; x < 2 * nj; x++) out[x] = acc[x];
+    return _mm256_movemask_epi8(big) != 0;
+}
+
+/* The first n (1..16) bytes of v to d, in fixed-size moves. */
+QG_TAVX2 static inline void ca_put(uint8_t *d, __m128i v, int n) {
+    if (n >= 16) {
+        _mm_storeu_si128((__m128i *)(void *)d, v);
+        return;
+    }
+    uint8_t t[16];
+    _mm_storeu_si128((__m128i *)(void *)t, v);
+    int x = 0;
+    if (n & 8) memcpy(d, t, 8), x = 8;
+    if (n & 4) memcpy(d + x, t + x, 4), x += 4;
+    if (n & 2) memcpy(d + x, t + x, 2), x += 2;
+    if (n & 1) d[x] = t[x];
+}
+
+QG_TAVX2 __attribute__((always_inline)) static inline void ca_store(const int nj, const cm_job *g, int64_t j,
+                                                                     int64_t i, const __m256i *acc) {
+    const cm_out s = cm_out_of(g, j, i);
+    const qg__requant k = s.k;
+#pragma GCC unroll 4
+    for (int c = 0; c < nj; c++) {
+        const __m256i zw = _mm256_set1_epi32((int32_t)(s.za * (uint32_t)s.wsum[c]));
+        const __m256 mult = _mm256_set1_ps(k.mult[j + c]);
+        const __m256 badd = k.onednn ? _mm256_set1_ps(k.badd[j + c]) : _mm256_setzero_ps();
+        const __m256i ib = k.onednn ? _mm256_setzero_si256() : _mm256_set1_epi32(k.ibias[j + c]);
+        __m256i r0 = qg__rq8(&k, _mm256_sub_epi32(acc[2 * c], zw), mult, badd, ib);
+        __m256i r1 = qg__rq8(&k, _mm256_sub_epi32(acc[2 * c + 1], zw), mult, badd, ib);
+        ca_put(s.o + c * s.ldo, qg__u8x16(r0, r1), s.bk.n);
+    }
+}
+
+/* Pooled, as cm_store_pool: a0 holds block i's sums (row oh), a1 block i + 1's. */
+QG_TAVX2 __attribute__((always_inline)) static inline void ca_store_pool(const int nj, const cm_job *g, int64_t j,
+                                                                          int64_t i, const __m256i *a0,
+                                                                          const __m256i *a1) {
+    const cm_out s = cm_out_of(g, j, i);
+    const qg__requant k = s.k;
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+#pragma GCC unroll 4
+    for (int c = 0; c < nj; c++) {
+        const __m256i zw = _mm256_set1_epi32((int32_t)(s.za * (uint32_t)s.wsum[c]));
+        const __m256i ib = k.onednn ? _mm256_setzero_si256() : _mm256_set1_epi32(k.ibias[j + c]);
+        __m256i m[2];
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i v0 = _mm256_add_epi32(_mm256_sub_epi32(a0[2 * c + h], zw), ib);
+            __m256i v1 = _mm256_add_epi32(_mm256_sub_epi32(a1[2 * c + h], zw), ib);
+            __m256i t = _mm256_max_epi32(v0, v1);
+            t = _mm256_max_epi32(t, _mm256_shuffle_epi32(t, 0xb1)); /* lanes 2t: pixels 2t, 2t + 1 */
+            m[h] = _mm256_permutevar8x32_epi32(t, even);
+        }
+        const __m256i v = _mm256_inserti128_si256(m[0], _mm256_castsi256_si128(m[1]), 1);
+        const __m256 badd = k.onednn ? _mm256_set1_ps(k.badd[j + c]) : _mm256_setzero_ps();
+        const __m256i r = qg__rq8(&k, v, _mm256_set1_ps(k.mult[j + c]), badd, _mm256_setzero_si256());
+        ca_put(s.o + c * s.ldo, qg__u8x16(r, r), s.bk.n / 2);
+    }
+}
+
+#define CA_DEF(NJ_)                                                                                           \
+    QG_TAVX2 __attribute__((noinline)) static bool ca_plain_##NJ_(const cm_job *g, int64_t j, int64_t i,      \
+                                                                  __m256i *acc) {                             \
+        return ca_dot(NJ_, false, g, j, i, acc);                                                               \
+    }                                                                                                          \
+    QG_TAVX2 __attribute__((noinline)) static void ca_exact_##NJ_(const cm_job *g, int64_t j, int64_t i,      \
+                                                                  __m256i *acc) {                             \
+        ca_dot(NJ_, true, g, j, i, acc);                                                                       \
+    }                                                                                                          \
+    QG_TAVX2 static void ca_tile_##NJ_(const cm_job *g, int64_t j, int64_t i) {                                \
+        __m256i acc[2 * NJ_], acc1[2 * NJ_];                                                                   \
+        if (ca_plain_##NJ_(g, j, i, acc) && g->p->wmax_abs > 64) ca_exact_##NJ_(g, j, i, acc);                 \
+        if (!g->pool) {                                                                                        \
+            ca_store(NJ_, g, j, i, acc);                                                                       \
+            return;                                                                                            \
+        }                                                                                                      \
+        if (ca_plain_##NJ_(g, j, i + 1, acc1) && g->p->wmax_abs > 64) ca_exact_##NJ_(g, j, i + 1, acc1);       \
+        ca_store_pool(NJ_, g, j, i, acc, acc1);                                                                \
+    }
+CA_DEF(1) CA_DEF(2) CA_DEF(3) CA_DEF(4)
+
+QG_TAVX2 static void ca_run(const cm_job *g, int64_t nblk) {
+    const int64_t n = g->p->n;
+    for (int64_t j = 0; j < n; j += CA_NJ) {
+        const int nj = (int)(n - j < CA_NJ ? n - j : CA_NJ);
+        for (int64_t i = 0; i < nblk; i += 1 + g->pool) {
+            switch (nj) {
+            case 1: ca_tile_1(g, j, i); break;
+            case 2: ca_tile_2(g, j, i); break;
+            case 3: ca_tile_3(g, j, i); break;
+            default: ca_tile_4(g, j, i); break;
+            }
         }
     }
 }
@@ -127,19 +321,23 @@ QG_TVNNI static void cm_run(const cm_job *g, int64_t nblk) {
 
 bool qg__qconv_cm_supported(void) {
 #if defined(__x86_64__)
-    return qg__qgemm_path() == QG__QPATH_VNNI;
+    const qg__qpath path = qg__qgemm_path();
+    return path == QG__QPATH_VNNI || path == QG__QPATH_AVX2;
 #else
     return false;
 #endif
 }
 
 void qg__qconv_cm(int64_t nblk, const qg__qblock *blk, const int64_t *off, int32_t za, const qg__qpack *p,
-                  const qg__requant *k, uint8_t *out, int64_t ldo) {
+                  const qg__requant *k, uint8_t *out, int64_t ldo, bool pool) {
 #if defined(__x86_64__)
     if (nblk <= 0 || !p || p->n <= 0) return;
-    const cm_job g = {blk, off, ldo, za, p, k, out};
-    cm_run(&g, nblk);
+    const cm_job g = {blk, off, ldo, za, p, k, out, pool};
+    if (qg__qgemm_path() == QG__QPATH_VNNI)
+        cm_run(&g, nblk);
+    else
+        ca_run(&g, nblk);
 #else /* never called: qg__qconv_cm_supported() is false */
-    (void)nblk, (void)blk, (void)off, (void)za, (void)p, (void)k, (void)out, (void)ldo;
+    (void)nblk, (void)blk, (void)off, (void)za, (void)p, (void)k, (void)out, (void)ldo, (void)pool;
 #endif
 }

@@ -64,14 +64,18 @@ typedef struct qg__requant {
 void qg__qrequant(const qg__requant *k, const int32_t *acc, int64_t ldc, int64_t m, int64_t n, uint8_t *out,
                   int64_t ldo);
 
-/* The channel-major convolution kernel (qconvk.c), on the VNNI path only
+/* The channel-major convolution kernel (qconvk.c), on the VNNI and AVX2 paths
  * (qg__qconv_cm_supported). Output pixels come in blocks of up to 16: block b's pixels
  * i < n have their k-quad q (A[i][4q..4q+3], q < p->kp / 4) at a + off[q] + 4 i, and
  * its outputs go to out + j * ldo + o + i for channels j < p->n:
  *   out[j * ldo + o + i] = requant_j(sum_k (A[i][k] - za) W[j][k]),
  * with k's constants indexed by j. All 16 lanes are read (64 bytes at a + off[q]);
  * lanes past n, and bytes past k (whose weights are 0), may hold any value. The same
- * bytes as qg__qgemm + qg__qrequant, transposed. */
+ * bytes as qg__qgemm + qg__qrequant, transposed.
+ * pool: the blocks come in pairs, 2b and 2b + 1 the same pixels of two neighbouring
+ * output rows, and each pair gives its 2 x 2 max pool (floor mode): n / 2 outputs
+ * out[j * ldo + o + t] = max of the four bytes of pixels 2t, 2t + 1 of both rows, with
+ * 2b's o and n (nblk even). */
 typedef struct qg__qblock {
     const uint8_t *a;
     int64_t o;
@@ -79,7 +83,7 @@ typedef struct qg__qblock {
 } qg__qblock;
 bool qg__qconv_cm_supported(void);
 void qg__qconv_cm(int64_t nblk, const qg__qblock *blk, const int64_t *off, int32_t za, const qg__qpack *p,
-                  const qg__requant *k, uint8_t *out, int64_t ldo);
+                  const qg__requant *k, uint8_t *out, int64_t ldo, bool pool);
 
 /* Paths, for tests and benchmarks. Every x86-64 build compiles all of them (function
  * target attributes), so a test can run each path the CPU has, whatever -march was:

@@ -70,21 +70,12 @@ __attribute__((target("avx512f"))) static void rows_avx512(const qg__requant *k,
         }
 }
 
-/* 8 outputs, as int32 >= 0 (not yet clamped above 255). */
+/* 8 outputs of channels j..j+7 */
 __attribute__((target("avx2"))) static inline __m256i rq8(const qg__requant *k, const int32_t *acc, int64_t j) {
-    const __m256 magic = _mm256_set1_ps(QG_RNE_MAGIC), lo = _mm256_set1_ps(k->lo);
-    __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(acc + j));
-    if (k->onednn) {
-        __m256 t = _mm256_add_ps(_mm256_cvtepi32_ps(a), _mm256_loadu_ps(k->badd + j));
-        __m256 v = _mm256_max_ps(_mm256_mul_ps(t, _mm256_loadu_ps(k->mult + j)), lo);
-        __m256 w = _mm256_min_ps(_mm256_add_ps(v, _mm256_set1_ps(k->zf)), _mm256_set1_ps(256.0f));
-        return _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(w, magic), magic));
-    }
-    __m256i t = _mm256_add_epi32(a, _mm256_loadu_si256((const __m256i *)(const void *)(k->ibias + j)));
-    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(t), _mm256_loadu_ps(k->mult + j));
-    v = _mm256_min_ps(_mm256_max_ps(v, lo), _mm256_set1_ps(512.0f));
-    __m256i r = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(v, magic), magic));
-    return _mm256_add_epi32(r, _mm256_set1_epi32((int32_t)k->zf));
+    const bool e = k->onednn; /* each engine reads its own constants only */
+    return qg__rq8(k, _mm256_loadu_si256((const __m256i *)(const void *)(acc + j)), _mm256_loadu_ps(k->mult + j),
+                   e ? _mm256_loadu_ps(k->badd + j) : _mm256_setzero_ps(),
+                   e ? _mm256_setzero_si256() : _mm256_loadu_si256((const __m256i *)(const void *)(k->ibias + j)));
 }
 
 __attribute__((target("avx2"))) static void rows_avx2(const qg__requant *k, const int32_t *acc, int64_t ldc,
@@ -92,9 +83,7 @@ __attribute__((target("avx2"))) static void rows_avx2(const qg__requant *k, cons
     for (int64_t i = 0; i < m; i++, acc += ldc, out += ldo) {
         int64_t j = 0;
         for (; j + 16 <= n; j += 16) { /* packus saturates 256 and above to 255 */
-            __m256i w16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(rq8(k, acc, j), rq8(k, acc, j + 8)), 0xd8);
-            __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(w16), _mm256_extracti128_si256(w16, 1));
-            _mm_storeu_si128((__m128i *)(void *)(out + j), b);
+            _mm_storeu_si128((__m128i *)(void *)(out + j), qg__u8x16(rq8(k, acc, j), rq8(k, acc, j + 8)));
         }
         row_scalar(k, acc, j, n, out);
     }

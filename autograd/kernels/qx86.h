@@ -29,13 +29,40 @@
     default: TILE(8, 2, __VA_ARGS__); break;                                                \
     }
 
+#define QG_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) /* a constant expression, as clang wants */
+#define QG_RNE_MAGIC 12582912.0f /* 1.5 * 2^23: x + M - M rounds |x| <= 2^22 half to even */
+
+/* The requantization of 8 accumulators on AVX2, the same operations with rne as
+ * x + M - M (exact for |x| <= 2^22, which the clamps ensure). Constants as vectors,
+ * as below. Returns int32 >= 0, not yet capped at 255. */
+__attribute__((target("avx2"), always_inline)) static inline __m256i qg__rq8(const qg__requant *k, __m256i a,
+                                                                             __m256 mult, __m256 badd,
+                                                                             __m256i ibias) {
+    const __m256 magic = _mm256_set1_ps(QG_RNE_MAGIC), lo = _mm256_set1_ps(k->lo);
+    if (k->onednn) {
+        __m256 t = _mm256_add_ps(_mm256_cvtepi32_ps(a), badd);
+        __m256 v = _mm256_max_ps(_mm256_mul_ps(t, mult), lo);
+        __m256 w = _mm256_min_ps(_mm256_add_ps(v, _mm256_set1_ps(k->zf)), _mm256_set1_ps(256.0f));
+        return _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(w, magic), magic));
+    }
+    __m256i t = _mm256_add_epi32(a, ibias);
+    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(t), mult);
+    v = _mm256_min_ps(_mm256_max_ps(v, lo), _mm256_set1_ps(512.0f));
+    __m256i r = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(v, magic), magic));
+    return _mm256_add_epi32(r, _mm256_set1_epi32((int32_t)k->zf));
+}
+
+/* Two vectors of 8 int32 in 0..INT32_MAX (pixels or columns 0..7 and 8..15) -> 16
+ * bytes in order, saturated at 255. */
+__attribute__((target("avx2"), always_inline)) static inline __m128i qg__u8x16(__m256i r0, __m256i r1) {
+    __m256i w16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(r0, r1), 0xd8);
+    return _mm_packus_epi16(_mm256_castsi256_si128(w16), _mm256_extracti128_si256(w16, 1));
+}
+
 /* The requantization of 16 accumulators (qrequant.c's formula). The channel constants
  * come as vectors: one per lane (a row of channels) or broadcast (a channel's pixels).
  * Returns int32 >= 0; the caller's unsigned saturating narrow (vpmovusdb) caps it at
  * 255. */
-#define QG_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) /* a constant expression, as clang wants */
-#define QG_RNE_MAGIC 12582912.0f /* 1.5 * 2^23: x + M - M rounds |x| <= 2^22 half to even */
-
 __attribute__((target("avx512f"), always_inline)) static inline __m512i qg__rq16(const qg__requant *k, __m512i a,
                                                                                   __m512 mult, __m512 badd,
                                                                                   __m512i ibias) {
