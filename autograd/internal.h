@@ -61,9 +61,9 @@ qg_status qg__check_sizes(const char *op, int ndim, const int64_t *shape);
 struct qg_module;
 qg_status qg__module_add_param_made(struct qg_module *m, const char *name, qg_tensor *t);
 qg_status qg__module_add_buffer_made(struct qg_module *m, const char *name, qg_tensor *t);
-/* For a Sequential: whether m fuses with next (qg_module_type.fuses, m without an
+/* For a Sequential: whether m fuses with next (qg_module_type.fuses, neither with an
  * output hook), and next(m(x)) through m's forward_fused, with qg_module_forward's
- * bookkeeping (error labels, profiling under m's path, next's output hook). */
+ * bookkeeping (error labels, profiling under m's path). */
 bool qg__module_fuses(const struct qg_module *m, const struct qg_module *next);
 qg_tensor *qg__module_forward_fused(struct qg_module *m, struct qg_module *next, qg_tensor *x);
 /* The module's path if one was set (prepare sets them), else its type name. */

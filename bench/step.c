@@ -15,8 +15,8 @@
  * node counts for the layer that recorded it), the loss, zero_grad and the optimizer,
  * and the share of the step outside the float GEMM.
  *
- * usage: bench/step [iterations] [profile]   (profile: the breakdown only; QG_PYTHON
- * overrides /usr/bin/python3) */
+ * usage: bench/step [iterations] [profile [threads]]   (profile: the breakdown only, at
+ * `threads` threads, 2 by default; QG_PYTHON overrides /usr/bin/python3) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,7 +338,7 @@ int main(int argc, char **argv) {
                            (long long)batches[bi], t, ms, gf, pk, pts, vs, lim);
                     run_free(&r);
                 }
-    qg_set_num_threads(2);
+    qg_set_num_threads(!table && argc > 3 && atoi(argv[3]) > 0 ? atoi(argv[3]) : 2);
     for (int k = 0; k < 2; k++)
         for (int mode = 0; mode < 2; mode++) breakdown(k, mode, 64);
     qg_shutdown();

@@ -383,8 +383,7 @@ static qg_tensor *forward_run(qg_module *m, qg_module *next, qg_tensor *x) {
     const double t0 = timed ? qg__now() : 0;
     if (timed) qg__prof_path = m->path;
     qg_tensor *y = next ? m->type->forward_fused(m, next, x) : m->type->forward(m, x);
-    qg_module *hook = next ? next->output_hook : m->output_hook;
-    if (y && hook) y = qg_module_forward(hook, y);
+    if (y && m->output_hook) y = qg_module_forward(m->output_hook, y); /* none when fused */
     if (timed) pf->on_forward(pf->ctx, m->path, qg__now() - t0), qg__prof_path = outer;
     if (!y && qg__err_serial() != serial && qg__err_serial() != labeled_serial) {
         label_error(d);
@@ -397,7 +396,8 @@ static qg_tensor *forward_run(qg_module *m, qg_module *next, qg_tensor *x) {
 qg_tensor *qg_module_forward(qg_module *m, qg_tensor *x) { return forward_run(m, NULL, x); }
 
 bool qg__module_fuses(const qg_module *m, const qg_module *next) {
-    return m && next && m->type->fuses && m->type->forward_fused && !m->output_hook && m->type->fuses(m, next);
+    return m && next && m->type->fuses && m->type->forward_fused && !m->output_hook && !next->output_hook &&
+           m->type->fuses(m, next);
 }
 
 qg_tensor *qg__module_forward_fused(qg_module *m, qg_module *next, qg_tensor *x) { return forward_run(m, next, x); }

@@ -1,5 +1,6 @@
 /* The module system: names, order, train/eval, replacement, conversion, custom
  * module types, default initialisation, and error paths. */
+#include <math.h>
 #include <string.h>
 
 #include "qgrad/data.h"
@@ -191,6 +192,92 @@ static void test_bn_empty(void) {
     qg_tape_reset(NULL);
 }
 
+/* A module type that fuses with a following ReLU: the Sequential calls its
+ * forward_fused instead of the two forwards, unless either module has an output hook
+ * (then the two run in turn). */
+static int fused_calls;
+static qg_tensor *twice_forward(qg_module *m, qg_tensor *x) { return (void)m, qg_mul_scalar(x, 2); }
+static bool twice_fuses(const qg_module *m, const qg_module *next) { return (void)m, qg_module_is(next, "ReLU"); }
+static qg_tensor *twice_fused(qg_module *m, qg_module *next, qg_tensor *x) {
+    fused_calls++;
+    return qg_module_forward(next, twice_forward(m, x));
+}
+static const qg_module_type twice_type = {.name = "Twice", .size = sizeof(qg_module), .forward = twice_forward,
+                                          .fuses = twice_fuses, .forward_fused = twice_fused};
+
+static void test_fusion(void) {
+    qg_module *m = qg_sequential_new();
+    qg_sequential_add(m, "t", qg_module_new(&twice_type));
+    qg_sequential_add(m, "r", qg_nn_relu_new());
+    qg_sequential_add(m, "t2", qg_module_new(&twice_type)); /* last: nothing to fuse with */
+    qg_tensor *x = qg_tensor_from_data(QG_F32, 1, SHAPE(3), (float[]){-1, 0.5f, 2});
+    qg_tensor *y = qg_module_forward(m, x);
+    CHECK(y && fused_calls == 1 && qg_tensor_get(y, SHAPE(0)) == 0 && qg_tensor_get(y, SHAPE(2)) == 8,
+          "Sequential fuses Twice + ReLU once: %d calls, %s", fused_calls, y ? "" : qg_last_error());
+    qg_module_set_output_hook(qg_module_get(m, "r"), "hook", qg_module_new(&twice_type));
+    y = qg_module_forward(m, x);
+    CHECK(y && fused_calls == 1 && qg_tensor_get(y, SHAPE(2)) == 16,
+          "no fusion when the next module has an output hook (%d calls): the hook runs once", fused_calls);
+    qg_tensor_free(x);
+    qg_module_free(m);
+    qg_tape_reset(NULL);
+}
+
+/* max_pool2d's 2x2 path (vector loops on AVX2 builds) picks PyTorch's element: the
+ * first maximum of each window in window order, a NaN replacing anything (the last
+ * NaN). Values with ties, NaNs and -inf on purpose, rows of 1 to 17 outputs, float and
+ * double, contiguous and transposed (strided) inputs; the chosen elements are read
+ * back through the gradient (backward of distinct values). */
+static void test_max_pool_scan(void) {
+    static const int64_t shapes[][4] = {{2, 3, 10, 34}, {1, 2, 7, 7}, {1, 1, 4, 2}, {3, 2, 9, 16}, {1, 1, 2, 22}};
+    const int k2[2] = {2, 2};
+    uint64_t s = 12345;
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+        for (int v = 0; v < 4; v++) {
+            const bool dbl = v & 1, tr = v & 2;
+            const int64_t *sh = shapes[si];
+            qg_tensor *x = qg_tensor_zeros(dbl ? QG_F64 : QG_F32, 4, sh);
+            const int64_t n = qg_tensor_numel(x);
+            for (int64_t i = 0; i < n; i++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                const int r = (int)(s >> 33) % 9;
+                const double val = r < 6 ? r % 3 : r == 6 ? NAN : r == 7 ? -INFINITY : 5;
+                if (dbl) ((double *)qg_tensor_data(x))[i] = val;
+                else ((float *)qg_tensor_data(x))[i] = (float)val;
+            }
+            qg_tensor_set_requires_grad(x, true);
+            qg_tensor *in = tr ? qg_transpose(x, 2, 3) : x; /* logical (N, C, W, H) when transposed */
+            qg_tensor *y = qg_max_pool2d(in, k2, k2, NULL, NULL, false);
+            CHECK(y != NULL, "shape %zu: %s", si, qg_last_error());
+            if (!y) continue;
+            qg_tensor *ar = qg_tensor_arange(x->dtype, 1, 1 + (double)qg_tensor_numel(y), 1);
+            qg_tensor *gy = qg_reshape(ar, 4, y->shape);
+            CHECK(qg_backward(y, gy) == QG_OK, "backward: %s", qg_last_error());
+            const int64_t H = in->shape[2], W = in->shape[3];
+            bool ok = true;
+            for (int64_t a = 0; a < sh[0]; a++)
+                for (int64_t c = 0; c < sh[1]; c++)
+                    for (int64_t oh = 0; oh < y->shape[2]; oh++)
+                        for (int64_t ow = 0; ow < y->shape[3]; ow++) {
+                            double m = -INFINITY;
+                            int64_t kh = 2 * oh, kw = 2 * ow;
+                            for (int64_t h = 2 * oh; h < 2 * oh + 2 && h < H; h++)
+                                for (int64_t w = 2 * ow; w < 2 * ow + 2 && w < W; w++) {
+                                    const double e = qg_tensor_get(in, SHAPE(a, c, h, w));
+                                    if (e > m || e != e) m = e, kh = h, kw = w;
+                                }
+                            const double got = qg_tensor_get(y, SHAPE(a, c, oh, ow));
+                            const double g = qg_tensor_get(gy, SHAPE(a, c, oh, ow));
+                            const int64_t xi[4] = {a, c, tr ? kw : kh, tr ? kh : kw}; /* x's own index */
+                            ok &= (got == m || (got != got && m != m)) && qg_tensor_get(x->grad, xi) == g;
+                        }
+            CHECK(ok, "shape %zu (%s%s): max_pool2d 2x2 picks the scan's element", si, dbl ? "double" : "float",
+                  tr ? ", transposed" : "");
+            qg_tensor_free(x), qg_tensor_free(ar);
+            qg_tape_reset(NULL);
+        }
+}
+
 /* An error inside a module's forward names the module's path and type. */
 static void test_error_paths(void) {
     qg_module *m = qg_sequential_new();
@@ -214,6 +301,8 @@ int main(void) {
     test_errors();
     test_options();
     test_bn_empty();
+    test_max_pool_scan();
+    test_fusion();
     test_error_paths();
     qg_tape_reset(NULL);
     /* the default tape keeps its arena until qg_shutdown; everything else was freed */

@@ -195,6 +195,60 @@ static bool max_2x2(const pool_geom *g) {
            g->dw == 1 && 2 * g->OH <= g->H && 2 * g->OW <= g->W;
 }
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+/* The float forms of max_plane's two 2x2 loops below, 8 elements a step (GCC leaves the
+ * selects on floats scalar and branchy). Each returns how many it did, a multiple of
+ * 8; the scalar loops finish. */
+
+/* Column winners: v[i] = r1[i] if it beats r0[i] (greater, or NaN), else r0[i]. */
+static int64_t max_cols_avx2(const float *r0, const float *r1, int64_t n, int32_t i0, int32_t i1, float *v,
+                             int32_t *vi) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 a = _mm256_loadu_ps(r0 + i), c = _mm256_loadu_ps(r1 + i);
+        const __m256 cw = _mm256_or_ps(_mm256_cmp_ps(c, a, _CMP_GT_OQ), _mm256_cmp_ps(c, c, _CMP_UNORD_Q));
+        _mm256_storeu_ps(v + i, _mm256_blendv_ps(a, c, cw));
+        const __m256i ix = _mm256_add_epi32(lane, _mm256_set1_epi32((int32_t)i));
+        const __m256 ia = _mm256_castsi256_ps(_mm256_add_epi32(ix, _mm256_set1_epi32(i0)));
+        const __m256 ic = _mm256_castsi256_ps(_mm256_add_epi32(ix, _mm256_set1_epi32(i1)));
+        _mm256_storeu_si256((__m256i *)(void *)(vi + i), _mm256_castps_si256(_mm256_blendv_ps(ia, ic, cw)));
+    }
+    return i;
+}
+
+/* Even and odd elements of p[0..16) (shuffle_ps works per 128-bit half; the 64-bit
+ * permute restores the order). */
+static inline void deinterleave8(const float *p, __m256 *even, __m256 *odd) {
+    const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8));
+}
+
+/* Pair winners over the plane: the scalar loop's rule, on 8 pairs at once. */
+static int64_t max_pairs_avx2(const float *v, const int32_t *vi, int64_t Q, float *o, int32_t *idx) {
+    int64_t q = 0;
+    for (; q + 8 <= Q; q += 8) {
+        __m256 L, R, lf, rf;
+        deinterleave8(v + 2 * q, &L, &R);
+        deinterleave8((const float *)(const void *)(vi + 2 * q), &lf, &rf);
+        const __m256i li = _mm256_castps_si256(lf), ri = _mm256_castps_si256(rf);
+        const __m256 lnum = _mm256_cmp_ps(L, L, _CMP_ORD_Q), rnum = _mm256_cmp_ps(R, R, _CMP_ORD_Q);
+        const __m256 rnan = _mm256_cmp_ps(R, R, _CMP_UNORD_Q);
+        const __m256 rlater = _mm256_castsi256_ps(_mm256_cmpgt_epi32(ri, li));
+        const __m256 rearlier = _mm256_castsi256_ps(_mm256_cmpgt_epi32(li, ri));
+        const __m256 tie = _mm256_and_ps(_mm256_cmp_ps(R, L, _CMP_EQ_OQ), rearlier);
+        const __m256 rw = _mm256_or_ps(_mm256_and_ps(rnan, _mm256_or_ps(lnum, rlater)),
+                                       _mm256_and_ps(_mm256_and_ps(rnum, lnum),
+                                                     _mm256_or_ps(_mm256_cmp_ps(R, L, _CMP_GT_OQ), tie)));
+        _mm256_storeu_ps(o + q, _mm256_blendv_ps(L, R, rw));
+        _mm256_storeu_si256((__m256i *)(void *)(idx + q), _mm256_castps_si256(_mm256_blendv_ps(lf, rf, rw)));
+    }
+    return q;
+}
+#endif
+
 /* x plane: (H, W) at strides (xs2, xs3) -> out: (OH, OW), idx: (OH, OW). scr: room for
  * OH*2*OW elements and as many int32 (2x2 path only).
  *
@@ -203,8 +257,8 @@ static bool max_2x2(const pool_geom *g) {
  * above earlier among NaNs, earlier above later among equal numbers. That order makes
  * the choice associative, so the 2x2 path may reduce in any grouping and get the same
  * element: first each column pair (rows 2oh, 2oh+1), row by row, then each horizontal
- * pair of those winners, as one flat loop over the plane's outputs. Both loops are
- * branch-free and vectorise, even for rows of a few elements. */
+ * pair of those winners, as one flat loop over the plane's outputs, so that rows of a
+ * few elements still fill vectors. */
 static void max_plane(const pool_geom *g, qg_dtype dt, const char *xp, char *op, int32_t *idx, char *scr) {
     const int64_t H = g->H, W = g->W, OW = g->OW, xs2 = g->xs[2], xs3 = g->xs[3];
     QG_FLOAT_DISPATCH(dt, {
@@ -220,7 +274,12 @@ static void max_plane(const pool_geom *g, qg_dtype dt, const char *xp, char *op,
                 int32_t *ir = vi + oh * W2;
                 const int32_t i0 = (int32_t)(2 * oh * W), i1 = (int32_t)((2 * oh + 1) * W);
                 if (xs3 == 1) {
-                    for (int64_t iw = 0; iw < W2; iw++) {
+                    int64_t iw = 0;
+#if defined(__AVX2__)
+                    if (sizeof(real) == 4)
+                        iw = max_cols_avx2((const float *)r0, (const float *)r1, W2, i0, i1, (float *)vr, ir);
+#endif
+                    for (; iw < W2; iw++) {
                         const real a = r0[iw], c = r1[iw];
                         const bool cw = (c > a) | (c != c);
                         vr[iw] = cw ? c : a;
@@ -236,7 +295,11 @@ static void max_plane(const pool_geom *g, qg_dtype dt, const char *xp, char *op,
                 }
             }
             const int64_t Q = OH * OW;
-            for (int64_t q = 0; q < Q; q++) {
+            int64_t q = 0;
+#if defined(__AVX2__)
+            if (sizeof(real) == 4) q = max_pairs_avx2((const float *)vv, vi, Q, (float *)o, idx);
+#endif
+            for (; q < Q; q++) {
                 const real L = vv[2 * q], R = vv[2 * q + 1];
                 const int32_t li = vi[2 * q], ri = vi[2 * q + 1];
                 const bool lnum = L == L, rnum = R == R, rnan = R != R;
