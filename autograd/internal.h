@@ -53,6 +53,12 @@ void qg__free(void *p);
 /* error (QG_ESHAPE, naming op) unless every size is >= 0 and their span fits */
 qg_status qg__check_sizes(const char *op, int ndim, const int64_t *shape);
 
+/* batch_norm of x / f[c] (f: (C), same dtype, may require grad): the forward bits of
+ * qg_div(x, f viewed (1, C, 1...)) then qg_batch_norm, in one op (batchnorm.c). */
+qg_tensor *qg__batch_norm_div(const qg_tensor *x, const qg_tensor *f, qg_tensor *running_mean,
+                              qg_tensor *running_var, const qg_tensor *weight, const qg_tensor *bias, bool training,
+                              double momentum, double eps);
+
 /* ------------------------------------------------------------- modules */
 
 /* Registers a tensor a constructor just made (param or buffer): NULL is that
@@ -66,6 +72,9 @@ qg_status qg__module_add_buffer_made(struct qg_module *m, const char *name, qg_t
  * bookkeeping (error labels, profiling under m's path). */
 bool qg__module_fuses(const struct qg_module *m, const struct qg_module *next);
 qg_tensor *qg__module_forward_fused(struct qg_module *m, struct qg_module *next, qg_tensor *x);
+/* A BatchNorm1d/2d module's forward of x / f[c] (qg__batch_norm_div, the module's
+ * running-stat rules); NULL with an error if bn is not one. */
+qg_tensor *qg__bn_forward_div(struct qg_module *bn, qg_tensor *x, qg_tensor *f);
 /* The module's path if one was set (prepare sets them), else its type name. */
 const char *qg__module_label(const struct qg_module *m);
 /* The tree, for qat/: child i (and its name); child i replaced in place (the output

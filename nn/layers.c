@@ -205,7 +205,8 @@ typedef struct {
     bool cumulative, affine, track;
 } bn_mod;
 
-static qg_tensor *bn_forward(qg_module *m, qg_tensor *x) {
+/* x, or x / f[c] (f non-NULL), normalised with the module's rules */
+static qg_tensor *bn_run(qg_module *m, qg_tensor *x, qg_tensor *f) {
     bn_mod *b = (bn_mod *)m;
     const char *op = m->type->name;
     if (b->dims == 1 && x->ndim != 2 && x->ndim != 3)
@@ -222,12 +223,22 @@ static qg_tensor *bn_forward(qg_module *m, qg_tensor *x) {
     /* running stats are used in eval and updated in training, when tracked */
     qg_tensor *rm = qg_module_buffer(m, "running_mean"), *rv = qg_module_buffer(m, "running_var");
     bool use_batch = m->training || !rm;
-    return qg_batch_norm(x, rm, rv, qg_module_param(m, "weight"), qg_module_param(m, "bias"), use_batch,
-                         factor, b->eps);
+    qg_tensor *w = qg_module_param(m, "weight"), *bias = qg_module_param(m, "bias");
+    return f ? qg__batch_norm_div(x, f, rm, rv, w, bias, use_batch, factor, b->eps)
+             : qg_batch_norm(x, rm, rv, w, bias, use_batch, factor, b->eps);
 }
+
+static qg_tensor *bn_forward(qg_module *m, qg_tensor *x) { return bn_run(m, x, NULL); }
 
 static const qg_module_type bn1d_type = {.name = "BatchNorm1d", .size = sizeof(bn_mod), .forward = bn_forward};
 static const qg_module_type bn2d_type = {.name = "BatchNorm2d", .size = sizeof(bn_mod), .forward = bn_forward};
+
+qg_tensor *qg__bn_forward_div(qg_module *bn, qg_tensor *x, qg_tensor *f) {
+    if (!bn || !x || !f) return qg__err_null("bn_forward_div"), NULL;
+    if (bn->type != &bn1d_type && bn->type != &bn2d_type)
+        return qg__err(QG_EINVAL, "bn_forward_div: %s is not a BatchNorm1d/2d", bn->type->name), NULL;
+    return bn_run(bn, x, f);
+}
 
 static qg_module *bn_new(int dims, int64_t c, const qg_bn_opts *o) {
     qg_bn_opts d = {0};

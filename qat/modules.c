@@ -128,7 +128,9 @@ static qg_tensor *along(qg_tensor *f, int nd, int dim) {
 
 /* PyTorch's _forward_approximate: scale the weight by bn.weight / running_std so the
  * fake-quant sees the folded weight, undo the scale on the output, add the bias,
- * then the BN (training or frozen) normalises. */
+ * then the BN (training or frozen) normalises. Without a bias (the usual ConvBn) the
+ * un-scaling and the BN are one op (qg__batch_norm_div: the same forward bits, one
+ * pass fewer each way), when the bn child is a plain BatchNorm without a hook. */
 static qg_tensor *bn_forward(qat_mod *q, qg_tensor *x) {
     qg_module *m = &q->base, *bn = bn_of(q);
     if (!bn) return qg__err(QG_ESTATE, "%s: the bn child is missing", m->type->name), NULL;
@@ -137,6 +139,8 @@ static qg_tensor *bn_forward(qat_mod *q, qg_tensor *x) {
     qg_tensor *f = qg_div(qg__module_param_at(bn, q->bn_w_i), std);
     qg_tensor *wq = qg_module_forward(wfq_of(q), qg_mul(w, along(f, w ? w->ndim : 2, 0)));
     qg_tensor *y = base_op(q, x, wq, NULL);
+    if (!b && !bn->output_hook && (qg_module_is(bn, "BatchNorm2d") || qg_module_is(bn, "BatchNorm1d")))
+        return y && f ? qg__bn_forward_div(bn, y, f) : NULL;
     int nd = y ? y->ndim : 2;
     y = qg_div(y, along(f, nd, 1));
     if (b) y = qg_add(y, along(b, nd, 1));

@@ -1,22 +1,26 @@
-/* batch_norm and dropout: float64 gradient checks (training and eval, affine or not,
- * 2-D, 3-D and 4-D inputs, contiguous, transposed, sliced and expanded layouts), forward values
- * and running-statistic updates against hand-computed numbers, thread-count
+/* batch_norm, its fused form batch_norm_div (BN of x / f, the QAT ConvBn's un-scaling
+ * and BN in one op) and dropout: float64 gradient checks (training and eval, affine or
+ * not, 2-D, 3-D and 4-D inputs, contiguous, transposed, sliced and expanded layouts),
+ * forward values and running-statistic updates against hand-computed numbers,
+ * batch_norm_div against qg_div + qg_batch_norm (the same forward bits), thread-count
  * independence, and the error paths. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "test_util.h"
 #include "gc_layouts.h"
 
 /* ------------------------------------------------------------- batch_norm gradcheck */
 
 /* batch_norm's inputs in the gradcheck harness (tests/gc_layouts.h): x (in the case's
- * layout), weight, bias, and the initial running mean and variance, the last four kept
- * contiguous; weight and bias are differentiated when affine, the statistics never. */
-enum { BN_X, BN_W, BN_B, BN_RM0, BN_RV0, BN_IN };
+ * layout), weight, bias, the initial running mean and variance and batch_norm_div's
+ * divisor, the last five kept contiguous; weight and bias are differentiated when
+ * affine, the divisor when the case is batch_norm_div, the statistics never. */
+enum { BN_X, BN_W, BN_B, BN_RM0, BN_RV0, BN_F, BN_IN };
 
 typedef struct {
-    bool training, affine;
+    bool training, affine, div;
     int running;        /* 0: NULL running stats; 1: given (reset inside fn in training) */
     qg_tensor *rm, *rv; /* running stats used by fn */
 } bn_ctx;
@@ -31,9 +35,9 @@ static qg_tensor *bn_fn(qg_tensor *const *in, void *vctx) {
         qg_tensor_copy_(c->rv, in[BN_RV0]);
         rm = c->rm, rv = c->rv;
     }
-    qg_tensor *x = in[BN_X];
-    qg_tensor *y = qg_batch_norm(x, rm, rv, c->affine ? in[BN_W] : NULL, c->affine ? in[BN_B] : NULL, c->training,
-                                 0.1, 1e-5);
+    qg_tensor *x = in[BN_X], *w = c->affine ? in[BN_W] : NULL, *b = c->affine ? in[BN_B] : NULL;
+    qg_tensor *y = c->div ? qg__batch_norm_div(x, in[BN_F], rm, rv, w, b, c->training, 0.1, 1e-5)
+                          : qg_batch_norm(x, rm, rv, w, b, c->training, 0.1, 1e-5);
     /* a nonlinearity after BN, so the output's gradient is not constant per channel */
     return qg_mul(y, qg_tanh(x));
 }
@@ -43,33 +47,33 @@ static void bn_gradchecks(qg_rng *g) {
         int nd;
         int64_t shape[4];
     } shapes[] = {{2, {5, 3}}, {3, {3, 4, 5}}, {4, {2, 3, 3, 4}}};
-    const unsigned stats = 1u << BN_RM0 | 1u << BN_RV0, params = 1u << BN_W | 1u << BN_B;
+    const unsigned stats = 1u << BN_RM0 | 1u << BN_RV0, params = 1u << BN_W | 1u << BN_B, fb = 1u << BN_F;
     int count = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int layout = 0; layout < L_COUNT; layout++)
-            for (int training = 0; training < 2; training++)
-                for (int affine = 0; affine < 2; affine++)
-                    for (int running = 0; running < 2; running++) {
-                        if (!training && !running) continue; /* eval needs running stats */
-                        int nd = shapes[si].nd;
-                        int64_t C = shapes[si].shape[1];
-                        char name[96];
-                        snprintf(name, sizeof name, "batch_norm %d-d %s %s %s", nd, training ? "train" : "eval",
-                                 affine ? "affine" : "no-affine", running ? "running" : "no-running");
-                        /* x ~ N(0.5, 1.5), weight ~ U(0.5, 1.5), bias and running mean
-                         * ~ N(0, 1), running var ~ U(0.5, 2) */
-                        gc_case c = {name, NULL, BN_IN, {nd, 1, 1, 1, 1}, {{0}, {C}, {C}, {C}, {C}},
-                                     {D_NORMAL, D_UNIFORM, D_ANY, D_ANY, D_POS}};
-                        memcpy(c.shape[BN_X], shapes[si].shape, sizeof c.shape[BN_X]);
-                        bn_ctx ctx = {training, affine, running, qg_tensor_empty(QG_F64, 1, &C),
-                                      qg_tensor_empty(QG_F64, 1, &C)};
-                        gc_how how = {.fn = bn_fn, .ctx = &ctx, .fixed = params | stats,
-                                      .nograd = stats | (affine ? 0 : params),
-                                      .dist = {[BN_X] = {0.5, 1.5}, [BN_W] = {0.5, 1.5}}};
-                        gc_check(&c, &how, layout, g);
-                        count++;
-                        qg_tensor_free(ctx.rm), qg_tensor_free(ctx.rv);
-                    }
+            for (int v = 0; v < 16; v++) {
+                const bool training = v & 1, affine = v & 2, running = v & 4, div = v & 8;
+                if (!training && !running) continue; /* eval needs running stats */
+                int nd = shapes[si].nd;
+                int64_t C = shapes[si].shape[1];
+                char name[96];
+                snprintf(name, sizeof name, "batch_norm%s %d-d %s %s %s", div ? "_div" : "", nd,
+                         training ? "train" : "eval", affine ? "affine" : "no-affine",
+                         running ? "running" : "no-running");
+                /* x ~ N(0.5, 1.5), weight ~ U(0.5, 1.5), bias and running mean
+                 * ~ N(0, 1), running var ~ U(0.5, 2), the divisor ~ U(0.5, 2) */
+                gc_case c = {name, NULL, BN_IN, {nd, 1, 1, 1, 1, 1}, {{0}, {C}, {C}, {C}, {C}, {C}},
+                             {D_NORMAL, D_UNIFORM, D_ANY, D_ANY, D_POS, D_POS}};
+                memcpy(c.shape[BN_X], shapes[si].shape, sizeof c.shape[BN_X]);
+                bn_ctx ctx = {training, affine, div, running, qg_tensor_empty(QG_F64, 1, &C),
+                              qg_tensor_empty(QG_F64, 1, &C)};
+                gc_how how = {.fn = bn_fn, .ctx = &ctx, .fixed = params | stats | fb,
+                              .nograd = stats | (affine ? 0 : params) | (div ? 0 : fb),
+                              .dist = {[BN_X] = {0.5, 1.5}, [BN_W] = {0.5, 1.5}}};
+                gc_check(&c, &how, layout, g);
+                count++;
+                qg_tensor_free(ctx.rm), qg_tensor_free(ctx.rv);
+            }
     printf("batch_norm: %d gradcheck configurations\n", count);
 }
 
@@ -293,6 +297,56 @@ static void bn_threads(void) {
     qg_set_num_threads(0);
 }
 
+/* batch_norm_div against qg_div + qg_batch_norm in float32: the same output and
+ * running statistics bit for bit (the same operations), and gradients of x, the
+ * divisor, weight and bias within float32 rounding of the composed ones; training and
+ * eval, contiguous and transposed. */
+static void bn_div_parity(void) {
+    qg_rng g;
+    qg_rng_init(&g, 17);
+    static const int64_t shape[4] = {4, 6, 9, 10};
+    const int64_t C = shape[1];
+    for (int v = 0; v < 4; v++) {
+        const bool training = v & 1, tr = v & 2;
+        qg_tensor *xb = gc_make_base(QG_F32, tr ? L_TRANSPOSED : L_CONTIG, 4, shape);
+        qg_tensor_normal_(xb, &g, 0.3, 2.0);
+        qg_tensor *fr = qg_tensor_rand(&g, QG_F32, 1, &C), *w = qg_tensor_rand(&g, QG_F32, 1, &C);
+        qg_tensor *b = qg_tensor_randn(&g, QG_F32, 1, &C), *f = qg_tensor_clone(qg_add_scalar(fr, 0.5));
+        qg_tensor_free(fr);
+        qg_tensor *t[2][4], *stats[2][2];
+        qg_tensor *leaf[4] = {xb, f, w, b};
+        for (int i = 0; i < 4; i++) qg_tensor_set_requires_grad(leaf[i], true);
+        for (int r = 0; r < 2; r++) {
+            for (int i = 0; i < 4; i++) qg_tensor_zero_grad(leaf[i]);
+            qg_tensor *rm = qg_tensor_zeros(QG_F32, 1, &C), *rv = qg_tensor_ones(QG_F32, 1, &C);
+            qg_tensor *x = gc_layout_view(xb, tr ? L_TRANSPOSED : L_CONTIG, 4, shape);
+            qg_tensor *y = r ? qg__batch_norm_div(x, f, rm, rv, w, b, training, 0.1, 1e-5)
+                             : qg_batch_norm(qg_div(x, qg_reshape(f, 4, SHAPE(1, -1, 1, 1))), rm, rv, w, b, training,
+                                             0.1, 1e-5);
+            qg_tensor *l = qg_sum(qg_mul(y, qg_tanh(x)), 0, NULL, false);
+            CHECK(l && qg_backward(l, NULL) == QG_OK, "bn_div parity backward: %s", qg_last_error());
+            t[r][0] = qg_tensor_clone(y); /* output, then the gradients of x, f and w */
+            for (int i = 1; i < 4; i++) t[r][i] = qg_tensor_clone(leaf[i - 1]->grad);
+            stats[r][0] = rm, stats[r][1] = rv;
+            qg_tape_reset(NULL);
+        }
+        const char *how = training ? "training" : "eval";
+        CHECK_TENSOR(t[1][0], t[0][0], TST_BITWISE, "batch_norm_div output (%s%s)", how, tr ? ", transposed" : "");
+        CHECK_TENSOR(stats[1][0], stats[0][0], TST_BITWISE, "batch_norm_div running_mean (%s)", how);
+        CHECK_TENSOR(stats[1][1], stats[0][1], TST_BITWISE, "batch_norm_div running_var (%s)", how);
+        const tst_tol tol = {.atol = 1e-5, .rtol = 1e-5};
+        CHECK_TENSOR(t[1][1], t[0][1], tol, "batch_norm_div grad x (%s%s)", how, tr ? ", transposed" : "");
+        CHECK_TENSOR(t[1][2], t[0][2], tol, "batch_norm_div grad f (%s)", how);
+        CHECK_TENSOR(t[1][3], t[0][3], tol, "batch_norm_div grad weight (%s)", how);
+        for (int r = 0; r < 2; r++) {
+            for (int i = 0; i < 4; i++) qg_tensor_free(t[r][i]);
+            qg_tensor_free(stats[r][0]), qg_tensor_free(stats[r][1]);
+        }
+        for (int i = 0; i < 4; i++) qg_tensor_free(leaf[i]);
+        qg_tape_reset(NULL);
+    }
+}
+
 /* ------------------------------------------------------------- dropout behaviour */
 
 static void dropout_values(void) {
@@ -409,6 +463,7 @@ int main(void) {
     bn_values();
     bn_backward_values();
     bn_threads();
+    bn_div_parity();
     dropout_values();
     errors();
     return test_summary("gradcheck_bn");

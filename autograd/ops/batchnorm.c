@@ -14,6 +14,12 @@
  *   gx = (g - mean(g) - (x - mean) k) invstd w,  gw = sum((x - mean) g) invstd,
  *   gb = sum(g);  eval: gx = g invstd w (invstd from running_var + eps in double, as
  *   PyTorch's backward computes it).
+ * qg__batch_norm_div normalises x / f[c] instead of x (f per channel, with a gradient):
+ * the QAT ConvBn's un-scaling of the folded conv output and its BN in one op. Every
+ * kernel computes t = x / f[c] (real division, the bits qg_div gives) where it reads
+ * x, so the forward is bit for bit qg_div then qg_batch_norm; plain batch_norm divides
+ * by ones, which leaves x as it is. Backward adds gx = gt / f and
+ * gf = -sum(gt (t / f)), qg_div's formulas, gt being batch_norm's input gradient.
  * x is addressed as (N, C, S) planes (S = product of the spatial dims, merged when
  * their strides allow, else x is copied once). Work is split over channels; every
  * channel's sums run in one fixed order, so results do not depend on the thread
@@ -96,14 +102,14 @@ static int bn_threads(const ncs *v) {
         for (int64_t n = 0; n < v->N; n++) {                                              \
             const real *p = x + n * v->sn + c * v->sc;                                    \
             for (int64_t i = 0; i < v->S; i++)                                            \
-                for (int64_t j = 0; j < nc; j++) s[j] += p[j * v->sc + i * v->ss];        \
+                for (int64_t j = 0; j < nc; j++) s[j] += p[j * v->sc + i * v->ss] / dv[c + j]; \
         }                                                                                 \
         for (int64_t j = 0; j < nc; j++) m[j] = (real)(s[j] / cnt);                       \
         for (int64_t n = 0; n < v->N; n++) {                                              \
             const real *p = x + n * v->sn + c * v->sc;                                    \
             for (int64_t i = 0; i < v->S; i++)                                            \
                 for (int64_t j = 0; j < nc; j++) {                                        \
-                    real d = p[j * v->sc + i * v->ss] - m[j];                             \
+                    real d = p[j * v->sc + i * v->ss] / dv[c + j] - m[j];                 \
                     ss[j] += d * d;                                                       \
                 }                                                                         \
         }                                                                                 \
@@ -111,8 +117,9 @@ static int bn_threads(const ncs *v) {
     }
 
 /* Per channel c in [c0, c1): mean[c] = (real)(sum / n) and var_sum[c] = (real) of the
- * double sum of (x - mean)^2 computed in real (PyTorch's collect_stats). With S == 1
- * and channels adjacent ((N, C) row-major) rows are walked in order. */
+ * double sum of (x - mean)^2 computed in real (PyTorch's collect_stats), x read as
+ * x / dv[c] (dv: the divisors, real). With S == 1 and channels adjacent ((N, C)
+ * row-major) rows are walked in order. */
 #define BN_STATS_BODY                                                                     \
     {                                                                                     \
         const real *x = (const real *)v->data;                                            \
@@ -120,11 +127,11 @@ static int bn_threads(const ncs *v) {
         if (v->S == 1) {                                                                  \
             for (int64_t c = c0; c < c1; c++) mean[c] = 0, var_sum[c] = 0;                \
             for (int64_t n = 0; n < v->N; n++)                                            \
-                for (int64_t c = c0; c < c1; c++) mean[c] += x[n * v->sn + c * v->sc];    \
+                for (int64_t c = c0; c < c1; c++) mean[c] += x[n * v->sn + c * v->sc] / dv[c]; \
             for (int64_t c = c0; c < c1; c++) mean[c] = (real)(mean[c] / cnt);           \
             for (int64_t n = 0; n < v->N; n++)                                            \
                 for (int64_t c = c0; c < c1; c++) {                                       \
-                    real d = x[n * v->sn + c * v->sc] - (real)mean[c];                    \
+                    real d = x[n * v->sn + c * v->sc] / dv[c] - (real)mean[c];            \
                     var_sum[c] += d * d;                                                  \
                 }                                                                         \
             for (int64_t c = c0; c < c1; c++) var_sum[c] = (real)var_sum[c];              \
@@ -138,9 +145,10 @@ static int bn_threads(const ncs *v) {
         }                                                                                 \
     }
 
-static void bn_stats(qg_dtype dt, const ncs *v, double *mean, double *var_sum) {
+static void bn_stats(qg_dtype dt, const ncs *v, const char *dv_, double *mean, double *var_sum) {
     int nt = bn_threads(v);
     QG_FLOAT_DISPATCH(dt, {
+        const real *dv = (const real *)dv_;
 _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int t = 0; t < nt; t++) {
             int64_t c0 = v->C * t / nt, c1 = v->C * (t + 1) / nt;
@@ -149,12 +157,13 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
     });
 }
 
-/* y (contiguous (N, C, S)) = x * alpha[c] + beta[c] */
-static void bn_apply(qg_dtype dt, const ncs *v, const char *alpha_, const char *beta_, char *out) {
+/* y (contiguous (N, C, S)) = (x / dv[c]) * alpha[c] + beta[c] */
+static void bn_apply(qg_dtype dt, const ncs *v, const char *dv_, const char *alpha_, const char *beta_, char *out) {
     int nt = bn_threads(v);
     const int64_t N = v->N, C = v->C, S = v->S;
     QG_FLOAT_DISPATCH(dt, {
         const real *x = (const real *)v->data, *alpha = (const real *)alpha_, *beta = (const real *)beta_;
+        const real *dv = (const real *)dv_;
         real *y = (real *)out;
 _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int t = 0; t < nt; t++) {
@@ -163,17 +172,17 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                 if (S == 1) {
                     const real *xr = x + n * v->sn;
                     real *yr = y + n * C;
-                    for (int64_t c = c0; c < c1; c++) yr[c] = BN_MADD(xr[c * v->sc], alpha[c], beta[c]);
+                    for (int64_t c = c0; c < c1; c++) yr[c] = BN_MADD(xr[c * v->sc] / dv[c], alpha[c], beta[c]);
                     continue;
                 }
                 for (int64_t c = c0; c < c1; c++) {
                     const real *p = x + n * v->sn + c * v->sc;
                     real *q = y + (n * C + c) * S;
-                    const real a = alpha[c], b = beta[c];
+                    const real a = alpha[c], b = beta[c], f = dv[c];
                     if (v->ss == 1)
-                        for (int64_t i = 0; i < S; i++) q[i] = BN_MADD(p[i], a, b);
+                        for (int64_t i = 0; i < S; i++) q[i] = BN_MADD(p[i] / f, a, b);
                     else
-                        for (int64_t i = 0; i < S; i++) q[i] = BN_MADD(p[i * v->ss], a, b);
+                        for (int64_t i = 0; i < S; i++) q[i] = BN_MADD(p[i * v->ss] / f, a, b);
                 }
             }
         }
@@ -191,20 +200,21 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                 for (int64_t j = 0; j < nc; j++) {                                        \
                     const real gv = q[j * S + i];                                         \
                     s[j] += gv;                                                           \
-                    d[j] += (double)(p[j * v->sc + i * v->ss] - mean[c + j]) * gv;         \
+                    d[j] += (double)(p[j * v->sc + i * v->ss] / dv[c + j] - mean[c + j]) * gv; \
                 }                                                                         \
         }                                                                                 \
         for (int64_t j = 0; j < nc; j++) gsum[c + j] = s[j], dotp[c + j] = d[j];          \
     }
 
-/* Per channel: gsum[c] = sum g, dotp[c] = sum (x - mean[c]) g, in double.
+/* Per channel: gsum[c] = sum g, dotp[c] = sum (x / dv[c] - mean[c]) g, in double.
  * g is contiguous (N, C, S). */
-static void bn_grad_sums(qg_dtype dt, const ncs *v, const char *g_, const char *mean_, double *gsum,
-                         double *dotp) {
+static void bn_grad_sums(qg_dtype dt, const ncs *v, const char *dv_, const char *g_, const char *mean_,
+                         double *gsum, double *dotp) {
     int nt = bn_threads(v);
     const int64_t N = v->N, C = v->C, S = v->S;
     QG_FLOAT_DISPATCH(dt, {
         const real *x = (const real *)v->data, *g = (const real *)g_, *mean = (const real *)mean_;
+        const real *dv = (const real *)dv_;
 _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int t = 0; t < nt; t++) {
             int64_t c0 = C * t / nt, c1 = C * (t + 1) / nt;
@@ -214,7 +224,7 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                     for (int64_t c = c0; c < c1; c++) {
                         double gv = g[n * C + c];
                         gsum[c] += gv;
-                        dotp[c] += (x[n * v->sn + c * v->sc] - mean[c]) * gv;
+                        dotp[c] += (x[n * v->sn + c * v->sc] / dv[c] - mean[c]) * gv;
                     }
                 continue;
             }
@@ -228,36 +238,57 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
     });
 }
 
-/* gx (contiguous (N, C, S)) += training ? (g - gmean[c] - (x - mean[c]) k[c]) * invstd[c] * w[c]
- *                                     : g * invstd[c] * w[c] */
+/* With t = x / dv[c] and gt = training ? (g - gmean[c] - (t - mean[c]) k[c]) * invstd[c] * w[c]
+ *                                    : g * invstd[c] * w[c]:
+ * gx (contiguous (N, C, S), or NULL) += gt / dv[c], and gf[c] (or NULL) is set to
+ * -sum(gt * (t / dv[c])) summed in real in (n, s) order, qg_div's gradient of its
+ * divisor. Plain batch_norm: dv = 1, gf NULL. */
 typedef struct {
-    const char *g, *mean, *invstd, *w, *gmean, *k; /* w: per channel weight (1 if none) */
+    const char *g, *mean, *invstd, *w, *gmean, *k, *dv; /* w: per channel weight (1 if none) */
     bool training;
 } gx_args;
 
-static void bn_grad_input(qg_dtype dt, const ncs *v, const gx_args *a, char *gx_) {
+#define BN_GX_LOOP(GF)                                                                    \
+    for (int64_t i = 0; i < S; i++) {                                                     \
+        const real t = p[i * v->ss] / f;                                                  \
+        const real gt = train ? (q[i] - gm - (t - m) * kc) * is * wc : q[i] * is * wc;    \
+        if (o) o[i] += gt / f;                                                            \
+        if (GF) acc += -gt * (t / f);                                                     \
+    }
+
+static void bn_grad_input(qg_dtype dt, const ncs *v, const gx_args *a, char *gx_, char *gf_) {
     int nt = bn_threads(v);
     const int64_t N = v->N, C = v->C, S = v->S;
     QG_FLOAT_DISPATCH(dt, {
         const real *x = (const real *)v->data, *g = (const real *)a->g, *mean = (const real *)a->mean,
                    *invstd = (const real *)a->invstd, *w = (const real *)a->w,
-                   *gmean = (const real *)a->gmean, *k = (const real *)a->k;
-        real *gx = (real *)gx_;
+                   *gmean = (const real *)a->gmean, *k = (const real *)a->k, *dv = (const real *)a->dv;
+        real *gx = (real *)gx_, *gf = (real *)gf_;
         const bool train = a->training;
 _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int t = 0; t < nt; t++) {
             int64_t c0 = C * t / nt, c1 = C * (t + 1) / nt;
+            if (gf)
+                for (int64_t c = c0; c < c1; c++) gf[c] = 0;
             for (int64_t n = 0; n < N; n++)
                 for (int64_t c = c0; c < c1; c++) {
                     const real *p = x + n * v->sn + c * v->sc, *q = g + (n * C + c) * S;
-                    real *o = gx + (n * C + c) * S;
-                    const real is = invstd[c], wc = w[c], m = mean[c];
-                    if (train) {
-                        const real gm = gmean[c], kc = k[c];
-                        for (int64_t i = 0; i < S; i++)
-                            o[i] += (q[i] - gm - (p[i * v->ss] - m) * kc) * is * wc;
+                    real *o = gx ? gx + (n * C + c) * S : NULL;
+                    const real is = invstd[c], wc = w[c], m = mean[c], f = dv[c];
+                    const real gm = train ? gmean[c] : 0, kc = train ? k[c] : 0;
+                    if (gf) {
+                        real acc = gf[c];
+                        BN_GX_LOOP(true)
+                        gf[c] = acc;
+                    } else if (v->ss == 1 && f == 1 && o) { /* plain batch_norm, contiguous: vectorises */
+                        if (train)
+                            for (int64_t i = 0; i < S; i++) o[i] += (q[i] - gm - (p[i] - m) * kc) * is * wc;
+                        else
+                            for (int64_t i = 0; i < S; i++) o[i] += q[i] * is * wc;
                     } else {
-                        for (int64_t i = 0; i < S; i++) o[i] += q[i] * is * wc;
+                        real acc = 0;
+                        BN_GX_LOOP(false)
+                        (void)acc;
                     }
                 }
         }
@@ -267,15 +298,16 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
 /* ---------------------------------------------------------------- backward */
 
 static qg_status bn_backward(qg_node *n) {
-    qg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
-    qg_tensor *xs = n->saved[0], *mean = n->saved[1], *invstd = n->saved[2];
+    qg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2], *f = n->nin > 3 ? n->in[3] : NULL;
+    qg_tensor *xs = n->saved[0], *mean = n->saved[1], *invstd = n->saved[2], *dv = n->saved[3];
     bool training = n->ip[0] != 0;
     bool want_x = qg__wants_grad(x), want_w = qg__wants_grad(w), want_b = qg__wants_grad(b);
-    if (!want_x && !want_w && !want_b) return QG_OK;
+    bool want_f = qg__wants_grad(f);
+    if (!want_x && !want_w && !want_b && !want_f) return QG_OK;
     /* every buffer first, so that a failure leaves no gradient half-accumulated */
     qg_tensor *gx = want_x ? qg__grad_of(x) : NULL, *gw = want_w ? qg__grad_of(w) : NULL;
-    qg_tensor *gb = want_b ? qg__grad_of(b) : NULL;
-    if ((want_x && !gx) || (want_w && !gw) || (want_b && !gb)) return QG_ENOMEM;
+    qg_tensor *gb = want_b ? qg__grad_of(b) : NULL, *gf = want_f ? qg__grad_of(f) : NULL;
+    if ((want_x && !gx) || (want_w && !gw) || (want_b && !gb) || (want_f && !gf)) return QG_ENOMEM;
     if (qg_tensor_numel(xs) == 0) return QG_OK; /* an empty batch: zero gradients, as PyTorch gives */
     ncs v;
     QG_ASSERT(ncs_view(xs, &v));
@@ -285,9 +317,10 @@ static qg_status bn_backward(qg_node *n) {
     size_t es = qg_dtype_size(dt);
     const char *g = qg__data(n->out->grad);
     double *gsum = qg__tape_alloc(sizeof(double) * (size_t)(2 * C + 1)), *dotp = gsum + C;
-    char *wv = qg__tape_alloc(es * (size_t)(3 * C + 1)), *gmean = wv + es * (size_t)C, *k = gmean + es * (size_t)C;
+    char *wv = qg__tape_alloc(es * (size_t)(4 * C + 1)), *gmean = wv + es * (size_t)C, *k = gmean + es * (size_t)C;
+    char *gfs = k + es * (size_t)C; /* f's gradient, before it is added */
     if (!gsum || !wv) return QG_ENOMEM;
-    bn_grad_sums(dt, &v, g, qg__data(mean), gsum, dotp);
+    bn_grad_sums(dt, &v, qg__data(dv), g, qg__data(mean), gsum, dotp);
     QG_FLOAT_DISPATCH(dt, {
         const real *is = (const real *)qg__data(invstd);
         for (int64_t c = 0; c < C; c++) {
@@ -303,9 +336,17 @@ static qg_status bn_backward(qg_node *n) {
             for (int64_t c = 0; c < C; c++) ((real *)qg__data(gb))[c] += (real)gsum[c];
         }
     });
-    if (want_x) {
-        gx_args a = {g, qg__data(mean), qg__data(invstd), wv, gmean, k, training};
-        bn_grad_input(dt, &v, &a, qg__data(gx));
+    if (want_x || want_f) {
+        gx_args a = {g, qg__data(mean), qg__data(invstd), wv, gmean, k, qg__data(dv), training};
+        bn_grad_input(dt, &v, &a, want_x ? qg__data(gx) : NULL, want_f ? gfs : NULL);
+    }
+    if (want_f) {
+        QG_FLOAT_DISPATCH(dt, {
+            for (int64_t c = 0; c < C; c++) {
+                real *d = (real *)(void *)(qg__data(gf) + c * gf->strides[0] * (int64_t)es);
+                *d += ((const real *)gfs)[c];
+            }
+        });
     }
     return QG_OK;
 }
@@ -325,24 +366,25 @@ static qg_status check_vec(const char *what, const qg_tensor *t, const qg_tensor
     return QG_OK;
 }
 
-qg_tensor *qg_batch_norm(const qg_tensor *x, qg_tensor *running_mean, qg_tensor *running_var,
-                         const qg_tensor *weight, const qg_tensor *bias, bool training, double momentum,
-                         double eps) {
+/* batch_norm of x, or of x / f[c] (f a (C) tensor, NULL for none) */
+static qg_tensor *bn_op(const char *op, const qg_tensor *x, const qg_tensor *f, qg_tensor *running_mean,
+                        qg_tensor *running_var, const qg_tensor *weight, const qg_tensor *bias, bool training,
+                        double momentum, double eps) {
     char s1[128];
-    if (qg__check_float("batch_norm", x)) return NULL;
+    if (qg__check_float(op, x)) return NULL;
     if (x->ndim < 2)
-        return qg__err(QG_ESHAPE, "batch_norm: input %s must be (N, C), (N, C, L) or (N, C, H, W)",
+        return qg__err(QG_ESHAPE, "%s: input %s must be (N, C), (N, C, L) or (N, C, H, W)", op,
                        qg_shape_str(x, s1, sizeof s1)), NULL;
     if (check_vec("running_mean", running_mean, x) || check_vec("running_var", running_var, x) ||
-        check_vec("weight", weight, x) || check_vec("bias", bias, x))
+        check_vec("weight", weight, x) || check_vec("bias", bias, x) || check_vec("divisor", f, x))
         return NULL;
     if (!training && (!running_mean || !running_var))
-        return qg__err(QG_EINVAL, "batch_norm: eval mode needs running_mean and running_var (got %s and %s)",
+        return qg__err(QG_EINVAL, "%s: eval mode needs running_mean and running_var (got %s and %s)", op,
                        running_mean ? "a tensor" : "NULL", running_var ? "a tensor" : "NULL"), NULL;
     int64_t numel = qg_tensor_numel(x), C = x->shape[1];
     int64_t per_channel = C ? numel / C : 0;
     if (training && per_channel == 1)
-        return qg__err(QG_EINVAL, "batch_norm: expected more than 1 value per channel when training, got input %s",
+        return qg__err(QG_EINVAL, "%s: expected more than 1 value per channel when training, got input %s", op,
                        qg_shape_str(x, s1, sizeof s1)), NULL;
 
     /* x as (N, C, S) planes, copied once if its spatial dims do not merge */
@@ -358,11 +400,13 @@ qg_tensor *qg_batch_norm(const qg_tensor *x, qg_tensor *running_mean, qg_tensor 
     qg_tensor *mean = qg__tape_tensor(x->dtype, 1, &C), *invstd = qg__tape_tensor(x->dtype, 1, &C);
     qg_tensor *invstd_bw = qg__tape_tensor(x->dtype, 1, &C);
     qg_tensor *alpha = qg__tape_tensor(x->dtype, 1, &C), *beta = qg__tape_tensor(x->dtype, 1, &C);
+    qg_tensor *dv = qg__tape_tensor(x->dtype, 1, &C); /* f's values, or ones */
     double *bmean = qg__tape_alloc(sizeof(double) * (size_t)(2 * C + 1)), *var_sum = bmean + C;
-    if (!out || !mean || !invstd || !invstd_bw || !alpha || !beta || !bmean) return NULL;
+    if (!out || !mean || !invstd || !invstd_bw || !alpha || !beta || !dv || !bmean) return NULL;
+    for (int64_t c = 0; c < C; c++) vec_set(dv, c, vec_at(f, c, 1.0));
     if (numel == 0) goto record; /* nothing to normalise; running stats untouched */
 
-    if (training) bn_stats(x->dtype, &v, bmean, var_sum);
+    if (training) bn_stats(x->dtype, &v, qg__data(dv), bmean, var_sum);
     QG_FLOAT_DISPATCH(x->dtype, {
         real *m = (real *)qg__data(mean), *is = (real *)qg__data(invstd), *isb = (real *)qg__data(invstd_bw);
         real *al = (real *)qg__data(alpha), *be = (real *)qg__data(beta);
@@ -393,17 +437,32 @@ qg_tensor *qg_batch_norm(const qg_tensor *x, qg_tensor *running_mean, qg_tensor 
             be[c] = BN_MADD(-m[c], al[c], (real)vec_at(bias, c, 0.0));
         }
     });
-    bn_apply(x->dtype, &v, qg__data(alpha), qg__data(beta), qg__data(out));
+    bn_apply(x->dtype, &v, qg__data(dv), qg__data(alpha), qg__data(beta), qg__data(out));
 
 record:;
-    const qg_tensor *ins[3] = {x, weight, bias};
-    if (qg__needs_grad(3, ins)) {
-        qg_node *n = qg__record("batch_norm", bn_backward, out, 3, ins);
+    const qg_tensor *ins[4] = {x, weight, bias, f};
+    const int nin = f ? 4 : 3;
+    if (qg__needs_grad(nin, ins)) {
+        qg_node *n = qg__record(op, bn_backward, out, nin, ins);
         if (!n) return NULL;
         n->saved[0] = (qg_tensor *)xs;
         n->saved[1] = mean;
         n->saved[2] = invstd_bw;
+        n->saved[3] = dv;
         n->ip[0] = training;
     }
     return out;
+}
+
+qg_tensor *qg_batch_norm(const qg_tensor *x, qg_tensor *running_mean, qg_tensor *running_var,
+                         const qg_tensor *weight, const qg_tensor *bias, bool training, double momentum,
+                         double eps) {
+    return bn_op("batch_norm", x, NULL, running_mean, running_var, weight, bias, training, momentum, eps);
+}
+
+qg_tensor *qg__batch_norm_div(const qg_tensor *x, const qg_tensor *f, qg_tensor *running_mean,
+                              qg_tensor *running_var, const qg_tensor *weight, const qg_tensor *bias, bool training,
+                              double momentum, double eps) {
+    if (!f) return qg__err_null("batch_norm_div"), NULL;
+    return bn_op("batch_norm_div", x, f, running_mean, running_var, weight, bias, training, momentum, eps);
 }
