@@ -54,6 +54,20 @@ qg_node *qg__record(const char *name, qg_backward_fn bw, qg_tensor *out, int nin
 /* During backward: the gradient buffer of t (contiguous, t's shape, zeroed the first
  * time it is asked for in this pass). */
 qg_tensor *qg__grad_of(qg_tensor *t);
+/* The same buffer for an op that writes all of it: *fresh when this pass has not
+ * touched it yet, its contents then undefined, so the op stores (or zeroes its own part
+ * first) where it would add. Only for an op whose inputs are distinct tensors (a
+ * second request for the same tensor is not fresh, and must not be written first).
+ * Leaves are never fresh: they accumulate across backward calls. */
+qg_tensor *qg__grad_for_write(qg_tensor *t, bool *fresh);
+/* lv = v into a fresh gradient buffer (store), else lv += v. */
+#define QG_PUT_GRAD(store, lv, v) \
+    do {                          \
+        if (store)                \
+            (lv) = (v);           \
+        else                      \
+            (lv) += (v);          \
+    } while (0)
 /* True if t takes part in the gradient (requires grad). */
 static inline bool qg__wants_grad(const qg_tensor *t) { return t && t->requires_grad; }
 

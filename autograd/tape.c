@@ -391,6 +391,18 @@ qg_tensor *qg__grad_of(qg_tensor *t) {
     return t->grad;
 }
 
+qg_tensor *qg__grad_for_write(qg_tensor *t, bool *fresh) {
+    *fresh = false;
+    if (!t->tape) return qg__grad_of(t); /* a leaf accumulates across backward calls */
+    qg_tape *tp = t->tape;
+    if (t->grad && t->grad_pass == tp->pass) return t->grad;
+    if (!t->grad) t->grad = qg__tape_tensor(t->dtype, t->ndim, t->shape);
+    if (!t->grad) return NULL;
+    t->grad_pass = tp->pass;
+    *fresh = true;
+    return t->grad;
+}
+
 /* Before anything accumulates: every node this backward would run must still hold its
  * graph (not consumed by an earlier backward without retain_graph). */
 static qg_status check_graph(qg_tape *tp, qg_tensor *out, uint64_t mark) {

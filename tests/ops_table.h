@@ -18,6 +18,14 @@
 
 static qg_tensor *ops_target __attribute__((unused)), *ops_mask __attribute__((unused));
 
+/* An intermediate with three consumers (two unary ops and a view): the first backward
+ * to reach its gradient buffer finds it fresh and stores, the others add. */
+__attribute__((unused)) static qg_tensor *ops_shared(qg_tensor *x) {
+    qg_tensor *t = qg_mul_scalar(x, 1.3);
+    if (!t) return NULL;
+    return qg_add(qg_add(qg_tanh(t), qg_relu(t)), qg_reshape(qg_flatten(t, 0, -1), t->ndim, t->shape));
+}
+
 #define QG_TEST_OPS(X)                                                                                     \
     /* elementwise */                                                                                      \
     X(add, qg_add(x[0], x[1]))                                                                             \
@@ -26,6 +34,7 @@ static qg_tensor *ops_target __attribute__((unused)), *ops_mask __attribute__((u
     X(div, qg_div(x[0], x[1]))                                                                             \
     X(mul_noncontig, qg_mul(qg_transpose(x[0], 0, 1), x[1]))                                               \
     X(mul_self, qg_add(qg_mul(x[0], x[0]), x[0]))                                                          \
+    X(shared, ops_shared(x[0]))                                                                            \
     X(add_scalar, qg_add_scalar(x[0], 1.5))                                                                \
     X(sub_scalar, qg_sub_scalar(x[0], 0.75))                                                               \
     X(mul_scalar, qg_mul_scalar(x[0], -2.0))                                                               \

@@ -26,6 +26,7 @@ static const gc_case cases[] = {
     {"pow 2", op_pow_2, 1, {2}, {{3, 4}}, {D_ANY}},
     {"pow 3", op_pow_3, 1, {2}, {{3, 4}}, {D_ANY}},
     {"scalar ops", op_scalar_chain, 1, {2}, {{3, 4}}, {D_ANY}},
+    {"shared intermediate", op_shared, 1, {3}, {{2, 3, 4}}, {D_ANY}},
     {"add", op_add, 2, {2, 2}, {{3, 4}, {3, 4}}, {D_ANY, D_ANY}},
     {"add bcast", op_add, 2, {3, 2}, {{2, 3, 1}, {1, 4}}, {D_ANY, D_ANY}},
     {"sub bcast", op_sub, 2, {2, 1}, {{3, 4}, {4}}, {D_ANY, D_ANY}},

@@ -246,13 +246,16 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
 typedef struct {
     const char *g, *mean, *invstd, *w, *gmean, *k, *dv; /* w: per channel weight (1 if none) */
     bool training;
+    bool store; /* gx is a fresh buffer: = rather than += */
 } gx_args;
+
+#define BN_PUT(lv, v) QG_PUT_GRAD(store, lv, v)
 
 #define BN_GX_LOOP(GF)                                                                    \
     for (int64_t i = 0; i < S; i++) {                                                     \
         const real t = p[i * v->ss] / f;                                                  \
         const real gt = train ? (q[i] - gm - (t - m) * kc) * is * wc : q[i] * is * wc;    \
-        if (o) o[i] += gt / f;                                                            \
+        if (o) BN_PUT(o[i], gt / f);                                                      \
         if (GF) acc += -gt * (t / f);                                                     \
     }
 
@@ -264,7 +267,7 @@ static void bn_grad_input(qg_dtype dt, const ncs *v, const gx_args *a, char *gx_
                    *invstd = (const real *)a->invstd, *w = (const real *)a->w,
                    *gmean = (const real *)a->gmean, *k = (const real *)a->k, *dv = (const real *)a->dv;
         real *gx = (real *)gx_, *gf = (real *)gf_;
-        const bool train = a->training;
+        const bool train = a->training, store = a->store;
 _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int t = 0; t < nt; t++) {
             int64_t c0 = C * t / nt, c1 = C * (t + 1) / nt;
@@ -282,9 +285,9 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                         gf[c] = acc;
                     } else if (v->ss == 1 && f == 1 && o) { /* plain batch_norm, contiguous: vectorises */
                         if (train)
-                            for (int64_t i = 0; i < S; i++) o[i] += (q[i] - gm - (p[i] - m) * kc) * is * wc;
+                            for (int64_t i = 0; i < S; i++) BN_PUT(o[i], (q[i] - gm - (p[i] - m) * kc) * is * wc);
                         else
-                            for (int64_t i = 0; i < S; i++) o[i] += q[i] * is * wc;
+                            for (int64_t i = 0; i < S; i++) BN_PUT(o[i], q[i] * is * wc);
                     } else {
                         real acc = 0;
                         BN_GX_LOOP(false)
@@ -305,10 +308,12 @@ static qg_status bn_backward(qg_node *n) {
     bool want_f = qg__wants_grad(f);
     if (!want_x && !want_w && !want_b && !want_f) return QG_OK;
     /* every buffer first, so that a failure leaves no gradient half-accumulated */
-    qg_tensor *gx = want_x ? qg__grad_of(x) : NULL, *gw = want_w ? qg__grad_of(w) : NULL;
+    /* x distinct from the per-channel inputs (its shape differs), so its buffer may be fresh */
+    bool fresh = false;
+    qg_tensor *gx = want_x ? qg__grad_for_write(x, &fresh) : NULL, *gw = want_w ? qg__grad_of(w) : NULL;
     qg_tensor *gb = want_b ? qg__grad_of(b) : NULL, *gf = want_f ? qg__grad_of(f) : NULL;
     if ((want_x && !gx) || (want_w && !gw) || (want_b && !gb) || (want_f && !gf)) return QG_ENOMEM;
-    if (qg_tensor_numel(xs) == 0) return QG_OK; /* an empty batch: zero gradients, as PyTorch gives */
+    if (qg_tensor_numel(xs) == 0) return QG_OK; /* an empty batch: zero gradients (gx has no elements) */
     ncs v;
     QG_ASSERT(ncs_view(xs, &v));
     const int64_t C = v.C;
@@ -337,7 +342,7 @@ static qg_status bn_backward(qg_node *n) {
         }
     });
     if (want_x || want_f) {
-        gx_args a = {g, qg__data(mean), qg__data(invstd), wv, gmean, k, qg__data(dv), training};
+        gx_args a = {g, qg__data(mean), qg__data(invstd), wv, gmean, k, qg__data(dv), training, fresh};
         bn_grad_input(dt, &v, &a, want_x ? qg__data(gx) : NULL, want_f ? gfs : NULL);
     }
     if (want_f) {

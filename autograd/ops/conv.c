@@ -343,25 +343,28 @@ static void fwd_image(const conv_geom *g, qg_dtype dt, const char *x, const char
     if (b && !g->fwd_t) add_bias(dt, g->K, g->P, b, bs, on);
 }
 
-/* dx[n] += col2im(W^T @ dY[n]) */
-static void dx_image(const conv_geom *g, qg_dtype dt, const char *w, const char *dy, char *dx, bufs s,
+/* dx[n] += col2im(W^T @ dY[n]); fresh: dx is a fresh buffer, dx[n] = instead */
+static void dx_image(const conv_geom *g, qg_dtype dt, const char *w, const char *dy, char *dx, bool fresh, bufs s,
                      int64_t n, int nt) {
     size_t es = qg_dtype_size(dt);
     const char *dyn = dy + (size_t)(n * g->K * g->P) * es;
     char *dxn = dx + (size_t)(n * g->C * g->H * g->W) * es;
     /* pointwise: col2im is the identity, so accumulate straight into dx */
     char *dcol = g->pointwise ? dxn : s.dcol;
+    const bool acc = g->pointwise && !fresh; /* the GEMM or transpose adds into dx itself */
     for (int64_t gr = 0; gr < g->G; gr++) {
         const char *Wg = w + (size_t)(gr * g->Kg * g->wrs) * es, *Dg = dyn + (size_t)(gr * g->Kg * g->P) * es;
         char *Cg = dcol + (size_t)(gr * g->CKg * g->P) * es;
         if (!g->dx_t) {
-            qg__gemm(dt, g->CKg, g->P, g->Kg, Wg, 1, g->wrs, Dg, g->P, 1, g->pointwise ? 1.0 : 0.0, Cg, g->P, 1);
+            qg__gemm(dt, g->CKg, g->P, g->Kg, Wg, 1, g->wrs, Dg, g->P, 1, acc ? 1.0 : 0.0, Cg, g->P, 1);
         } else { /* tmp (P, CKg) = dY_g^T W_g, then dcol_g (+)= tmp^T */
             qg__gemm(dt, g->P, g->CKg, g->Kg, Dg, 1, g->P, Wg, g->wrs, 1, 0.0, s.tmp, g->CKg, 1);
-            transpose_to(dt, g->P, g->CKg, s.tmp, g->CKg, Cg, g->P, NULL, 0, g->pointwise, nt);
+            transpose_to(dt, g->P, g->CKg, s.tmp, g->CKg, Cg, g->P, NULL, 0, acc, nt);
         }
     }
-    if (!g->pointwise) col2im_par(g, dt, dcol, dxn, nt);
+    if (g->pointwise) return;
+    if (fresh) memset(dxn, 0, (size_t)(g->C * g->H * g->W) * es); /* col2im adds: zeroed here, in cache */
+    col2im_par(g, dt, dcol, dxn, nt);
 }
 
 /* dWb (+)= dY[n] @ cols(x[n])^T, stored as (K, CKg) or, if dw_t, per group as
@@ -384,9 +387,9 @@ static void dw_image(const conv_geom *g, qg_dtype dt, const char *x, const char 
 /* Images [n0, n1) of one dW block: dx (if dx != NULL) and the block's dW sum (if dwb
  * != NULL; the first image overwrites unless accumulate). */
 static void bwd_block(const conv_geom *g, qg_dtype dt, const char *x, const char *w, const char *dy, char *dx,
-                      char *dwb, bufs s, int64_t n0, int64_t n1, bool accumulate, int nt) {
+                      bool fresh, char *dwb, bufs s, int64_t n0, int64_t n1, bool accumulate, int nt) {
     for (int64_t n = n0; n < n1; n++) {
-        if (dx) dx_image(g, dt, w, dy, dx, s, n, nt);
+        if (dx) dx_image(g, dt, w, dy, dx, fresh, s, n, nt);
         if (dwb) dw_image(g, dt, x, dy, dwb, s, n, (n > n0 || accumulate) ? 1.0 : 0.0, nt);
     }
 }
@@ -450,7 +453,9 @@ static qg_status conv_backward(qg_node *node) {
     const char *dy = qg__data(node->out->grad), *xd = qg__data(x), *w = qg__data(cx->wm);
     const int64_t N = g->N;
     const bool want_x = qg__wants_grad(x), want_w = qg__wants_grad(wt) && N > 0;
-    qg_tensor *gx = want_x ? qg__grad_of(x) : NULL, *gw = want_w ? qg__grad_of(wt) : NULL;
+    bool fresh = false; /* x's buffer: fresh only if x is not also the weight */
+    qg_tensor *gx = !want_x ? NULL : x != wt ? qg__grad_for_write(x, &fresh) : qg__grad_of(x);
+    qg_tensor *gw = want_w ? qg__grad_of(wt) : NULL;
     if ((want_x && !gx) || (want_w && !gw)) return QG_ENOMEM;
     char *dx = gx ? qg__data(gx) : NULL, *dW = gw ? qg__data(gw) : NULL;
 
@@ -471,7 +476,7 @@ static qg_status conv_backward(qg_node *node) {
         if (!base) return QG_ENOMEM;
         _Pragma("omp parallel for num_threads(ntb) schedule(static) if(ntb > 1)")
         for (int64_t bi = 0; bi < nb; bi++)
-            bwd_block(g, dt, xd, w, dy, dx, part + (size_t)(bi * wn) * es, thread_bufs(&bp, base, qg__thread_id()),
+            bwd_block(g, dt, xd, w, dy, dx, fresh, part + (size_t)(bi * wn) * es, thread_bufs(&bp, base, qg__thread_id()),
                       bi * N / nb, (bi + 1) * N / nb, direct, 1);
     } else {
         if (want_x) { /* images in parallel, or one after another with threads inside */
@@ -482,9 +487,10 @@ static qg_status conv_backward(qg_node *node) {
             if (!base) return QG_ENOMEM;
             if (outer) {
                 _Pragma("omp parallel for num_threads(nt) schedule(static)")
-                for (int64_t n = 0; n < N; n++) dx_image(g, dt, w, dy, dx, thread_bufs(&bp, base, qg__thread_id()), n, 1);
+                for (int64_t n = 0; n < N; n++)
+                    dx_image(g, dt, w, dy, dx, fresh, thread_bufs(&bp, base, qg__thread_id()), n, 1);
             } else {
-                for (int64_t n = 0; n < N; n++) dx_image(g, dt, w, dy, dx, thread_bufs(&bp, base, 0), n, nt);
+                for (int64_t n = 0; n < N; n++) dx_image(g, dt, w, dy, dx, fresh, thread_bufs(&bp, base, 0), n, nt);
             }
         }
         if (want_w) {
@@ -494,11 +500,11 @@ static qg_status conv_backward(qg_node *node) {
             if (outer_b) {
                 _Pragma("omp parallel for num_threads(ntb) schedule(static)")
                 for (int64_t bi = 0; bi < nb; bi++)
-                    bwd_block(g, dt, xd, w, dy, NULL, part + (size_t)(bi * wn) * es, thread_bufs(&bp, base, qg__thread_id()),
+                    bwd_block(g, dt, xd, w, dy, NULL, false, part + (size_t)(bi * wn) * es, thread_bufs(&bp, base, qg__thread_id()),
                               bi * N / nb, (bi + 1) * N / nb, direct, 1);
             } else {
                 for (int64_t bi = 0; bi < nb; bi++)
-                    bwd_block(g, dt, xd, w, dy, NULL, part + (size_t)(bi * wn) * es, thread_bufs(&bp, base, 0),
+                    bwd_block(g, dt, xd, w, dy, NULL, false, part + (size_t)(bi * wn) * es, thread_bufs(&bp, base, 0),
                               bi * N / nb, (bi + 1) * N / nb, direct, ntb);
             }
         }

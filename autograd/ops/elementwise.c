@@ -26,6 +26,7 @@ typedef struct {
     unary_op op;
     qg_dtype dt;
     double p0, p1;
+    bool store; /* backward: a fresh gradient buffer, stored rather than added to */
 } unary_ctx;
 
 /* Rows: apply EXPR (of x) from src (ptr[1]) into dst (ptr[0]). */
@@ -90,7 +91,10 @@ static void unary_fwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) 
     });
 }
 
-/* Backward rows: dst (ptr[0]) += EXPR of g (ptr[1]), x (ptr[2]), y (ptr[3]). */
+/* Backward rows: dst (ptr[0]) += EXPR of g (ptr[1]), x (ptr[2]), y (ptr[3]); dst =
+ * EXPR instead where the row function's store_ is set (a fresh gradient buffer of
+ * the iteration's own shape: never the broadcast branch). */
+#define GRAD_PUT(lv, v) QG_PUT_GRAD(store_, lv, v)
 #define GRAD_ROW(EXPR)                                                                 \
     do {                                                                               \
         real *d = (real *)ptr[0];                                                      \
@@ -100,7 +104,7 @@ static void unary_fwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) 
             for (int64_t i = 0; i < n; i++) {                                          \
                 real g = G[i], x = X[i], y = Y[i];                                     \
                 (void)x, (void)y;                                                      \
-                d[i] += (EXPR);                                                        \
+                GRAD_PUT(d[i], (EXPR));                                                \
             }                                                                          \
         } else if (st[0] == 0 && st[1] == 1 && st[2] == 1 && st[3] == 0) {             \
             /* a row of a broadcast input's gradient (a per-channel y): 8 partial sums */ \
@@ -124,13 +128,14 @@ static void unary_fwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) 
             for (int64_t i = 0; i < n; i++) {                                          \
                 real g = G[i * st[1]], x = X[i * st[2]], y = Y[i * st[3]];             \
                 (void)x, (void)y;                                                      \
-                d[i * st[0]] += (EXPR);                                                \
+                GRAD_PUT(d[i * st[0]], (EXPR));                                        \
             }                                                                          \
         }                                                                              \
     } while (0)
 
 static void unary_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
     const unary_ctx *c = vctx;
+    const bool store_ = c->store;
     QG_FLOAT_DISPATCH(c->dt, {
         const real p0 = (real)c->p0, p1 = (real)c->p1;
         switch (c->op) {
@@ -156,9 +161,10 @@ static void unary_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) 
 static qg_status unary_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
     if (!qg__wants_grad(x)) return QG_OK;
-    unary_ctx c = {(unary_op)n->ip[0], x->dtype, n->p[0], n->p[1]};
-    qg_tensor *gx = qg__grad_of(x);
+    bool fresh;
+    qg_tensor *gx = qg__grad_for_write(x, &fresh);
     if (!gx) return QG_ENOMEM;
+    unary_ctx c = {(unary_op)n->ip[0], x->dtype, n->p[0], n->p[1], fresh};
     const qg_tensor *ops[4] = {gx, n->out->grad, x, n->out};
     qg_iter it;
     qg__iter_init(&it, 4, ops, x->ndim, x->shape);
@@ -170,7 +176,7 @@ static qg_tensor *unary(unary_op op, const qg_tensor *x, double p0, double p1) {
     if (qg__check_float(unary_names[op], x)) return NULL;
     qg_tensor *out = qg__tape_tensor(x->dtype, x->ndim, x->shape);
     if (!out) return NULL;
-    unary_ctx c = {op, x->dtype, p0, p1};
+    unary_ctx c = {op, x->dtype, p0, p1, false};
     const qg_tensor *ops[2] = {out, x};
     qg_iter it;
     qg__iter_init(&it, 2, ops, x->ndim, x->shape);
@@ -258,6 +264,7 @@ static void binary_fwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx)
 /* dst (ptr[0]) += EXPR of g (ptr[1]), a (ptr[2]), b (ptr[3]); same loop as unary */
 static void binary_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
     const binary_ctx *c = vctx;
+    const bool store_ = false;
     QG_FLOAT_DISPATCH(c->dt, {
         /* GRAD_ROW's x and y are a and b here */
         if (c->which == 0) {

@@ -130,10 +130,12 @@ static qg_status linear_backward(qg_node *n) {
     qg_dtype dt = g->dtype;
     int64_t in = w->shape[1], outf = w->shape[0], rows = qg_tensor_numel(g) / (outf ? outf : 1);
     const char *gd = qg__data(g), *wd = qg__data(w);
-    if (qg__wants_grad(x)) { /* dx (rows, in) += g (rows, out) @ W (out, in) */
-        qg_tensor *gx = qg__grad_of(x);
+    if (qg__wants_grad(x)) { /* dx (rows, in) += g (rows, out) @ W (out, in); = when fresh (dx comes first) */
+        bool fresh;
+        qg_tensor *gx = qg__grad_for_write(x, &fresh);
         if (!gx) return QG_ENOMEM;
-        qg__gemm(dt, rows, in, outf, gd, outf, 1, wd, w->strides[0], w->strides[1], 1.0, qg__data(gx), in, 1);
+        qg__gemm(dt, rows, in, outf, gd, outf, 1, wd, w->strides[0], w->strides[1], fresh ? 0.0 : 1.0, qg__data(gx),
+                 in, 1);
     }
     if (qg__wants_grad(w)) { /* dW (out, in) += g^T (out, rows) @ x (rows, in) */
         int64_t xr = 0, xrs = 0;

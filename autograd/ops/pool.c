@@ -334,7 +334,8 @@ static void max_plane(const pool_geom *g, qg_dtype dt, const char *xp, char *op,
 static qg_status max_pool_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
     if (!qg__wants_grad(x)) return QG_OK;
-    qg_tensor *gxt = qg__grad_of(x);
+    bool fresh;
+    qg_tensor *gxt = qg__grad_for_write(x, &fresh);
     if (!gxt) return QG_ENOMEM;
     const pool_ctx *c = n->ctx;
     const pool_geom *g = &c->g;
@@ -348,10 +349,11 @@ static qg_status max_pool_backward(qg_node *n) {
         real *gx = (real *)gxp;
         const real *gy = (const real *)gyp;
         _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
-        for (int64_t q = 0; q < NC; q++) { /* gx[q][idx] += gy[q][o] */
+        for (int64_t q = 0; q < NC; q++) { /* gx[q][idx] += gy[q][o]; a fresh plane zeroed first */
             real *d = gx + q * HW;
             const real *s = gy + q * P;
             const int32_t *ix = idx + q * P;
+            if (fresh) memset(d, 0, sizeof(real) * (size_t)HW);
             for (int64_t o = 0; o < P; o++)
                 if (ix[o] >= 0) d[ix[o]] += s[o];
         }

@@ -95,10 +95,15 @@ static qg_status apply_geom(view_kind k, const int64_t *ip, const qg_tensor *in,
 static qg_status view_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
     if (!qg__wants_grad(x)) return QG_OK;
-    qg_tensor gv, *gx = qg__grad_of(x);
+    bool fresh;
+    qg_tensor gv, *gx = qg__grad_for_write(x, &fresh);
     if (!gx) return QG_ENOMEM;
-    qg_status st = apply_geom((view_kind)n->ip[KIND_SLOT], n->ip, gx, &gv);
+    const view_kind k = (view_kind)n->ip[KIND_SLOT];
+    const bool onto = k != V_SLICE && k != V_SELECT && k != V_EXPAND; /* the view covers gx once */
+    if (fresh && !onto) memset(qg__data(gx), 0, (size_t)qg_tensor_numel(gx) * qg_dtype_size(gx->dtype));
+    qg_status st = apply_geom(k, n->ip, gx, &gv);
     QG_ASSERT(st == QG_OK); /* the gradient buffer is contiguous: every view fits */
+    if (fresh && onto) return qg_tensor_copy_(&gv, n->out->grad);
     qg__unbroadcast_add(&gv, n->out->grad);
     return QG_OK;
 }

@@ -219,11 +219,12 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
 
 /* ---------------------------------------------------------------- STE op */
 
-/* gx += g * mask (all C order, contiguous) */
+/* gx += g * mask (all C order, contiguous); gx = g * mask into a fresh buffer */
 static qg_status ste_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
     if (!qg__wants_grad(x)) return QG_OK;
-    qg_tensor *gxt = qg__grad_of(x);
+    bool fresh;
+    qg_tensor *gxt = qg__grad_for_write(x, &fresh);
     if (!gxt) return QG_ENOMEM;
     const int64_t N = qg_tensor_numel(x);
     const uint8_t *m = (const uint8_t *)qg__data(n->saved[0]);
@@ -236,7 +237,10 @@ static qg_status ste_backward(qg_node *n) {
 _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int t = 0; t < nt; t++) {
             int64_t a = qg__split_at(N, t, nt), b = qg__split_at(N, t + 1, nt);
-            for (int64_t i = a; i < b; i++) gx[i] += g[i] * (real)m[i];
+            if (fresh)
+                for (int64_t i = a; i < b; i++) gx[i] = g[i] * (real)m[i];
+            else
+                for (int64_t i = a; i < b; i++) gx[i] += g[i] * (real)m[i];
         }
     });
     return QG_OK;

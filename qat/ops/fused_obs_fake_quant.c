@@ -47,9 +47,11 @@ static void vec_put(qg_tensor *t, int64_t c, double v) {
 static qg_status identity_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
     if (!qg__wants_grad(x)) return QG_OK;
-    qg_tensor *gx = qg__grad_of(x);
+    bool fresh;
+    qg_tensor *gx = qg__grad_for_write(x, &fresh);
     if (!gx) return QG_ENOMEM;
-    qg__unbroadcast_add(gx, n->out->grad); /* same shape: gx += g */
+    if (fresh) return qg_tensor_copy_(gx, n->out->grad); /* same shape: gx = g */
+    qg__unbroadcast_add(gx, n->out->grad);                /* gx += g */
     return QG_OK;
 }
 
