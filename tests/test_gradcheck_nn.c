@@ -1,6 +1,7 @@
 /* conv2d, conv1d and 2-D pooling: float64 gradient checks on contiguous, transposed and
  * sliced inputs; forward values against hand-computed results and against a direct
- * (naive loop) convolution; the same results at 1 and 2 threads; error paths. */
+ * (naive loop) convolution, single-channel float32 inputs (the direct first-layer
+ * kernel) included; the same results at 1 and 2 threads; error paths. */
 #include <string.h>
 
 #include "hooks.h"
@@ -255,6 +256,13 @@ static void against_naive(qg_dtype dt, qg_rng *g) {
         {2, 3, 7, 9, 2, 1, 3, {1, 3}, {0, 1}, {1, 1}, 1, false},
         {9, 3, 16, 16, 8, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, true}, /* parallel over images */
         {1, 16, 24, 24, 8, 3, 3, {1, 1}, {2, 2}, {2, 2}, 1, true}, /* parallel inside one image */
+        /* one input channel, stride 1: the direct kernel (kernels/conv1.c) in float32 */
+        {3, 1, 28, 28, 32, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, true}, /* the fmnist CNN's first conv */
+        {2, 1, 13, 37, 5, 5, 5, {1, 1}, {2, 1}, {1, 1}, 1, false}, /* 5x5, row tails */
+        {2, 1, 9, 20, 4, 2, 3, {1, 1}, {0, 1}, {2, 2}, 1, true},   /* dilated 2x3 */
+        {1, 1, 5, 3, 3, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, true},    /* rows shorter than a vector */
+        {1, 1, 1, 1, 2, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, true},    /* col too small to lend: GEMM */
+        {2, 1, 8, 8, 3, 3, 3, {2, 1}, {1, 1}, {1, 1}, 1, true},    /* row stride: GEMM */
     };
     for (size_t t = 0; t < sizeof cfg / sizeof cfg[0]; t++) {
         int64_t Cg = cfg[t].C / cfg[t].groups;

@@ -323,10 +323,39 @@ static matrix image_cols(const conv_geom *g, qg_dtype dt, const char *x, int64_t
     return (matrix){col, g->P, 1};
 }
 
+/* The direct single-channel kernel (kernels/conv1.c) for this forward: float32, one
+ * input channel, stride 1, contiguous weight rows and bias, and the padded plane (plus
+ * the kernel's 16 floats of slack) fitting the col buffer it borrows. */
+static bool direct1(const conv_geom *g, qg_dtype dt, int64_t bs) {
+    const int64_t T = g->kh * g->kw, Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw;
+    return dt == QG_F32 && g->C == 1 && g->G == 1 && g->sh == 1 && g->sw == 1 && !g->pointwise &&
+           qg__conv1_supported(T) && g->wrs == T && bs <= 1 && Hp * Wp + 16 <= T * g->P;
+}
+
+/* Image n through the direct kernel: its plane padded into xp (zeros around). */
+static void fwd_direct1(const conv_geom *g, const char *x, const char *w, const char *b, char *out, float *xp,
+                        int64_t n) {
+    const int64_t Wp = g->W + 2 * g->pw, Hp = g->H + 2 * g->ph;
+    const float *xn = (const float *)(const void *)x + n * g->xs[0];
+    for (int64_t r = 0; r < Hp; r++)
+        for (int64_t c = 0; c < Wp; c++) {
+            const int64_t h = r - g->ph, wi = c - g->pw;
+            xp[r * Wp + c] = h >= 0 && h < g->H && wi >= 0 && wi < g->W ? xn[h * g->xs[2] + wi * g->xs[3]] : 0.0f;
+        }
+    for (int i = 0; i < 16; i++) xp[Hp * Wp + i] = 0.0f; /* the slack the vector tails read */
+    qg__conv1_f32(xp, Wp, g->OH, g->OW, (int)g->kh, (int)g->kw, (int)g->dh, (int)g->dw,
+                  (const float *)(const void *)w, (const float *)(const void *)b, g->K,
+                  (float *)(void *)out + n * g->K * g->P);
+}
+
 /* out[n] = W @ cols(x[n]) (+ b); nt threads inside. */
 static void fwd_image(const conv_geom *g, qg_dtype dt, const char *x, const char *w, const char *b,
                       int64_t bs, char *out, bufs s, int64_t n, int nt) {
     size_t es = qg_dtype_size(dt);
+    if (direct1(g, dt, b ? bs : 1)) {
+        fwd_direct1(g, x, w, b, out, (float *)(void *)s.col, n);
+        return;
+    }
     char *on = out + (size_t)(n * g->K * g->P) * es;
     matrix B = image_cols(g, dt, x, n, s.col, nt);
     for (int64_t gr = 0; gr < g->G; gr++) {
