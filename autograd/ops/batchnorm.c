@@ -17,8 +17,8 @@
  * qg__batch_norm_div normalises x / f[c] instead of x (f per channel, with a gradient):
  * the QAT ConvBn's un-scaling of the folded conv output and its BN in one op. Every
  * kernel computes t = x / f[c] (real division, the bits qg_div gives) where it reads
- * x, so the forward is bit for bit qg_div then qg_batch_norm; plain batch_norm divides
- * by ones, which leaves x as it is. Backward adds gx = gt / f and
+ * x, so the forward is bit for bit qg_div then qg_batch_norm; the loops of plain
+ * batch_norm are instantiated without the division. Backward adds gx = gt / f and
  * gf = -sum(gt (t / f)), qg_div's formulas, gt being batch_norm's input gradient.
  * x is addressed as (N, C, S) planes (S = product of the spatial dims, merged when
  * their strides allow, else x is copied once). Work is split over channels; every
@@ -94,7 +94,7 @@ static int bn_threads(const ncs *v) {
 
 /* Channels c..c+nc (nc <= BN_GROUP) of the S > 1 layout: serial double sums of x, then
  * of (x - mean)^2 computed in real. */
-#define BN_STATS_GROUP(nc_)                                                               \
+#define BN_STATS_GROUP(nc_, DIVJ)                                                         \
     {                                                                                     \
         const int64_t nc = (nc_);                                                         \
         double s[BN_GROUP] = {0}, ss[BN_GROUP] = {0};                                     \
@@ -102,14 +102,14 @@ static int bn_threads(const ncs *v) {
         for (int64_t n = 0; n < v->N; n++) {                                              \
             const real *p = x + n * v->sn + c * v->sc;                                    \
             for (int64_t i = 0; i < v->S; i++)                                            \
-                for (int64_t j = 0; j < nc; j++) s[j] += p[j * v->sc + i * v->ss] / dv[c + j]; \
+                for (int64_t j = 0; j < nc; j++) s[j] += p[j * v->sc + i * v->ss] DIVJ;    \
         }                                                                                 \
         for (int64_t j = 0; j < nc; j++) m[j] = (real)(s[j] / cnt);                       \
         for (int64_t n = 0; n < v->N; n++) {                                              \
             const real *p = x + n * v->sn + c * v->sc;                                    \
             for (int64_t i = 0; i < v->S; i++)                                            \
                 for (int64_t j = 0; j < nc; j++) {                                        \
-                    real d = p[j * v->sc + i * v->ss] / dv[c + j] - m[j];                 \
+                    real d = p[j * v->sc + i * v->ss] DIVJ - m[j];                        \
                     ss[j] += d * d;                                                       \
                 }                                                                         \
         }                                                                                 \
@@ -118,29 +118,29 @@ static int bn_threads(const ncs *v) {
 
 /* Per channel c in [c0, c1): mean[c] = (real)(sum / n) and var_sum[c] = (real) of the
  * double sum of (x - mean)^2 computed in real (PyTorch's collect_stats), x read as
- * x / dv[c] (dv: the divisors, real). With S == 1 and channels adjacent ((N, C)
- * row-major) rows are walked in order. */
-#define BN_STATS_BODY                                                                     \
+ * x DIVC (DIVJ for channel c + j: "/ dv[c]", or nothing without divisors). With
+ * S == 1 and channels adjacent ((N, C) row-major) rows are walked in order. */
+#define BN_STATS_BODY(DIVJ, DIVC)                                                         \
     {                                                                                     \
         const real *x = (const real *)v->data;                                            \
         const double cnt = (double)(v->N * v->S);                                         \
         if (v->S == 1) {                                                                  \
             for (int64_t c = c0; c < c1; c++) mean[c] = 0, var_sum[c] = 0;                \
             for (int64_t n = 0; n < v->N; n++)                                            \
-                for (int64_t c = c0; c < c1; c++) mean[c] += x[n * v->sn + c * v->sc] / dv[c]; \
+                for (int64_t c = c0; c < c1; c++) mean[c] += x[n * v->sn + c * v->sc] DIVC; \
             for (int64_t c = c0; c < c1; c++) mean[c] = (real)(mean[c] / cnt);           \
             for (int64_t n = 0; n < v->N; n++)                                            \
                 for (int64_t c = c0; c < c1; c++) {                                       \
-                    real d = x[n * v->sn + c * v->sc] / dv[c] - (real)mean[c];            \
+                    real d = x[n * v->sn + c * v->sc] DIVC - (real)mean[c];               \
                     var_sum[c] += d * d;                                                  \
                 }                                                                         \
             for (int64_t c = c0; c < c1; c++) var_sum[c] = (real)var_sum[c];              \
         } else {                                                                          \
             for (int64_t c = c0; c < c1; c += BN_GROUP) {                                 \
                 if (c1 - c >= BN_GROUP)                                                   \
-                    BN_STATS_GROUP(BN_GROUP)                                              \
+                    BN_STATS_GROUP(BN_GROUP, DIVJ)                                        \
                 else                                                                      \
-                    BN_STATS_GROUP(c1 - c)                                                \
+                    BN_STATS_GROUP(c1 - c, DIVJ)                                          \
             }                                                                             \
         }                                                                                 \
     }
@@ -152,12 +152,15 @@ static void bn_stats(qg_dtype dt, const ncs *v, const char *dv_, double *mean, d
 _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int t = 0; t < nt; t++) {
             int64_t c0 = v->C * t / nt, c1 = v->C * (t + 1) / nt;
-            BN_STATS_BODY
+            if (dv)
+                BN_STATS_BODY(/ dv[c + j], / dv[c])
+            else
+                BN_STATS_BODY(, )
         }
     });
 }
 
-/* y (contiguous (N, C, S)) = (x / dv[c]) * alpha[c] + beta[c] */
+/* y (contiguous (N, C, S)) = (x / dv[c]) * alpha[c] + beta[c]; dv NULL: no division */
 static void bn_apply(qg_dtype dt, const ncs *v, const char *dv_, const char *alpha_, const char *beta_, char *out) {
     int nt = bn_threads(v);
     const int64_t N = v->N, C = v->C, S = v->S;
@@ -172,17 +175,22 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                 if (S == 1) {
                     const real *xr = x + n * v->sn;
                     real *yr = y + n * C;
-                    for (int64_t c = c0; c < c1; c++) yr[c] = BN_MADD(xr[c * v->sc] / dv[c], alpha[c], beta[c]);
+                    for (int64_t c = c0; c < c1; c++)
+                        yr[c] = BN_MADD(dv ? xr[c * v->sc] / dv[c] : xr[c * v->sc], alpha[c], beta[c]);
                     continue;
                 }
                 for (int64_t c = c0; c < c1; c++) {
                     const real *p = x + n * v->sn + c * v->sc;
                     real *q = y + (n * C + c) * S;
-                    const real a = alpha[c], b = beta[c], f = dv[c];
-                    if (v->ss == 1)
-                        for (int64_t i = 0; i < S; i++) q[i] = BN_MADD(p[i] / f, a, b);
-                    else
+                    const real a = alpha[c], b = beta[c];
+                    if (dv) {
+                        const real f = dv[c];
                         for (int64_t i = 0; i < S; i++) q[i] = BN_MADD(p[i * v->ss] / f, a, b);
+                    } else if (v->ss == 1) {
+                        for (int64_t i = 0; i < S; i++) q[i] = BN_MADD(p[i], a, b);
+                    } else {
+                        for (int64_t i = 0; i < S; i++) q[i] = BN_MADD(p[i * v->ss], a, b);
+                    }
                 }
             }
         }
@@ -190,7 +198,7 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
 }
 
 /* Channels c..c+nc of the S > 1 layout: serial double sums of g and of (x - mean) g. */
-#define BN_GSUMS_GROUP(nc_)                                                               \
+#define BN_GSUMS_GROUP(nc_, DIVJ)                                                         \
     {                                                                                     \
         const int64_t nc = (nc_);                                                         \
         double s[BN_GROUP] = {0}, d[BN_GROUP] = {0};                                      \
@@ -200,14 +208,14 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                 for (int64_t j = 0; j < nc; j++) {                                        \
                     const real gv = q[j * S + i];                                         \
                     s[j] += gv;                                                           \
-                    d[j] += (double)(p[j * v->sc + i * v->ss] / dv[c + j] - mean[c + j]) * gv; \
+                    d[j] += (double)(p[j * v->sc + i * v->ss] DIVJ - mean[c + j]) * gv;   \
                 }                                                                         \
         }                                                                                 \
         for (int64_t j = 0; j < nc; j++) gsum[c + j] = s[j], dotp[c + j] = d[j];          \
     }
 
-/* Per channel: gsum[c] = sum g, dotp[c] = sum (x / dv[c] - mean[c]) g, in double.
- * g is contiguous (N, C, S). */
+/* Per channel: gsum[c] = sum g, dotp[c] = sum (x / dv[c] - mean[c]) g, in double (dv
+ * NULL: no division). g is contiguous (N, C, S). */
 static void bn_grad_sums(qg_dtype dt, const ncs *v, const char *dv_, const char *g_, const char *mean_,
                          double *gsum, double *dotp) {
     int nt = bn_threads(v);
@@ -224,15 +232,19 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                     for (int64_t c = c0; c < c1; c++) {
                         double gv = g[n * C + c];
                         gsum[c] += gv;
-                        dotp[c] += (x[n * v->sn + c * v->sc] / dv[c] - mean[c]) * gv;
+                        dotp[c] += ((dv ? x[n * v->sn + c * v->sc] / dv[c] : x[n * v->sn + c * v->sc]) - mean[c]) * gv;
                     }
                 continue;
             }
             for (int64_t c = c0; c < c1; c += BN_GROUP) { /* in lockstep groups, as bn_stats */
-                if (c1 - c >= BN_GROUP)
-                    BN_GSUMS_GROUP(BN_GROUP)
+                if (c1 - c >= BN_GROUP && dv)
+                    BN_GSUMS_GROUP(BN_GROUP, / dv[c + j])
+                else if (c1 - c >= BN_GROUP)
+                    BN_GSUMS_GROUP(BN_GROUP, )
+                else if (dv)
+                    BN_GSUMS_GROUP(c1 - c, / dv[c + j])
                 else
-                    BN_GSUMS_GROUP(c1 - c)
+                    BN_GSUMS_GROUP(c1 - c, )
             }
         }
     });
@@ -325,7 +337,7 @@ static qg_status bn_backward(qg_node *n) {
     char *wv = qg__tape_alloc(es * (size_t)(4 * C + 1)), *gmean = wv + es * (size_t)C, *k = gmean + es * (size_t)C;
     char *gfs = k + es * (size_t)C; /* f's gradient, before it is added */
     if (!gsum || !wv) return QG_ENOMEM;
-    bn_grad_sums(dt, &v, qg__data(dv), g, qg__data(mean), gsum, dotp);
+    bn_grad_sums(dt, &v, f ? qg__data(dv) : NULL, g, qg__data(mean), gsum, dotp);
     QG_FLOAT_DISPATCH(dt, {
         const real *is = (const real *)qg__data(invstd);
         for (int64_t c = 0; c < C; c++) {
@@ -411,7 +423,8 @@ static qg_tensor *bn_op(const char *op, const qg_tensor *x, const qg_tensor *f, 
     for (int64_t c = 0; c < C; c++) vec_set(dv, c, vec_at(f, c, 1.0));
     if (numel == 0) goto record; /* nothing to normalise; running stats untouched */
 
-    if (training) bn_stats(x->dtype, &v, qg__data(dv), bmean, var_sum);
+    const char *dvp = f ? qg__data(dv) : NULL; /* the kernels' divisors: none for plain batch_norm */
+    if (training) bn_stats(x->dtype, &v, dvp, bmean, var_sum);
     QG_FLOAT_DISPATCH(x->dtype, {
         real *m = (real *)qg__data(mean), *is = (real *)qg__data(invstd), *isb = (real *)qg__data(invstd_bw);
         real *al = (real *)qg__data(alpha), *be = (real *)qg__data(beta);
@@ -442,7 +455,7 @@ static qg_tensor *bn_op(const char *op, const qg_tensor *x, const qg_tensor *f, 
             be[c] = BN_MADD(-m[c], al[c], (real)vec_at(bias, c, 0.0));
         }
     });
-    bn_apply(x->dtype, &v, qg__data(dv), qg__data(alpha), qg__data(beta), qg__data(out));
+    bn_apply(x->dtype, &v, dvp, qg__data(alpha), qg__data(beta), qg__data(out));
 
 record:;
     const qg_tensor *ins[4] = {x, weight, bias, f};
