@@ -94,7 +94,7 @@ static int bn_threads(const ncs *v) {
 
 /* Channels c..c+nc (nc <= BN_GROUP) of the S > 1 layout: serial double sums of x, then
  * of (x - mean)^2 computed in real. */
-#define BN_STATS_GROUP(nc_, DIVJ)                                                         \
+#define BN_STATS_GROUP(nc_)                                                               \
     {                                                                                     \
         const int64_t nc = (nc_);                                                         \
         double s[BN_GROUP] = {0}, ss[BN_GROUP] = {0};                                     \
@@ -102,25 +102,65 @@ static int bn_threads(const ncs *v) {
         for (int64_t n = 0; n < v->N; n++) {                                              \
             const real *p = x + n * v->sn + c * v->sc;                                    \
             for (int64_t i = 0; i < v->S; i++)                                            \
-                for (int64_t j = 0; j < nc; j++) s[j] += p[j * v->sc + i * v->ss] DIVJ;    \
+                for (int64_t j = 0; j < nc; j++) s[j] += p[j * v->sc + i * v->ss];        \
         }                                                                                 \
         for (int64_t j = 0; j < nc; j++) m[j] = (real)(s[j] / cnt);                       \
         for (int64_t n = 0; n < v->N; n++) {                                              \
             const real *p = x + n * v->sn + c * v->sc;                                    \
             for (int64_t i = 0; i < v->S; i++)                                            \
                 for (int64_t j = 0; j < nc; j++) {                                        \
-                    real d = p[j * v->sc + i * v->ss] DIVJ - m[j];                        \
+                    real d = p[j * v->sc + i * v->ss] - m[j];                             \
                     ss[j] += d * d;                                                       \
                 }                                                                         \
         }                                                                                 \
         for (int64_t j = 0; j < nc; j++) mean[c + j] = m[j], var_sum[c + j] = (real)ss[j]; \
     }
 
+/* With divisors, the lockstep sums read t = x / dv from tb, where BN_FILL_T puts the
+ * group's next BN_TB elements of image n divided a channel at a time (a loop that
+ * vectorises; in the lockstep loops each division would be a scalar one). The same t
+ * and the same serial sums, so the same bits. */
+#define BN_TB 64
+#define BN_FILL_T(n_, i0_, len_)                                                          \
+    for (int64_t j = 0; j < nc; j++) {                                                    \
+        const real *pj = x + (n_) * v->sn + (c + j) * v->sc + (i0_) * v->ss, fj = dv[c + j]; \
+        real *tj = tb + j * BN_TB;                                                        \
+        if (v->ss == 1)                                                                   \
+            for (int64_t e = 0; e < (len_); e++) tj[e] = pj[e] / fj;                      \
+        else                                                                              \
+            for (int64_t e = 0; e < (len_); e++) tj[e] = pj[e * v->ss] / fj;              \
+    }
+#define BN_STATS_GROUP_DIV(nc_)                                                           \
+    {                                                                                     \
+        const int64_t nc = (nc_);                                                         \
+        double s[BN_GROUP] = {0}, ss[BN_GROUP] = {0};                                     \
+        real m[BN_GROUP], tb[BN_GROUP * BN_TB];                                           \
+        for (int64_t n = 0; n < v->N; n++)                                                \
+            for (int64_t i0 = 0; i0 < v->S; i0 += BN_TB) {                                \
+                const int64_t len = v->S - i0 < BN_TB ? v->S - i0 : BN_TB;                \
+                BN_FILL_T(n, i0, len)                                                     \
+                for (int64_t e = 0; e < len; e++)                                         \
+                    for (int64_t j = 0; j < nc; j++) s[j] += tb[j * BN_TB + e];           \
+            }                                                                             \
+        for (int64_t j = 0; j < nc; j++) m[j] = (real)(s[j] / cnt);                       \
+        for (int64_t n = 0; n < v->N; n++)                                                \
+            for (int64_t i0 = 0; i0 < v->S; i0 += BN_TB) {                                \
+                const int64_t len = v->S - i0 < BN_TB ? v->S - i0 : BN_TB;                \
+                BN_FILL_T(n, i0, len)                                                     \
+                for (int64_t e = 0; e < len; e++)                                         \
+                    for (int64_t j = 0; j < nc; j++) {                                    \
+                        real d = tb[j * BN_TB + e] - m[j];                                \
+                        ss[j] += d * d;                                                   \
+                    }                                                                     \
+            }                                                                             \
+        for (int64_t j = 0; j < nc; j++) mean[c + j] = m[j], var_sum[c + j] = (real)ss[j]; \
+    }
+
 /* Per channel c in [c0, c1): mean[c] = (real)(sum / n) and var_sum[c] = (real) of the
  * double sum of (x - mean)^2 computed in real (PyTorch's collect_stats), x read as
- * x DIVC (DIVJ for channel c + j: "/ dv[c]", or nothing without divisors). With
- * S == 1 and channels adjacent ((N, C) row-major) rows are walked in order. */
-#define BN_STATS_BODY(DIVJ, DIVC)                                                         \
+ * x DIVC ("/ dv[c]", or nothing without divisors; GROUP the matching group macro).
+ * With S == 1 and channels adjacent ((N, C) row-major) rows are walked in order. */
+#define BN_STATS_BODY(GROUP, DIVC)                                                        \
     {                                                                                     \
         const real *x = (const real *)v->data;                                            \
         const double cnt = (double)(v->N * v->S);                                         \
@@ -138,9 +178,9 @@ static int bn_threads(const ncs *v) {
         } else {                                                                          \
             for (int64_t c = c0; c < c1; c += BN_GROUP) {                                 \
                 if (c1 - c >= BN_GROUP)                                                   \
-                    BN_STATS_GROUP(BN_GROUP, DIVJ)                                        \
+                    GROUP(BN_GROUP)                                                       \
                 else                                                                      \
-                    BN_STATS_GROUP(c1 - c, DIVJ)                                          \
+                    GROUP(c1 - c)                                                         \
             }                                                                             \
         }                                                                                 \
     }
@@ -153,9 +193,9 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         for (int t = 0; t < nt; t++) {
             int64_t c0 = v->C * t / nt, c1 = v->C * (t + 1) / nt;
             if (dv)
-                BN_STATS_BODY(/ dv[c + j], / dv[c])
+                BN_STATS_BODY(BN_STATS_GROUP_DIV, / dv[c])
             else
-                BN_STATS_BODY(, )
+                BN_STATS_BODY(BN_STATS_GROUP, )
         }
     });
 }
@@ -183,7 +223,10 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                     const real *p = x + n * v->sn + c * v->sc;
                     real *q = y + (n * C + c) * S;
                     const real a = alpha[c], b = beta[c];
-                    if (dv) {
+                    if (dv && v->ss == 1) {
+                        const real f = dv[c];
+                        for (int64_t i = 0; i < S; i++) q[i] = BN_MADD(p[i] / f, a, b);
+                    } else if (dv) {
                         const real f = dv[c];
                         for (int64_t i = 0; i < S; i++) q[i] = BN_MADD(p[i * v->ss] / f, a, b);
                     } else if (v->ss == 1) {
@@ -198,7 +241,7 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
 }
 
 /* Channels c..c+nc of the S > 1 layout: serial double sums of g and of (x - mean) g. */
-#define BN_GSUMS_GROUP(nc_, DIVJ)                                                         \
+#define BN_GSUMS_GROUP(nc_)                                                               \
     {                                                                                     \
         const int64_t nc = (nc_);                                                         \
         double s[BN_GROUP] = {0}, d[BN_GROUP] = {0};                                      \
@@ -208,9 +251,29 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                 for (int64_t j = 0; j < nc; j++) {                                        \
                     const real gv = q[j * S + i];                                         \
                     s[j] += gv;                                                           \
-                    d[j] += (double)(p[j * v->sc + i * v->ss] DIVJ - mean[c + j]) * gv;   \
+                    d[j] += (double)(p[j * v->sc + i * v->ss] - mean[c + j]) * gv;        \
                 }                                                                         \
         }                                                                                 \
+        for (int64_t j = 0; j < nc; j++) gsum[c + j] = s[j], dotp[c + j] = d[j];          \
+    }
+/* The same with divisors, t read from tb as in BN_STATS_GROUP_DIV. */
+#define BN_GSUMS_GROUP_DIV(nc_)                                                           \
+    {                                                                                     \
+        const int64_t nc = (nc_);                                                         \
+        double s[BN_GROUP] = {0}, d[BN_GROUP] = {0};                                      \
+        real tb[BN_GROUP * BN_TB];                                                        \
+        for (int64_t n = 0; n < N; n++)                                                   \
+            for (int64_t i0 = 0; i0 < S; i0 += BN_TB) {                                   \
+                const int64_t len = S - i0 < BN_TB ? S - i0 : BN_TB;                      \
+                const real *q = g + (n * C + c) * S + i0;                                 \
+                BN_FILL_T(n, i0, len)                                                     \
+                for (int64_t e = 0; e < len; e++)                                         \
+                    for (int64_t j = 0; j < nc; j++) {                                    \
+                        const real gv = q[j * S + e];                                     \
+                        s[j] += gv;                                                       \
+                        d[j] += (double)(tb[j * BN_TB + e] - mean[c + j]) * gv;           \
+                    }                                                                     \
+            }                                                                             \
         for (int64_t j = 0; j < nc; j++) gsum[c + j] = s[j], dotp[c + j] = d[j];          \
     }
 
@@ -238,13 +301,13 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
             }
             for (int64_t c = c0; c < c1; c += BN_GROUP) { /* in lockstep groups, as bn_stats */
                 if (c1 - c >= BN_GROUP && dv)
-                    BN_GSUMS_GROUP(BN_GROUP, / dv[c + j])
+                    BN_GSUMS_GROUP_DIV(BN_GROUP)
                 else if (c1 - c >= BN_GROUP)
-                    BN_GSUMS_GROUP(BN_GROUP, )
+                    BN_GSUMS_GROUP(BN_GROUP)
                 else if (dv)
-                    BN_GSUMS_GROUP(c1 - c, / dv[c + j])
+                    BN_GSUMS_GROUP_DIV(c1 - c)
                 else
-                    BN_GSUMS_GROUP(c1 - c, )
+                    BN_GSUMS_GROUP(c1 - c)
             }
         }
     });
@@ -253,8 +316,8 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
 /* With t = x / dv[c] and gt = training ? (g - gmean[c] - (t - mean[c]) k[c]) * invstd[c] * w[c]
  *                                    : g * invstd[c] * w[c]:
  * gx (contiguous (N, C, S), or NULL) += gt / dv[c], and gf[c] (or NULL) is set to
- * -sum(gt * (t / dv[c])) summed in real in (n, s) order, qg_div's gradient of its
- * divisor. Plain batch_norm: dv = 1, gf NULL. */
+ * -sum(gt * (t / dv[c])), qg_div's gradient of its divisor, summed in real (per image
+ * row, in 8 partial sums). Plain batch_norm: dv = 1, gf NULL. */
 typedef struct {
     const char *g, *mean, *invstd, *w, *gmean, *k, *dv; /* w: per channel weight (1 if none) */
     bool training;
@@ -263,12 +326,24 @@ typedef struct {
 
 #define BN_PUT(lv, v) QG_PUT_GRAD(store, lv, v)
 
-#define BN_GX_LOOP(GF)                                                                    \
-    for (int64_t i = 0; i < S; i++) {                                                     \
-        const real t = p[i * v->ss] / f;                                                  \
+/* Element i of a channel's row: gt, then gx's part and f's term (term += ...). */
+#define BN_GX_ELEM(i, term)                                                               \
+    {                                                                                     \
+        const real t = p[(i) * v->ss] / f;                                                \
         const real gt = train ? (q[i] - gm - (t - m) * kc) * is * wc : q[i] * is * wc;    \
         if (o) BN_PUT(o[i], gt / f);                                                      \
-        if (GF) acc += -gt * (t / f);                                                     \
+        term += -gt * (t / f);                                                            \
+    }
+/* A row with f's gradient: 8 partial sums (a fixed order, so the same bits at any
+ * thread count) that let the loop vectorise, added to acc at the end. */
+#define BN_GX_LOOP(GF)                                                                    \
+    {                                                                                     \
+        real p8[8] = {0}, s1 = 0;                                                         \
+        int64_t i = 0;                                                                    \
+        for (; i + 8 <= S; i += 8)                                                        \
+            for (int jj = 0; jj < 8; jj++) BN_GX_ELEM(i + jj, p8[jj])                     \
+        for (; i < S; i++) BN_GX_ELEM(i, s1)                                              \
+        if (GF) acc += ((p8[0] + p8[1]) + (p8[2] + p8[3])) + ((p8[4] + p8[5]) + (p8[6] + p8[7])) + s1; \
     }
 
 static void bn_grad_input(qg_dtype dt, const ncs *v, const gx_args *a, char *gx_, char *gf_) {
