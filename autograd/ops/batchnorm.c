@@ -10,7 +10,8 @@
  *  - y = x * alpha + beta with alpha = invstd * w, beta = b - mean * alpha; PyTorch's
  *    AVX2 kernels contract both into fused multiply-adds, and so does this file when
  *    the target has FMA (BN_MADD).
- * Backward (training), per channel, with double sums, k = sum((x - mean) g) invstd^2 / n:
+ * Backward (training), per channel, with double sums (in partial sums: not PyTorch's
+ * order, which it does not promise), k = sum((x - mean) g) invstd^2 / n:
  *   gx = (g - mean(g) - (x - mean) k) invstd w,  gw = sum((x - mean) g) invstd,
  *   gb = sum(g);  eval: gx = g invstd w (invstd from running_var + eps in double, as
  *   PyTorch's backward computes it).
@@ -278,7 +279,9 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
     }
 
 /* Per channel: gsum[c] = sum g, dotp[c] = sum (x / dv[c] - mean[c]) g, in double (dv
- * NULL: no division). g is contiguous (N, C, S). */
+ * NULL: no division). g is contiguous (N, C, S). The sums' order is fixed by the shapes
+ * (never by the thread count); unlike the forward statistics they need not follow
+ * PyTorch's, which sums them in float in its own vector order. */
 static void bn_grad_sums(qg_dtype dt, const ncs *v, const char *dv_, const char *g_, const char *mean_,
                          double *gsum, double *dotp) {
     int nt = bn_threads(v);
@@ -299,7 +302,34 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                     }
                 continue;
             }
-            for (int64_t c = c0; c < c1; c += BN_GROUP) { /* in lockstep groups, as bn_stats */
+            if (v->ss == 1) { /* planes contiguous: per channel, 8 double partial sums a row */
+                for (int64_t c = c0; c < c1; c++) {
+                    double sp[8] = {0}, dp[8] = {0}, s1 = 0, d1 = 0;
+                    const real m = mean[c], f = dv ? dv[c] : (real)1;
+                    for (int64_t n = 0; n < N; n++) {
+                        const real *p = x + n * v->sn + c * v->sc, *q = g + (n * C + c) * S;
+                        int64_t i = 0;
+                        if (dv) {
+                            for (; i + 8 <= S; i += 8)
+                                for (int jj = 0; jj < 8; jj++) {
+                                    const real gv = q[i + jj];
+                                    sp[jj] += gv, dp[jj] += (double)(p[i + jj] / f - m) * gv;
+                                }
+                        } else {
+                            for (; i + 8 <= S; i += 8)
+                                for (int jj = 0; jj < 8; jj++) {
+                                    const real gv = q[i + jj];
+                                    sp[jj] += gv, dp[jj] += (double)(p[i + jj] - m) * gv;
+                                }
+                        }
+                        for (; i < S; i++) s1 += q[i], d1 += (double)((dv ? p[i] / f : p[i]) - m) * q[i];
+                    }
+                    gsum[c] = ((sp[0] + sp[1]) + (sp[2] + sp[3])) + ((sp[4] + sp[5]) + (sp[6] + sp[7])) + s1;
+                    dotp[c] = ((dp[0] + dp[1]) + (dp[2] + dp[3])) + ((dp[4] + dp[5]) + (dp[6] + dp[7])) + d1;
+                }
+                continue;
+            }
+            for (int64_t c = c0; c < c1; c += BN_GROUP) { /* strided planes: in lockstep groups, as bn_stats */
                 if (c1 - c >= BN_GROUP && dv)
                     BN_GSUMS_GROUP_DIV(BN_GROUP)
                 else if (c1 - c >= BN_GROUP)
