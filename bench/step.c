@@ -10,6 +10,8 @@
  * against the FMA peak of the float GEMM's ISA, measured here by a loop of
  * independent FMAs on 1 and 2 cores; "limit" is the step's FLOPs at that peak.
  *
+ * Then the scaling figure: GFLOP/s of the three models at batch 256 (the two above and
+ * a wider CNN, 64-128-256 channels in three Conv-BN-ReLU blocks), against their size.
  * Then, per model and mode at batch 64 on 2 threads, where the time goes: forward and
  * backward of each layer (qgrad's profiling hooks, autograd/internal.h: a backward
  * node counts for the layer that recorded it), the loss, zero_grad and the optimizer,
@@ -32,7 +34,7 @@
 #define WARMUP 5
 
 static int iters = 20;
-static const char *kinds[2] = {"cnn", "mlp"}, *modes[2] = {"qat", "float"};
+static const char *kinds[3] = {"cnn", "mlp", "wide"}, *modes[2] = {"qat", "float"};
 static const int64_t batches[2] = {64, 256};
 static double pt_ms[2][2][2][2]; /* kind, mode, batch, threads: PyTorch's median */
 
@@ -101,11 +103,37 @@ static double fma_peak(int threads) {
 
 /* ------------------------------------------------------------- models */
 
+/* The wider CNN of the scaling figure (qgrad only): three Conv-BN-ReLU-pool blocks of
+ * 64, 128 and 256 channels on 28x28, then one linear layer. */
+static qg_module *build_wide(qg_rng *g) {
+    qg_module *m = qg_sequential_new();
+    const int64_t ch[4] = {1, 64, 128, 256};
+    char n[4][16];
+    qg_sequential_add(m, "quant", qg_quant_stub_new());
+    for (int i = 0; i < 3; i++) {
+        snprintf(n[0], 16, "c%d", i + 1), snprintf(n[1], 16, "b%d", i + 1), snprintf(n[2], 16, "relu%d", i + 1);
+        snprintf(n[3], 16, "pool%d", i + 1);
+        qg_sequential_add(m, n[0], conv3x3(ch[i], ch[i + 1], g));
+        qg_sequential_add(m, n[1], qg_nn_batchnorm2d_new(ch[i + 1], NULL));
+        qg_sequential_add(m, n[2], qg_nn_relu_new());
+        qg_sequential_add(m, n[3], qg_nn_maxpool2d_new(2, 2, NULL));
+    }
+    qg_sequential_add(m, "flatten", qg_nn_flatten_new(1, -1));
+    qg_sequential_add(m, "fc", qg_nn_linear_new(256 * 3 * 3, 10, NULL, g));
+    qg_sequential_add(m, "dequant", qg_dequant_stub_new());
+    return m;
+}
+
+static qg_status fuse_wide(qg_module *m) {
+    const char *a[] = {"c1", "b1", "relu1"}, *b[] = {"c2", "b2", "relu2"}, *c[] = {"c3", "b3", "relu3"};
+    return qg_fuse_modules_qat(m, 3, (const char *const *[]){a, b, c}, (int[]){3, 3, 3});
+}
+
 static qg_module *model(int k, int mode, qg_rng *g) {
-    qg_module *m = build_model(kinds[k], g);
+    qg_module *m = k == 2 ? build_wide(g) : build_model(kinds[k], g);
     qg_qconfig qc;
     qg_qconfig_preset("fbgemm", &qc);
-    if (!m || (mode == 0 && (fuse_model(m, kinds[k]) || qg_prepare_qat(m, &qc)))) {
+    if (!m || (mode == 0 && ((k == 2 ? fuse_wide(m) : fuse_model(m, kinds[k])) || qg_prepare_qat(m, &qc)))) {
         fprintf(stderr, "bench/step: %s\n", qg_last_error());
         exit(1);
     }
@@ -338,6 +366,20 @@ int main(int argc, char **argv) {
                            (long long)batches[bi], t, ms, gf, pk, pts, vs, lim);
                     run_free(&r);
                 }
+    /* the scaling figure: GFLOP/s against model size, the wider CNN at batch 256 */
+    if (table) printf("\nscaling, batch 256: GFLOP/s (%%peak) by model size\n%-5s %-6s %3s %12s %10s %9s %7s\n",
+                      "model", "mode", "thr", "step MFLOP", "qgrad ms", "GFLOP/s", "%peak");
+    for (int k = 0; table && k < 3; k++)
+        for (int mode = 0; mode < 2; mode++)
+            for (int t = 1; t <= 2; t++) {
+                qg_set_num_threads(t);
+                run r = run_new(k, mode, 256);
+                const double flops = step_flops(r.m, r.x), ms = time_steps(&r), gf = flops / ms * 1e-6;
+                char pk[16] = "n/a";
+                if (peak[t - 1] > 0) snprintf(pk, sizeof pk, "%.0f%%", 100 * gf / peak[t - 1]);
+                printf("%-5s %-6s %3d %12.0f %10.2f %9.1f %7s\n", kinds[k], modes[mode], t, flops * 1e-6, ms, gf, pk);
+                run_free(&r);
+            }
     qg_set_num_threads(!table && argc > 3 && atoi(argv[3]) > 0 ? atoi(argv[3]) : 2);
     for (int k = 0; k < 2; k++)
         for (int mode = 0; mode < 2; mode++) breakdown(k, mode, 64);
