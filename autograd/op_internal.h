@@ -60,6 +60,9 @@ qg_tensor *qg__grad_of(qg_tensor *t);
  * second request for the same tensor is not fresh, and must not be written first).
  * Leaves are never fresh: they accumulate across backward calls. */
 qg_tensor *qg__grad_for_write(qg_tensor *t, bool *fresh);
+/* The sum of 8 partial sums a[0..8), pairwise (a fixed order: the same bits at any
+ * thread count). */
+#define QG_SUM8(a) ((((a)[0] + (a)[1]) + ((a)[2] + (a)[3])) + (((a)[4] + (a)[5]) + ((a)[6] + (a)[7])))
 /* lv = v into a fresh gradient buffer (store), else lv += v. */
 #define QG_PUT_GRAD(store, lv, v) \
     do {                          \

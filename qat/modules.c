@@ -140,7 +140,7 @@ static qg_tensor *bn_forward(qat_mod *q, qg_tensor *x) {
     qg_tensor *wq = qg_module_forward(wfq_of(q), qg_mul(w, along(f, w ? w->ndim : 2, 0)));
     qg_tensor *y = base_op(q, x, wq, NULL);
     if (!b && !bn->output_hook && (qg_module_is(bn, "BatchNorm2d") || qg_module_is(bn, "BatchNorm1d")))
-        return y && f ? qg__bn_forward_div(bn, y, f) : NULL;
+        return qg__bn_forward_div(bn, y, f); /* NULL y or f: their error stands */
     int nd = y ? y->ndim : 2;
     y = qg_div(y, along(f, nd, 1));
     if (b) y = qg_add(y, along(b, nd, 1));

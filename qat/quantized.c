@@ -168,12 +168,18 @@ static qg_tensor *layer_input(const qlayer *q, qg_tensor *x) {
     return qg_contiguous(x);
 }
 
+/* layer_input, and the requantization constants for x's scale */
+static qg_tensor *ready_input(qlayer *q, qg_tensor *x) {
+    x = layer_input(q, x);
+    if (x && (!q->cached || q->cache_sx != x->quant->scale)) requant_constants(q, x->quant->scale);
+    return x;
+}
+
 static qg_tensor *qlayer_forward(qg_module *m, qg_tensor *x) {
     qlayer *q = (qlayer *)m;
-    x = layer_input(q, x);
+    x = ready_input(q, x);
     if (!x) return NULL;
     const qg_quant *xq = x->quant;
-    if (!q->cached || q->cache_sx != xq->scale) requant_constants(q, xq->scale);
     if (q->a.dim) return qg__qconv_forward(q, x, NULL);
     const int64_t M = qg__numel(x->ndim - 1, x->shape);
     int64_t shape[QG_MAX_DIMS];
@@ -203,10 +209,8 @@ static bool conv_fuses(const qg_module *m, const qg_module *next) {
 
 static qg_tensor *conv_forward_pool(qg_module *m, qg_module *next, qg_tensor *x) {
     qlayer *q = (qlayer *)m;
-    x = layer_input(q, x);
-    if (!x) return NULL;
-    if (!q->cached || q->cache_sx != x->quant->scale) requant_constants(q, x->quant->scale);
-    return qg__qconv_forward(q, x, next);
+    x = ready_input(q, x);
+    return x ? qg__qconv_forward(q, x, next) : NULL;
 }
 
 /* ------------------------------------------------------------- dynamic Linear */

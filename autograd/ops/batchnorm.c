@@ -241,41 +241,21 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
     });
 }
 
-/* Channels c..c+nc of the S > 1 layout: serial double sums of g and of (x - mean) g. */
-#define BN_GSUMS_GROUP(nc_)                                                               \
+/* One image row of channel c into the 8 partial sums (then s1, d1 for the tail): g and
+ * (t - m) g, t = XV, the element e of x as this layout and divisor read it. */
+#define BN_GSUM_ROW(XV)                                                                   \
     {                                                                                     \
-        const int64_t nc = (nc_);                                                         \
-        double s[BN_GROUP] = {0}, d[BN_GROUP] = {0};                                      \
-        for (int64_t n = 0; n < N; n++) {                                                 \
-            const real *p = x + n * v->sn + c * v->sc, *q = g + (n * C + c) * S;          \
-            for (int64_t i = 0; i < S; i++)                                               \
-                for (int64_t j = 0; j < nc; j++) {                                        \
-                    const real gv = q[j * S + i];                                         \
-                    s[j] += gv;                                                           \
-                    d[j] += (double)(p[j * v->sc + i * v->ss] - mean[c + j]) * gv;        \
-                }                                                                         \
-        }                                                                                 \
-        for (int64_t j = 0; j < nc; j++) gsum[c + j] = s[j], dotp[c + j] = d[j];          \
-    }
-/* The same with divisors, t read from tb as in BN_STATS_GROUP_DIV. */
-#define BN_GSUMS_GROUP_DIV(nc_)                                                           \
-    {                                                                                     \
-        const int64_t nc = (nc_);                                                         \
-        double s[BN_GROUP] = {0}, d[BN_GROUP] = {0};                                      \
-        real tb[BN_GROUP * BN_TB];                                                        \
-        for (int64_t n = 0; n < N; n++)                                                   \
-            for (int64_t i0 = 0; i0 < S; i0 += BN_TB) {                                   \
-                const int64_t len = S - i0 < BN_TB ? S - i0 : BN_TB;                      \
-                const real *q = g + (n * C + c) * S + i0;                                 \
-                BN_FILL_T(n, i0, len)                                                     \
-                for (int64_t e = 0; e < len; e++)                                         \
-                    for (int64_t j = 0; j < nc; j++) {                                    \
-                        const real gv = q[j * S + e];                                     \
-                        s[j] += gv;                                                       \
-                        d[j] += (double)(tb[j * BN_TB + e] - mean[c + j]) * gv;           \
-                    }                                                                     \
+        int64_t i = 0;                                                                    \
+        for (; i + 8 <= S; i += 8)                                                        \
+            for (int jj = 0; jj < 8; jj++) {                                              \
+                const int64_t e = i + jj;                                                 \
+                const real gv = q[e];                                                     \
+                sp[jj] += gv, dp[jj] += (double)((XV) - m) * gv;                          \
             }                                                                             \
-        for (int64_t j = 0; j < nc; j++) gsum[c + j] = s[j], dotp[c + j] = d[j];          \
+        for (; i < S; i++) {                                                              \
+            const int64_t e = i;                                                          \
+            s1 += q[e], d1 += (double)((XV) - m) * q[e];                                  \
+        }                                                                                 \
     }
 
 /* Per channel: gsum[c] = sum g, dotp[c] = sum (x / dv[c] - mean[c]) g, in double (dv
@@ -302,42 +282,20 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                     }
                 continue;
             }
-            if (v->ss == 1) { /* planes contiguous: per channel, 8 double partial sums a row */
-                for (int64_t c = c0; c < c1; c++) {
-                    double sp[8] = {0}, dp[8] = {0}, s1 = 0, d1 = 0;
-                    const real m = mean[c], f = dv ? dv[c] : (real)1;
-                    for (int64_t n = 0; n < N; n++) {
-                        const real *p = x + n * v->sn + c * v->sc, *q = g + (n * C + c) * S;
-                        int64_t i = 0;
-                        if (dv) {
-                            for (; i + 8 <= S; i += 8)
-                                for (int jj = 0; jj < 8; jj++) {
-                                    const real gv = q[i + jj];
-                                    sp[jj] += gv, dp[jj] += (double)(p[i + jj] / f - m) * gv;
-                                }
-                        } else {
-                            for (; i + 8 <= S; i += 8)
-                                for (int jj = 0; jj < 8; jj++) {
-                                    const real gv = q[i + jj];
-                                    sp[jj] += gv, dp[jj] += (double)(p[i + jj] - m) * gv;
-                                }
-                        }
-                        for (; i < S; i++) s1 += q[i], d1 += (double)((dv ? p[i] / f : p[i]) - m) * q[i];
-                    }
-                    gsum[c] = ((sp[0] + sp[1]) + (sp[2] + sp[3])) + ((sp[4] + sp[5]) + (sp[6] + sp[7])) + s1;
-                    dotp[c] = ((dp[0] + dp[1]) + (dp[2] + dp[3])) + ((dp[4] + dp[5]) + (dp[6] + dp[7])) + d1;
+            for (int64_t c = c0; c < c1; c++) { /* per channel, 8 double partial sums a row */
+                double sp[8] = {0}, dp[8] = {0}, s1 = 0, d1 = 0;
+                const real m = mean[c], f = dv ? dv[c] : (real)1;
+                const int64_t ss = v->ss;
+                for (int64_t n = 0; n < N; n++) {
+                    const real *p = x + n * v->sn + c * v->sc, *q = g + (n * C + c) * S;
+                    if (ss == 1 && dv) /* the contiguous forms vectorise */
+                        BN_GSUM_ROW(p[e] / f)
+                    else if (ss == 1)
+                        BN_GSUM_ROW(p[e])
+                    else
+                        BN_GSUM_ROW(dv ? p[e * ss] / f : p[e * ss])
                 }
-                continue;
-            }
-            for (int64_t c = c0; c < c1; c += BN_GROUP) { /* strided planes: in lockstep groups, as bn_stats */
-                if (c1 - c >= BN_GROUP && dv)
-                    BN_GSUMS_GROUP_DIV(BN_GROUP)
-                else if (c1 - c >= BN_GROUP)
-                    BN_GSUMS_GROUP(BN_GROUP)
-                else if (dv)
-                    BN_GSUMS_GROUP_DIV(c1 - c)
-                else
-                    BN_GSUMS_GROUP(c1 - c)
+                gsum[c] = QG_SUM8(sp) + s1, dotp[c] = QG_SUM8(dp) + d1;
             }
         }
     });
@@ -373,7 +331,7 @@ typedef struct {
         for (; i + 8 <= S; i += 8)                                                        \
             for (int jj = 0; jj < 8; jj++) BN_GX_ELEM(i + jj, p8[jj])                     \
         for (; i < S; i++) BN_GX_ELEM(i, s1)                                              \
-        if (GF) acc += ((p8[0] + p8[1]) + (p8[2] + p8[3])) + ((p8[4] + p8[5]) + (p8[6] + p8[7])) + s1; \
+        if (GF) acc += QG_SUM8(p8) + s1;                                                  \
     }
 
 static void bn_grad_input(qg_dtype dt, const ncs *v, const gx_args *a, char *gx_, char *gf_) {

@@ -123,7 +123,7 @@ static void unary_fwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) 
                 (void)x;                                                               \
                 s1 += (EXPR);                                                          \
             }                                                                          \
-            d[0] += ((p8[0] + p8[1]) + (p8[2] + p8[3])) + ((p8[4] + p8[5]) + (p8[6] + p8[7])) + s1; \
+            d[0] += QG_SUM8(p8) + s1;                                                  \
         } else {                                                                       \
             for (int64_t i = 0; i < n; i++) {                                          \
                 real g = G[i * st[1]], x = X[i * st[2]], y = Y[i * st[3]];             \

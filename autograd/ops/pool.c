@@ -15,7 +15,9 @@
 
 #include "op_internal.h"
 
-#if defined(__SSE2__)
+#if defined(__AVX2__)
+#include <immintrin.h>
+#elif defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
@@ -196,7 +198,6 @@ static bool max_2x2(const pool_geom *g) {
 }
 
 #if defined(__AVX2__)
-#include <immintrin.h>
 /* The float forms of max_plane's two 2x2 loops below, 8 elements a step (GCC leaves the
  * selects on floats scalar and branchy). Each returns how many it did, a multiple of
  * 8; the scalar loops finish. */
@@ -652,11 +653,9 @@ static void qpool_plane(const qpool_args *a, const char *x, char *o) {
     const pool_geom *g = a->g;
     const int64_t xs2 = g->xs[2], xs3 = g->xs[3], H = g->H, W = g->W;
     const bool u8 = a->u8;
-    if (a->k == QPOOL_MAX && xs3 == 1 && max_2x2(g)) {
-        if (u8) {
-            qmax_2x2_u8(g, (const uint8_t *)x, (uint8_t *)o);
-            return;
-        }
+    if (a->k == QPOOL_MAX && u8 && xs3 == 1 && max_2x2(g)) {
+        qmax_2x2_u8(g, (const uint8_t *)x, (uint8_t *)o);
+        return;
     }
     for (int64_t oh = 0; oh < g->OH; oh++)
         for (int64_t ow = 0; ow < g->OW; ow++) {
