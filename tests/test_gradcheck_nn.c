@@ -242,6 +242,26 @@ static double naive_at(const qg_tensor *x, const qg_tensor *w, const qg_tensor *
     return acc;
 }
 
+/* conv2d of x against naive_at everywhere, to float32's or float64's tolerance; the
+ * worst error into *worst */
+static bool conv_matches_naive(const qg_tensor *x, const qg_tensor *w, const qg_tensor *b, const int *s, const int *p,
+                               const int *d, int groups, double *worst) {
+    const qg_tensor *y = qg_conv2d(x, w, b, s, p, d, groups);
+    const double tol = x->dtype == QG_F32 ? 1e-4 : 1e-11;
+    bool ok = y != NULL;
+    *worst = 0;
+    for (int64_t n = 0; ok && n < y->shape[0]; n++)
+        for (int64_t k = 0; k < y->shape[1]; k++)
+            for (int64_t oh = 0; oh < y->shape[2]; oh++)
+                for (int64_t ow = 0; ow < y->shape[3]; ow++) {
+                    double want = naive_at(x, w, b, s, p, d, groups, n, k, oh, ow);
+                    double got = qg_tensor_get(y, (const int64_t[]){n, k, oh, ow});
+                    if (fabs(got - want) > *worst) *worst = fabs(got - want);
+                    if (!tst_close(got, want, tol, tol)) ok = false;
+                }
+    return ok;
+}
+
 static void against_naive(qg_dtype dt, qg_rng *g) {
     static const struct {
         int64_t N, C, H, W, K, kh, kw;
@@ -269,24 +289,24 @@ static void against_naive(qg_dtype dt, qg_rng *g) {
         qg_tensor *x = qg_tensor_randn(g, dt, 4, SHAPE(cfg[t].N, cfg[t].C, cfg[t].H, cfg[t].W));
         qg_tensor *w = qg_tensor_randn(g, dt, 4, SHAPE(cfg[t].K, Cg, cfg[t].kh, cfg[t].kw));
         qg_tensor *b = cfg[t].bias ? qg_tensor_randn(g, dt, 1, SHAPE(cfg[t].K)) : NULL;
-        qg_tensor *y = qg_conv2d(x, w, b, cfg[t].s, cfg[t].p, cfg[t].d, cfg[t].groups);
-        int bad = y == NULL;
-        double worst = 0;
-        for (int64_t n = 0; !bad && n < y->shape[0]; n++)
-            for (int64_t k = 0; k < y->shape[1]; k++)
-                for (int64_t oh = 0; oh < y->shape[2]; oh++)
-                    for (int64_t ow = 0; ow < y->shape[3]; ow++) {
-                        double want = naive_at(x, w, b, cfg[t].s, cfg[t].p, cfg[t].d, cfg[t].groups, n, k, oh, ow);
-                        double got = qg_tensor_get(y, (const int64_t[]){n, k, oh, ow});
-                        double err = fabs(got - want);
-                        if (err > worst) worst = err;
-                        if (!tst_close(got, want, dt == QG_F32 ? 1e-4 : 1e-11, dt == QG_F32 ? 1e-4 : 1e-11)) bad = 1;
-                    }
-        CHECK(!bad, "conv2d config %zu (%s) matches the direct loop (worst error %g) %s", t, qg_dtype_name(dt), worst,
-              y ? "" : qg_last_error());
+        double worst;
+        bool ok = conv_matches_naive(x, w, b, cfg[t].s, cfg[t].p, cfg[t].d, cfg[t].groups, &worst);
+        CHECK(ok, "conv2d config %zu (%s) matches the direct loop (worst error %g) %s", t, qg_dtype_name(dt), worst,
+              qg_last_error());
         qg_tape_reset(NULL);
         qg_tensor_free(x), qg_tensor_free(w), qg_tensor_free(b);
     }
+    /* a single-channel conv whose bias is expanded (stride 0): the direct kernel reads
+     * only a contiguous bias, so this one goes through the GEMM */
+    qg_tensor *x = qg_tensor_randn(g, dt, 4, SHAPE(2, 1, 9, 9)), *w = qg_tensor_randn(g, dt, 4, SHAPE(4, 1, 3, 3));
+    qg_tensor *b1 = qg_tensor_full(dt, 1, SHAPE(1), 0.7);
+    const int one[2] = {1, 1};
+    double worst;
+    bool ok = conv_matches_naive(x, w, qg_expand(b1, 1, SHAPE(4)), one, one, one, 1, &worst);
+    CHECK(ok, "conv2d with an expanded bias (%s) matches the direct loop (worst error %g) %s", qg_dtype_name(dt),
+          worst, qg_last_error());
+    qg_tape_reset(NULL);
+    qg_tensor_free(x), qg_tensor_free(w), qg_tensor_free(b1);
 }
 
 /* ------------------------------------------------------------- threads */

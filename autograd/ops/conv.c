@@ -329,7 +329,7 @@ static matrix image_cols(const conv_geom *g, qg_dtype dt, const char *x, int64_t
 static bool direct1(const conv_geom *g, qg_dtype dt, int64_t bs) {
     const int64_t T = g->kh * g->kw, Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw;
     return dt == QG_F32 && g->C == 1 && g->G == 1 && g->sh == 1 && g->sw == 1 && !g->pointwise &&
-           qg__conv1_supported(T) && g->wrs == T && bs <= 1 && Hp * Wp + 16 <= T * g->P;
+           qg__conv1_supported(T) && g->wrs == T && bs == 1 && Hp * Wp + 16 <= T * g->P;
 }
 
 /* Image n through the direct kernel: its plane padded into xp (zeros around). */
