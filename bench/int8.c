@@ -59,9 +59,13 @@ static qg_module *trained(const char *kind, const qg_tensor_dict *fx) {
     return m;
 }
 
-static void run_torch(void) {
+/* PyTorch's converted model; on qgrad's AVX2 path, oneDNN kept to AVX2 as well (what
+ * an AVX2 machine runs), else its default, the best ISA of the CPU. */
+static void run_torch(qg__qpath path) {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' %d '%s' 2>&1", SCRIPT, FIXTURE, iters, DATA);
+    const char *isa = path == QG__QPATH_AVX2 ? "ONEDNN_MAX_CPU_ISA=AVX2 " : "";
+    if (*isa) printf("PyTorch runs with %s(the ISA of qgrad's path)\n", isa);
+    snprintf(cmd, sizeof cmd, "%s/usr/bin/python3 '%s' '%s' %d '%s' 2>&1", isa, SCRIPT, FIXTURE, iters, DATA);
     FILE *p = popen(cmd, "r");
     if (!p) return;
     char line[512], kind[8];
@@ -215,8 +219,8 @@ int main(int argc, char **argv) {
     qg_tensor_dict *fx = qg_safetensors_load(FIXTURE);
     if (!fx) return fprintf(stderr, "bench/int8: %s\n", qg_last_error()), 1;
     const char *inputs = load_images();
-    run_torch();
     const qg__qpath path = qg__qgemm_path();
+    run_torch(path);
     const double peak[2] = {int8_peak(path, 1), int8_peak(path, 2)};
     printf("int8 peak of the %s path, measured: %.1f GOP/s on 1 core, %.1f on 2\n", qg__qpath_name(path), peak[0],
            peak[1]);

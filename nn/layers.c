@@ -42,13 +42,25 @@ typedef struct {
     char msg[256];
 } seq_mod;
 
+static const qg_module_type identity_type;
+
+/* Whether child i is an Identity with no output hook: it returns its input, so a fusion
+ * looks past it (fuse_modules leaves Identity where the fused modules were). */
+static bool plain_identity(const qg_module *m, int i) {
+    const qg_module *c = m->children[i].ptr;
+    return c->type == &identity_type && !c->output_hook;
+}
+
 static qg_tensor *sequential_forward(qg_module *m, qg_tensor *x) {
     seq_mod *s = (seq_mod *)m;
     if (s->st) return qg__err(s->st, "Sequential was not built: %s", s->msg), NULL;
     for (int i = 0; i < m->nchildren && x; i++) {
-        qg_module *c = m->children[i].ptr, *next = i + 1 < m->nchildren ? m->children[i + 1].ptr : NULL;
+        qg_module *c = m->children[i].ptr;
+        int j = i + 1;
+        while (j < m->nchildren && plain_identity(m, j)) j++;
+        qg_module *next = j < m->nchildren ? m->children[j].ptr : NULL;
         if (qg__module_fuses(c, next))
-            x = qg__module_forward_fused(c, next, x), i++;
+            x = qg__module_forward_fused(c, next, x), i = j;
         else
             x = qg_module_forward(c, x);
     }

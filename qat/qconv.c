@@ -152,29 +152,36 @@ static void pack_lanes(const uint8_t *restrict a, int64_t lda, int64_t m, int64_
     }
 }
 
+#if defined(__SSE2__)
+/* The low 8 bytes of v[0..3] (4 rows: taps or channels of 8 pixels) -> 8 quads, the
+ * four rows' bytes of pixel i at dst + 4 i. */
+static inline void quads8(uint8_t *dst, const __m128i v[4]) {
+    const __m128i t01 = _mm_unpacklo_epi8(v[0], v[1]), t23 = _mm_unpacklo_epi8(v[2], v[3]);
+    _mm_storeu_si128((__m128i *)(void *)dst, _mm_unpacklo_epi16(t01, t23));
+    _mm_storeu_si128((__m128i *)(void *)(dst + 16), _mm_unpackhi_epi16(t01, t23));
+}
+#endif
+
 /* Single-channel images (a CNN's first layer), stride-1 width: the pixel lanes of
  * block (row oh, pixels ow..ow+16) built from the padded plane xi, 64 bytes per quad.
  * Byte t of quad q is tap k = 4q + t: for 16 pixels, 16 neighbouring bytes of one
- * plane row, which four rows interleave into the quad's lanes. */
-static void lanes_c1(const geom *e, const uint8_t *xi, int64_t oh, int64_t ow, uint8_t *restrict dst) {
+ * plane row (at tap[k] from the block's corner; -1 past kdim), which four rows
+ * interleave into the quad's lanes. */
+static void lanes_c1(const geom *e, const int64_t *tap, const uint8_t *xi, int64_t oh, int64_t ow,
+                     uint8_t *restrict dst) {
     const qg__qlayer *q = e->q;
     const int64_t kq = (q->kdim + 3) / 4;
+    const uint8_t *corner = xi + oh * q->sh * e->Wp + ow;
     for (int64_t qq = 0; qq < kq; qq++, dst += 64) {
         const uint8_t *r[4];
-        for (int t = 0; t < 4; t++) {
-            const int64_t k = 4 * qq + t;
-            r[t] = k < q->kdim ? xi + (oh * q->sh + k / q->kw * q->dh) * e->Wp + ow + k % q->kw * q->dw : NULL;
-        }
+        for (int t = 0; t < 4; t++) r[t] = tap[4 * qq + t] >= 0 ? corner + tap[4 * qq + t] : NULL;
 #if defined(__SSE2__)
         __m128i v[4];
         for (int t = 0; t < 4; t++)
             v[t] = r[t] ? _mm_loadu_si128((const __m128i *)(const void *)r[t]) : _mm_setzero_si128();
-        const __m128i lo01 = _mm_unpacklo_epi8(v[0], v[1]), hi01 = _mm_unpackhi_epi8(v[0], v[1]);
-        const __m128i lo23 = _mm_unpacklo_epi8(v[2], v[3]), hi23 = _mm_unpackhi_epi8(v[2], v[3]);
-        _mm_storeu_si128((__m128i *)(void *)dst, _mm_unpacklo_epi16(lo01, lo23));
-        _mm_storeu_si128((__m128i *)(void *)(dst + 16), _mm_unpackhi_epi16(lo01, lo23));
-        _mm_storeu_si128((__m128i *)(void *)(dst + 32), _mm_unpacklo_epi16(hi01, hi23));
-        _mm_storeu_si128((__m128i *)(void *)(dst + 48), _mm_unpackhi_epi16(hi01, hi23));
+        quads8(dst, v);
+        for (int t = 0; t < 4; t++) v[t] = _mm_srli_si128(v[t], 8);
+        quads8(dst + 32, v);
 #else
         for (int i = 0; i < 16; i++)
             for (int t = 0; t < 4; t++) dst[4 * i + t] = r[t] ? r[t][i] : 0;
@@ -193,7 +200,19 @@ static void pad_quads(const uint8_t *restrict x, int64_t C, int64_t H, int64_t W
         for (int64_t cq = 0; cq < CQ; cq++) {
             uint8_t *d = dst + (((h + ph) * CQ + cq) * Wp + pw) * 4;
             const uint8_t *s = x + 4 * cq * HW + h * W;
-            for (int64_t w = 0; w < W; w++)
+            int64_t w = 0;
+#if defined(__SSE2__)
+            /* 8 pixels at a time, the last 8 overlapping the previous ones: reads and
+             * writes stay inside the row */
+            for (int64_t w8 = 0; W >= 8 && w8 < W; w8 += 8) {
+                if (w8 + 8 > W) w8 = W - 8;
+                __m128i v[4];
+                for (int t = 0; t < 4; t++) v[t] = _mm_loadl_epi64((const __m128i *)(const void *)(s + t * HW + w8));
+                quads8(d + 4 * w8, v);
+                w = W;
+            }
+#endif
+            for (; w < W; w++)
                 d[4 * w] = s[w], d[4 * w + 1] = s[HW + w], d[4 * w + 2] = s[2 * HW + w], d[4 * w + 3] = s[3 * HW + w];
         }
 }
@@ -258,7 +277,8 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool) {
     const size_t colsz = (size_t)round_up((int64_t)((implicit ? 0 : (size_t)(per * kdim)) + QCONV_SLACK), 64) + blkb;
     const size_t accsz = (size_t)round_up(!cm ? per * og * (int64_t)(sizeof(int32_t) + 1) : rowwise ? nblk * kp * 16 : per * kp, 64);
     /* the padded images, the quad offsets, a transposition buffer per thread */
-    const size_t offb = (size_t)round_up(N * img + QCONV_SLACK, 8), tmpb = offb + sizeof(int64_t) * (size_t)kq;
+    /* ... and the taps' offsets in the plane (single-channel images) */
+    const size_t offb = (size_t)round_up(N * img + QCONV_SLACK, 8), tmpb = offb + sizeof(int64_t) * (size_t)(5 * kq);
     uint8_t *xp = qg__qbuf_get(&q->img, tmpb + (size_t)(C * H * W) * (size_t)nt, who);
     uint8_t *cols = xp ? qg__qbuf_get(&q->cols, colsz * (size_t)nt, who) : NULL;
     uint8_t *acc = cols && !implicit ? qg__qbuf_get(&q->acc, accsz * (size_t)nt, who) : cols;
@@ -269,7 +289,9 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool) {
     uint8_t *yd = (uint8_t *)qg__data(y);
     const geom e = {q, Wp, C, cg, OW, q->dw == 1 && G == 1};
     const bool direct = q->kh == 1 && q->kw == 1 && q->sh == 1 && q->sw == 1 && !q->ph && !q->pw && G == 1;
-    int64_t *off = (int64_t *)(void *)(xp + offb);
+    int64_t *off = (int64_t *)(void *)(xp + offb), *tap = off + kq;
+    for (int64_t k = 0; k < 4 * kq; k++) /* no divisions per block */
+        tap[k] = k < kdim ? k / q->kw * q->dh * Wp + k % q->kw * q->dw : -1;
     for (int64_t qq = 0; cm && qq < kq; qq++) {
         if (implicit) { /* quad qq: tap t, channel quad cqq of the group's */
             const int64_t t = 4 * qq / cg, cqq = 4 * qq % cg / 4;
@@ -314,7 +336,7 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool) {
                             if (implicit)
                                 a = xi + ((oh * q->sh * (C / 4) + g * cg / 4) * Wp + ow) * 4;
                             else
-                                lanes_c1(&e, xi, oh, ow, tacc + nb * kq * 64), a = tacc + nb * kq * 64;
+                                lanes_c1(&e, tap, xi, oh, ow, tacc + nb * kq * 64), a = tacc + nb * kq * 64;
                             blk[nb] = (qg__qblock){a, r * (OW / ps) + ow / ps, (int)(OW - ow < 16 ? OW - ow : 16)};
                         }
                 qg__qconv_cm(nb, blk, off, za, q->pack[g], &rq, yo, PO, pool != NULL);

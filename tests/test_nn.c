@@ -208,6 +208,8 @@ static const qg_module_type twice_type = {.name = "Twice", .size = sizeof(qg_mod
 static void test_fusion(void) {
     qg_module *m = qg_sequential_new();
     qg_sequential_add(m, "t", qg_module_new(&twice_type));
+    qg_sequential_add(m, "i1", qg_nn_identity_new()); /* looked past, as fuse_modules leaves them */
+    qg_sequential_add(m, "i2", qg_nn_identity_new());
     qg_sequential_add(m, "r", qg_nn_relu_new());
     qg_sequential_add(m, "t2", qg_module_new(&twice_type)); /* last: nothing to fuse with */
     qg_tensor *x = qg_tensor_from_data(QG_F32, 1, SHAPE(3), (float[]){-1, 0.5f, 2});
@@ -218,6 +220,11 @@ static void test_fusion(void) {
     y = qg_module_forward(m, x);
     CHECK(y && fused_calls == 1 && qg_tensor_get(y, SHAPE(2)) == 16,
           "no fusion when the next module has an output hook (%d calls): the hook runs once", fused_calls);
+    qg_module_free(qg_module_remove_child(qg_module_get(m, "r"), "hook"));
+    qg_module_set_output_hook(qg_module_get(m, "i2"), "hook", qg_module_new(&twice_type));
+    y = qg_module_forward(m, x);
+    CHECK(y && fused_calls == 1 && qg_tensor_get(y, SHAPE(2)) == 16,
+          "no fusion past an Identity with an output hook (%d calls)", fused_calls);
     qg_tensor_free(x);
     qg_module_free(m);
     qg_tape_reset(NULL);

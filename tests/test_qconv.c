@@ -117,6 +117,7 @@ int main(void) {
                 pref = qg_tensor_clone(qg_max_pool2d(qg_module_forward(m, x), k2, k2, NULL, NULL, false));
                 seq = qg_sequential_new();
                 qg_sequential_add(seq, "conv", m);
+                qg_sequential_add(seq, "relu", qg_nn_identity_new()); /* as convert leaves a fused ReLU */
                 qg_sequential_add(seq, "pool", qg_nn_maxpool2d_new(2, 2, NULL));
                 CHECK(pref && !qg_sequential_status(seq), "geometry %zu: %s", gi, qg_last_error());
             }

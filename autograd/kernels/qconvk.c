@@ -23,6 +23,7 @@
 #define CM_NJ 8 /* channels per tile: a divisor of 16, so a tile stays in one packed block */
 #define CM_MP 2 /* 16-pixel blocks per tile */
 
+typedef struct cm_cst cm_cst;
 typedef struct {
     const qg__qblock *blk;
     const int64_t *off;
@@ -32,7 +33,13 @@ typedef struct {
     const qg__requant *k;
     uint8_t *out;
     bool pool; /* blocks in row pairs, 2 x 2 max-pooled (qgemm.h) */
+    const cm_cst *cst; /* the current channel group's constants (VNNI) */
 } cm_job;
+
+struct cm_cst {
+    __m512i zw[CM_NJ];
+    __m512 mult[CM_NJ], badd[CM_NJ], pmult[CM_NJ / 2], pbadd[CM_NJ / 2];
+};
 
 /* Channel c's 4 weights of k-quad q in its 16-column block w (qgemm.c's layout). */
 static inline int32_t cm_wquad(const int8_t *w, int64_t q, int c) {
@@ -72,7 +79,8 @@ QG_TVNNI __attribute__((always_inline)) static inline void cm_dot(const int nj, 
  * anything, which would make the compiler reload each operand after every store. */
 typedef struct {
     qg__requant k;
-    const int32_t *wsum; /* from channel j on */
+    const cm_cst *cst;   /* VNNI */
+    const int32_t *wsum; /* from channel j on (AVX2) */
     uint32_t za;
     int64_t ldo;
     qg__qblock bk; /* block i */
@@ -80,7 +88,26 @@ typedef struct {
 } cm_out;
 static inline cm_out cm_out_of(const cm_job *g, int64_t j, int64_t i) {
     const qg__qblock bk = g->blk[i];
-    return (cm_out){*g->k, g->p->wsum + j, (uint32_t)g->za, g->ldo, bk, g->out + bk.o + j * g->ldo};
+    return (cm_out){*g->k, g->cst, g->p->wsum + j, (uint32_t)g->za, g->ldo, bk, g->out + bk.o + j * g->ldo};
+}
+
+/* The requantization constants of channels j..j+nj, once per channel group: the
+ * subtrahend za wsum - ibias (qnnpack's ibias folded in: the same sums mod 2^32) and
+ * mult, badd, broadcast per channel, and for pooled tiles per channel pair (lanes
+ * 0..7 channel j + 2c, lanes 8..15 channel j + 2c + 1). */
+QG_TVNNI static void cm_cst_of(const cm_job *g, int64_t j, int nj, cm_cst *t) {
+    const qg__requant *k = g->k;
+    for (int c = 0; c < nj; c++) {
+        uint32_t zw = (uint32_t)g->za * (uint32_t)g->p->wsum[j + c] - (k->onednn ? 0u : (uint32_t)k->ibias[j + c]);
+        t->zw[c] = _mm512_set1_epi32((int32_t)zw);
+        t->mult[c] = _mm512_set1_ps(k->mult[j + c]);
+        t->badd[c] = _mm512_set1_ps(k->onednn ? k->badd[j + c] : 0.0f);
+    }
+    for (int c = 0; c < nj; c += 2) { /* an odd last channel pairs with itself */
+        const int d = c + 1 < nj ? c + 1 : c;
+        t->pmult[c / 2] = _mm512_mask_blend_ps(0xff00, t->mult[c], t->mult[d]);
+        t->pbadd[c / 2] = _mm512_mask_blend_ps(0xff00, t->badd[c], t->badd[d]);
+    }
 }
 
 /* acc - za wsum, requantized, stored: channel jj's 16 pixels at out + jj ldo + o. */
@@ -96,47 +123,49 @@ QG_TVNNI __attribute__((always_inline)) static inline void cm_store(const int nj
         outp[u] = g->out + bk->o + j * s.ldo;
         msk[u] = bk->n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << bk->n) - 1);
     }
-    __m512i zw[CM_NJ], ib[CM_NJ];
-    __m512 mult[CM_NJ], badd[CM_NJ];
-#pragma GCC unroll 8
-    for (int c = 0; c < nj; c++) {
-        zw[c] = _mm512_set1_epi32((int32_t)(s.za * (uint32_t)s.wsum[c]));
-        mult[c] = _mm512_set1_ps(k.mult[j + c]);
-        badd[c] = k.onednn ? _mm512_set1_ps(k.badd[j + c]) : _mm512_setzero_ps();
-        ib[c] = k.onednn ? _mm512_setzero_si512() : _mm512_set1_epi32(k.ibias[j + c]);
-    }
 #pragma GCC unroll 8
     for (int c = 0; c < nj; c++)
 #pragma GCC unroll 2
         for (int u = 0; u < mp; u++) {
-            __m512i r = qg__rq16(&k, _mm512_sub_epi32(acc[c * mp + u], zw[c]), mult[c], badd[c], ib[c]);
-            _mm512_mask_cvtusepi32_storeu_epi8(outp[u] + c * s.ldo, msk[u], r);
+            __m512i r = qg__rq16(&k, _mm512_sub_epi32(acc[c * mp + u], s.cst->zw[c]), s.cst->mult[c],
+                                 s.cst->badd[c], _mm512_setzero_si512());
+            qg__st_u8x16(outp[u] + c * s.ldo, msk[u], r);
         }
 }
 
 /* Pooled: blocks i and i + 1 are rows oh and oh + 1 of the same pixels. The 2 x 2
  * maxima are taken of acc - za wsum (plus qnnpack's ibias, wrapping, as the
  * requantization adds it): the requantization is non-decreasing in that sum, so the
- * requantized maximum is the maximum of the requantized bytes. 8 outputs a pair. */
+ * requantized maximum is the maximum of the requantized bytes. 8 outputs a pair of
+ * blocks and channel; two channels share one requantization. */
 QG_TVNNI __attribute__((always_inline)) static inline void cm_store_pool(const int nj, const cm_job *g, int64_t j,
                                                                           int64_t i, const __m512i *acc) {
     const cm_out s = cm_out_of(g, j, i);
     const qg__requant k = s.k;
-    const __mmask16 msk = (__mmask16)((1u << (s.bk.n / 2)) - 1);
-#pragma GCC unroll 8
-    for (int c = 0; c < nj; c++) {
-        __m512i zw = _mm512_set1_epi32((int32_t)(s.za * (uint32_t)s.wsum[c]));
-        __m512i v0 = _mm512_sub_epi32(acc[2 * c], zw), v1 = _mm512_sub_epi32(acc[2 * c + 1], zw);
-        if (!k.onednn) {
-            const __m512i ib = _mm512_set1_epi32(k.ibias[j + c]);
-            v0 = _mm512_add_epi32(v0, ib), v1 = _mm512_add_epi32(v1, ib);
+    const int n = s.bk.n / 2; /* outputs a channel */
+    const __mmask16 msk = (__mmask16)((1u << n) - 1);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+#pragma GCC unroll 4
+    for (int c = 0; c < nj; c += 2) {
+        const int d = c + 1 < nj ? c + 1 : c;
+        const __m512i v0 = _mm512_max_epi32(_mm512_sub_epi32(acc[2 * c], s.cst->zw[c]),
+                                            _mm512_sub_epi32(acc[2 * c + 1], s.cst->zw[c]));
+        const __m512i v1 = _mm512_max_epi32(_mm512_sub_epi32(acc[2 * d], s.cst->zw[d]),
+                                            _mm512_sub_epi32(acc[2 * d + 1], s.cst->zw[d]));
+        /* lane t < 8: channel c's pixels 2t, 2t + 1; lane 8 + t: channel d's */
+        const __m512i m = _mm512_max_epi32(_mm512_permutex2var_epi32(v0, even, v1),
+                                           _mm512_permutex2var_epi32(v0, odd, v1));
+        const __m128i b = _mm512_cvtusepi32_epi8(
+            qg__rq16(&k, m, s.cst->pmult[c / 2], s.cst->pbadd[c / 2], _mm512_setzero_si512()));
+        uint8_t *o = s.o + c * s.ldo;
+        if (n == 8) {
+            _mm_storel_epi64((__m128i *)(void *)o, b);
+            if (d != c) _mm_storeh_pd((double *)(void *)(o + s.ldo), _mm_castsi128_pd(b));
+        } else {
+            _mm512_mask_storeu_epi8(o, (__mmask64)msk, _mm512_castsi128_si512(b));
+            if (d != c) _mm512_mask_storeu_epi8(o + s.ldo - 8, (__mmask64)msk << 8, _mm512_castsi128_si512(b));
         }
-        __m512i m = _mm512_max_epi32(v0, v1);
-        m = _mm512_max_epi32(m, _mm512_shuffle_epi32(m, _MM_PERM_CDAB)); /* lanes 2t: pixels 2t, 2t + 1 */
-        m = _mm512_maskz_compress_epi32(0x5555, m);
-        const __m512 badd = k.onednn ? _mm512_set1_ps(k.badd[j + c]) : _mm512_setzero_ps();
-        __m512i r = qg__rq16(&k, m, _mm512_set1_ps(k.mult[j + c]), badd, _mm512_setzero_si512());
-        _mm512_mask_cvtusepi32_storeu_epi8(s.o + c * s.ldo, msk, r);
     }
 }
 
@@ -159,10 +188,15 @@ CM_DEF(1, 1) CM_DEF(1, 2) CM_DEF(2, 1) CM_DEF(2, 2) CM_DEF(3, 1) CM_DEF(3, 2) CM
 CM_DEF(5, 1) CM_DEF(5, 2) CM_DEF(6, 1) CM_DEF(6, 2) CM_DEF(7, 1) CM_DEF(7, 2) CM_DEF(8, 1) CM_DEF(8, 2)
 
 #define CM_TILE(NJ_, MP_, g, j, i) cm_tile_##NJ_##_##MP_(g, j, i)
-QG_TVNNI static void cm_run(const cm_job *g, int64_t nblk) {
-    const int64_t n = g->p->n;
+QG_TVNNI static void cm_run(const cm_job *job, int64_t nblk) {
+    const int64_t n = job->p->n;
+    cm_cst cst;
+    cm_job gj = *job;
+    const cm_job *g = &gj;
+    gj.cst = &cst;
     for (int64_t j = 0; j < n; j += CM_NJ) {
         const int nj = (int)(n - j < CM_NJ ? n - j : CM_NJ);
+        cm_cst_of(g, j, nj, &cst);
         for (int64_t i = 0; i < nblk; i += CM_MP) {
             const int mp = nblk - i > 1 ? 2 : 1; /* pooled: nblk is even */
             QG_TILE_SWITCH(CM_TILE, nj, mp, g, j, i)
@@ -332,7 +366,7 @@ void qg__qconv_cm(int64_t nblk, const qg__qblock *blk, const int64_t *off, int32
                   const qg__requant *k, uint8_t *out, int64_t ldo, bool pool) {
 #if defined(__x86_64__)
     if (nblk <= 0 || !p || p->n <= 0) return;
-    const cm_job g = {blk, off, ldo, za, p, k, out, pool};
+    const cm_job g = {blk, off, ldo, za, p, k, out, pool, NULL};
     if (qg__qgemm_path() == QG__QPATH_VNNI)
         cm_run(&g, nblk);
     else

@@ -251,8 +251,10 @@ QG_TBW static void qg__range_bw(const qg__qjob *g, int64_t i0, int64_t i1, int64
 
 /* ------------------------------------------------------------------ AVX2 */
 
-/* Tile: rows i..i+mr (mr <= 4) x block b (16 columns: two ymm of 8 int32 lanes, the low
- * and high 32 bytes of each 64-byte quad). 8 accumulators of the 16 ymm registers. */
+/* Tile: rows i..i+mr x block b (16 columns: two ymm of 8 int32 lanes, the low and high
+ * 32 bytes of each 64-byte quad). Plain: mr <= 6, 12 accumulators, 2 weight vectors and
+ * the broadcast row bytes fill the 16 ymm registers, so a weight quad (read from L2 at
+ * every row panel) serves 6 rows; exact: mr <= 4, registers for its constants. */
 QG_INL QG_TAVX2 void qg__tile_avx2(const int mr, const bool exact, const qg__qjob *g, int64_t i, int64_t b) {
     const qg__qpack *p = g->p;
     const int64_t k = p->k, kq = k / 4, bs = p->kp / 4 * 64;
@@ -261,14 +263,14 @@ QG_INL QG_TAVX2 void qg__tile_avx2(const int mr, const bool exact, const qg__qjo
     const int8_t *w = p->data + b * bs;
     const __m256i ones = _mm256_set1_epi16(1), c128 = _mm256_set1_epi16(128);
     const __m256i lo7 = _mm256_set1_epi8(0x7f), one8 = _mm256_set1_epi8(1);
-    __m256i acc[8]; /* [r * 2 + half] */
-#pragma GCC unroll 8
+    __m256i acc[12]; /* [r * 2 + half] */
+#pragma GCC unroll 12
     for (int x = 0; x < 2 * mr; x++) acc[x] = _mm256_setzero_si256();
     for (int64_t q = 0; q < kq + (k % 4 != 0); q++) {
         __m256i wv[2];
         wv[0] = _mm256_loadu_si256((const __m256i *)(w + q * 64));
         wv[1] = _mm256_loadu_si256((const __m256i *)(w + q * 64 + 32));
-#pragma GCC unroll 4
+#pragma GCC unroll 6
         for (int r = 0; r < mr; r++) {
             const uint8_t *ap = a + r * lda + 4 * q;
             __m256i av = _mm256_set1_epi32((int)(q < kq ? qg__ld32(ap) : qg__ld_tail(ap, k - 4 * q)));
@@ -297,7 +299,7 @@ QG_INL QG_TAVX2 void qg__tile_avx2(const int mr, const bool exact, const qg__qjo
         __m256i zw = _mm256_mullo_epi32(zav, _mm256_loadu_si256((const __m256i *)(p->wsum + j0 + 8 * h)));
         int64_t left = qg__qmin(8, nc - 8 * h); /* columns of this half to write: <= 0 none */
         __m256i msk = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left > 0 ? left : 0)), lane);
-#pragma GCC unroll 4
+#pragma GCC unroll 6
         for (int r = 0; r < mr; r++) {
             int32_t *cp = g->c + (i + r) * g->ldc + j0 + 8 * h;
             __m256i v = _mm256_sub_epi32(acc[2 * r + h], zw);
@@ -310,23 +312,30 @@ QG_INL QG_TAVX2 void qg__tile_avx2(const int mr, const bool exact, const qg__qjo
 }
 
 QG_TAVX2 static void qg__range_avx2(const qg__qjob *g, int64_t i0, int64_t i1, int64_t b0, int64_t b1) {
-    for (int64_t i = i0; i < i1; i += 4) {
-        int mr = (int)qg__qmin(4, i1 - i);
-        bool exact = g->p->wmax_abs > 64 && !qg__rows_small(g->a + i * g->lda, g->lda, mr, g->p->k);
+    for (int64_t i = i0, mr; i < i1; i += mr) {
+        /* panels of 6 rows (8 left: two of 4), narrowed to 4 where the exact form is needed */
+        const int64_t left = i1 - i;
+        mr = left >= 6 && left != 8 ? 6 : qg__qmin(4, left);
+        bool exact = g->p->wmax_abs > 64 && !qg__rows_small(g->a + i * g->lda, g->lda, (int)mr, g->p->k);
+        if (exact && mr > 4) mr = 4, exact = !qg__rows_small(g->a + i * g->lda, g->lda, 4, g->p->k);
         for (int64_t b = b0; b < b1; b++) {
-#define QG_AVX2_CASES(ex)                                                                   \
-    switch (mr) {                                                                           \
-    case 1: qg__tile_avx2(1, ex, g, i, b); break;                                           \
-    case 2: qg__tile_avx2(2, ex, g, i, b); break;                                           \
-    case 3: qg__tile_avx2(3, ex, g, i, b); break;                                           \
-    default: qg__tile_avx2(4, ex, g, i, b); break;                                          \
-    }
             if (exact) {
-                QG_AVX2_CASES(true)
+                switch (mr) {
+                case 1: qg__tile_avx2(1, true, g, i, b); break;
+                case 2: qg__tile_avx2(2, true, g, i, b); break;
+                case 3: qg__tile_avx2(3, true, g, i, b); break;
+                default: qg__tile_avx2(4, true, g, i, b); break;
+                }
             } else {
-                QG_AVX2_CASES(false)
+                switch (mr) {
+                case 1: qg__tile_avx2(1, false, g, i, b); break;
+                case 2: qg__tile_avx2(2, false, g, i, b); break;
+                case 3: qg__tile_avx2(3, false, g, i, b); break;
+                case 4: qg__tile_avx2(4, false, g, i, b); break;
+                case 5: qg__tile_avx2(5, false, g, i, b); break;
+                default: qg__tile_avx2(6, false, g, i, b); break;
+                }
             }
-#undef QG_AVX2_CASES
         }
     }
 }

@@ -57,7 +57,7 @@ static void row_scalar(const qg__requant *k, const int32_t *restrict acc, int64_
 }
 
 #ifdef QG_RQX86
-__attribute__((target("avx512f"))) static void rows_avx512(const qg__requant *k, const int32_t *acc, int64_t ldc,
+__attribute__((target("avx512f,avx512bw"))) static void rows_avx512(const qg__requant *k, const int32_t *acc, int64_t ldc,
                                                            int64_t m, int64_t n, uint8_t *out, int64_t ldo) {
     for (int64_t i = 0; i < m; i++, acc += ldc, out += ldo)
         for (int64_t j = 0; j < n; j += 16) {
@@ -66,7 +66,7 @@ __attribute__((target("avx512f"))) static void rows_avx512(const qg__requant *k,
             __m512i r = qg__rq16(k, _mm512_maskz_loadu_epi32(msk, acc + j), _mm512_maskz_loadu_ps(msk, k->mult + j),
                                  e ? _mm512_maskz_loadu_ps(msk, k->badd + j) : _mm512_setzero_ps(),
                                  e ? _mm512_setzero_si512() : _mm512_maskz_loadu_epi32(msk, k->ibias + j));
-            _mm512_mask_cvtusepi32_storeu_epi8(out + j, msk, r); /* saturates at 255 */
+            qg__st_u8x16(out + j, msk, r); /* saturates at 255 */
         }
 }
 

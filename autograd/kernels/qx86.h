@@ -81,4 +81,15 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512i qg__rq16
     return _mm512_add_epi32(_mm512_cvt_roundps_epi32(v, QG_RNE), _mm512_set1_epi32((int32_t)k->zf));
 }
 
+/* The 16 int32 >= 0 of r saturated to bytes and stored at o under msk: vpmovusdb to a
+ * register, then a byte store (the memory form of vpmovusdb is slow on Zen 4). */
+__attribute__((target("avx512f,avx512bw"), always_inline)) static inline void qg__st_u8x16(uint8_t *o, __mmask16 msk,
+                                                                                          __m512i r) {
+    const __m128i b = _mm512_cvtusepi32_epi8(r);
+    if (msk == 0xffff)
+        _mm_storeu_si128((__m128i *)(void *)o, b);
+    else
+        _mm512_mask_storeu_epi8(o, (__mmask64)msk, _mm512_castsi128_si512(b)); /* BW, without VL */
+}
+
 #endif

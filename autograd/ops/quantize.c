@@ -71,6 +71,17 @@ static inline int64_t quant1(float x, float inv, int64_t z, int64_t qmin, int64_
     return q < qmin ? qmin : q > qmax ? qmax : q;
 }
 
+/* quant1 for an 8-bit range, in float and int32 arithmetic that vectorises without
+ * AVX-512's float-to-int64 conversion: r is an integer, so clamping it to
+ * [qmin - z, qmax - z] and adding z is quant1's z + r clamped; what quant1 sends to
+ * qmin (NaN, |r| beyond int64) goes to qmin - z here. */
+static inline int32_t quant8(float x, float inv, float lo, float hi, int32_t z) {
+    float r = nearbyintf(x * inv);
+    bool wild = !(r >= -9.2233720e18f && r < 9.2233720e18f);
+    float c = r < lo ? lo : r > hi ? hi : r;
+    return (int32_t)(wild ? lo : c) + z;
+}
+
 /* x contiguous f32 (outer, C, inner) -> out of dt; channel c has inv[c], z[c] (C = 1
  * per tensor). */
 static void quantize_run(const float *x, char *out, qg_dtype dt, int64_t outer, int64_t C, int64_t inner,
@@ -82,12 +93,13 @@ static void quantize_run(const float *x, char *out, qg_dtype dt, int64_t outer, 
         const int64_t c = oc % C, base = oc * inner;
         const float iv = inv[c];
         const int64_t zc = z[c];
+        const float lo = (float)(qmin - zc), hi = (float)(qmax - zc); /* exact: 8-bit ranges */
         if (dt == QG_U8) {
             uint8_t *o = (uint8_t *)out + base;
-            for (int64_t i = 0; i < inner; i++) o[i] = (uint8_t)quant1(x[base + i], iv, zc, qmin, qmax);
+            for (int64_t i = 0; i < inner; i++) o[i] = (uint8_t)quant8(x[base + i], iv, lo, hi, (int32_t)zc);
         } else if (dt == QG_I8) {
             int8_t *o = (int8_t *)out + base;
-            for (int64_t i = 0; i < inner; i++) o[i] = (int8_t)quant1(x[base + i], iv, zc, qmin, qmax);
+            for (int64_t i = 0; i < inner; i++) o[i] = (int8_t)quant8(x[base + i], iv, lo, hi, (int32_t)zc);
         } else {
             int32_t *o = (int32_t *)out + base;
             for (int64_t i = 0; i < inner; i++) o[i] = (int32_t)quant1(x[base + i], iv, zc, qmin, qmax);

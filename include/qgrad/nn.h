@@ -115,10 +115,11 @@ typedef struct qg_module_type {
      * own). Non-QG_OK, with a message, refuses the whole load. */
     qg_status (*check_load)(const qg_module *m, const qg_tensor *(*get)(const char *name, void *ctx), void *ctx);
     /* Optional, both or neither: a fusion with the module that follows in a
-     * Sequential. When fuses(m, next) is true and neither module has an output hook,
-     * the Sequential calls forward_fused(m, next, x) instead of the two forwards: it
-     * must return the very tensor next(m(x)) would be. The int8 Conv2d takes a 2 x 2
-     * max pool into its epilogue this way. */
+     * Sequential, past any Identity without an output hook (fuse_modules leaves Identity
+     * where the fused modules were). When fuses(m, next) is true and neither module has
+     * an output hook, the Sequential calls forward_fused(m, next, x) instead of the
+     * forwards: it must return the very tensor next(m(x)) would be. The int8 Conv2d
+     * takes a 2 x 2 max pool into its epilogue this way. */
     bool (*fuses)(const qg_module *m, const qg_module *next);
     qg_tensor *(*forward_fused)(qg_module *m, qg_module *next, qg_tensor *x);
 } qg_module_type;
