@@ -26,6 +26,7 @@
 
 #include "../examples/fmnist_model.h"
 #include "internal.h"
+#include "kernels/isa.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -45,55 +46,47 @@ static int cmp(const void *a, const void *b) {
 
 /* ------------------------------------------------------------- the FMA peak */
 
-#if defined(__AVX512F__)
-#define PEAK_ISA "AVX-512 FMA"
-typedef __m512 pvec;
-#define PV_LANES 16
-#define PV_SET(x) _mm512_set1_ps(x)
-#define PV_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define PV_SUM(v) _mm512_reduce_add_ps(v)
-#elif defined(__AVX2__) && defined(__FMA__)
-#define PEAK_ISA "AVX2 FMA"
-typedef __m256 pvec;
-#define PV_LANES 8
-#define PV_SET(x) _mm256_set1_ps(x)
-#define PV_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-static float PV_SUM(__m256 v) {
-    float t[8];
-    _mm256_storeu_ps(t, v);
-    return t[0] + t[7];
-}
-#endif
-
-#ifdef PEAK_ISA
-/* n rounds of 12 independent FMAs (registers only) */
-__attribute__((noinline)) static float peak_loop(int64_t n) {
-    pvec a[12], x = PV_SET(0.999f), y = PV_SET(1e-3f);
-    for (int i = 0; i < 12; i++) a[i] = PV_SET((float)i);
-    for (int64_t r = 0; r < n; r++) {
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; i++) a[i] = PV_FMA(a[i], x, y);
+/* n rounds of 12 independent FMAs (registers only), on 512 or 256 bits: compiled with
+ * target attributes in every build; the float GEMM's level (kernels/isa.h) picks one. */
+#if defined(__x86_64__)
+#define PEAK_LOOP(name, tgt, V, SET, FMA, STORE, L)                                      \
+    __attribute__((target(tgt), noinline)) static float name(int64_t n) {                \
+        V a[12], x = SET(0.999f), y = SET(1e-3f);                                        \
+        for (int i = 0; i < 12; i++) a[i] = SET((float)i);                               \
+        for (int64_t r = 0; r < n; r++) {                                                \
+            _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) a[i] = FMA(a[i], x, y); \
+        }                                                                                \
+        float t[L], s = 0;                                                               \
+        for (int i = 0; i < 12; i++) STORE(t, a[i]), s += t[0] + t[L - 1];              \
+        return s;                                                                        \
     }
-    float s = 0;
-    for (int i = 0; i < 12; i++) s += PV_SUM(a[i]);
-    return s;
-}
+PEAK_LOOP(peak_avx512, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps, 16)
+PEAK_LOOP(peak_avx2, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps, 8)
 #endif
 
-/* GFLOP/s of the FMA loop on `threads` cores at once (0: no FMA ISA in this build). */
+/* The FMA loop of the float GEMM's level: its name and lanes (NULL, 0: no FMA). */
+static const char *peak_isa(int *lanes) {
+    const qg__isa lv = qg__isa_level();
+    *lanes = lv == QG__ISA_V4 ? 16 : lv == QG__ISA_V3 ? 8 : 0;
+    return lv == QG__ISA_V4 ? "AVX-512 FMA" : lv == QG__ISA_V3 ? "AVX2 FMA" : NULL;
+}
+
+/* GFLOP/s of the FMA loop on `threads` cores at once (0: no FMA at this level). */
 static double fma_peak(int threads) {
     double best = 0;
 #ifndef _OPENMP
     threads = 1;
 #endif
-#ifdef PEAK_ISA
+#if defined(__x86_64__)
+    int lanes;
+    if (!peak_isa(&lanes)) return 0;
     const int64_t n = 4000000;
     for (int rep = 0; rep < 5; rep++) { /* the best of 5: a thread may start late */
         double t0 = qg__now();
         float sink = 0;
         _Pragma("omp parallel num_threads(threads) reduction(+ : sink)")
-        sink += peak_loop(n);
-        double t = qg__now() - t0, g = 12.0 * (double)n * PV_LANES * 2 * threads / t * 1e-9;
+        sink += lanes == 16 ? peak_avx512(n) : peak_avx2(n);
+        double t = qg__now() - t0, g = 12.0 * (double)n * lanes * 2 * threads / t * 1e-9;
         best = g > best && sink != 0.5f ? g : best;
     }
 #endif
@@ -338,11 +331,19 @@ int main(int argc, char **argv) {
     if (argc > 1) iters = atoi(argv[1]) > 0 ? atoi(argv[1]) : iters;
     const bool table = !(argc > 2 && !strcmp(argv[2], "profile"));
     const double peak[2] = {fma_peak(1), fma_peak(2)};
-#ifdef PEAK_ISA
-    printf("FMA peak (%s loop, measured): %.1f GFLOP/s on 1 core, %.1f on 2\n", PEAK_ISA, peak[0], peak[1]);
+    int lanes;
+    const char *isa = peak_isa(&lanes);
+    printf("float kernels: %s (%s build)\n", qg__isa_name(qg__isa_level()),
+#ifdef QG_DISPATCH
+           "portable"
 #else
-    printf("FMA peak: this build has no FMA ISA (-Dnative=false?): %%peak is n/a\n");
+           "single-ISA"
 #endif
+    );
+    if (isa && peak[0] > 0)
+        printf("FMA peak (%s loop, measured): %.1f GFLOP/s on 1 core, %.1f on 2\n", isa, peak[0], peak[1]);
+    else
+        printf("FMA peak: no FMA at this level (-Dnative=false?): %%peak is n/a\n");
     if (table) run_torch();
     if (table)
         printf("training steps, median ms of %d; GFLOP/s = conv + linear FLOPs / time; limit = those FLOPs at the peak\n",

@@ -11,6 +11,7 @@
  * doubles and the step count a float32 tensor in PyTorch: so here too. */
 #include <tgmath.h>
 
+#include "kernels/isa.h"
 #include "internal.h"
 #include "qgrad/optim.h"
 
@@ -124,7 +125,7 @@ typedef struct {
     bool adamw, maximize;
 } adam_args;
 
-static void adam_update(qg_dtype dt, int64_t n, char *p_, const char *g_, char *m_, char *v_, char *vm_,
+QG_HOT static void adam_update(qg_dtype dt, int64_t n, char *p_, const char *g_, char *m_, char *v_, char *vm_,
                         const adam_args *a) {
     int nt = qg__threads_for(n * 8);
     QG_FLOAT_DISPATCH(dt, {

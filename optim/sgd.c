@@ -12,6 +12,7 @@
  * changing results. */
 #include <tgmath.h>
 
+#include "kernels/isa.h"
 #include "internal.h"
 #include "qgrad/optim.h"
 
@@ -107,7 +108,7 @@ typedef struct {
 
 /* One parameter: p (n), g (n), buf (n) or NULL without momentum. Each chunk runs the
  * PyTorch op chain as a few simple (vectorizable) loops through a stack buffer. */
-static void sgd_update(qg_dtype dt, int64_t n, char *p_, const char *g_, char *buf_, const sgd_args *a) {
+QG_HOT static void sgd_update(qg_dtype dt, int64_t n, char *p_, const char *g_, char *buf_, const sgd_args *a) {
     int64_t nchunks = (n + SGD_CHUNK - 1) / SGD_CHUNK;
     int nt = qg__threads_for(n * 4);
     if (nt > nchunks) nt = (int)(nchunks > 0 ? nchunks : 1);

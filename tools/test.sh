@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds qgrad and runs every test four ways: gcc native,
-# clang native, gcc generic x86-64 (-Dnative=false: no code may assume AVX2 or AVX-512
-# without checking), and gcc with AddressSanitizer + UndefinedBehaviorSanitizer. On a
+# Installs dependencies, builds qgrad and runs every test five ways: gcc portable (the
+# default: baseline x86-64 with the hot kernels for AVX2 and AVX-512 chosen at run
+# time), gcc native (-Dnative=true), clang portable, gcc generic x86-64 (-Dnative=false:
+# no code may assume AVX2 or AVX-512 without checking), and gcc with AddressSanitizer +
+# UndefinedBehaviorSanitizer. On a
 # machine with AVX-512 it adds a fifth, AVX2-only build (-march=x86-64-v3), so the AVX2
 # kernels (the only vector paths of an AVX2 machine) are tested there too; --no-avx2
 # skips it, --avx2 forces it. Last, the libFuzzer targets of tests/fuzz/ (clang, ASan +
@@ -46,6 +48,7 @@ run() { # name, meson setup args...
 }
 
 run gcc -Dbench=true
+run native -Dnative=true -Dbench=false
 CC=clang run clang -Dbench=false
 run generic -Dnative=false -Dbench=false
 [ "$avx2" = yes ] && run avx2 -Dnative=false -Dc_args=-march=x86-64-v3 -Dbench=false

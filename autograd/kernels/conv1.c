@@ -10,6 +10,8 @@
  *                its last row (the vector tails load, but never store, past a row)
  *   w (K, T): T = kh*kw taps per channel; b (K) or NULL
  *   out (K, OH, OW): out[k][oh][ow] = b[k] + sum_t w[k][t] xp[oh + i dh][ow + j dw] */
+#include "kernels/isa.h" /* first: the renaming of a portable build's copies */
+
 #include "internal.h"
 #include "kernels/gemm.h"
 

@@ -32,6 +32,8 @@
  * each instance includes; the tile shape (QG_MR, QG_NR) is gemm.h's. */
 #ifndef QG_GEMM_TEMPLATE
 
+#include "kernels/isa.h" /* first: the renaming of a portable build's copies */
+
 #include <stdint.h>
 #include <string.h>
 
@@ -76,6 +78,9 @@ static void *qg__gemm_buf(size_t nbytes) {
     }
     return tl_buf;
 }
+
+int64_t qg__gemm_mr(void) { return QG_MR; }
+int64_t qg__gemm_vb(void) { return QG_VB; }
 
 static inline int64_t qg__min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t qg__max64(int64_t a, int64_t b) { return a > b ? a : b; }

@@ -1,9 +1,25 @@
 /* The packed GEMM's tile shape, for callers that steer by it (conv.c picks the
- * cheaper orientation of each product). One definition, following the build's ISA,
- * so that a caller never mirrors kernels/gemm.c by hand. The shape only steers speed:
+ * cheaper orientation of each product). One definition, following the build's ISA (in
+ * a portable build, the level that runs), so that a caller never mirrors
+ * kernels/gemm.c by hand. The shape only steers speed:
  * results are correct for any shape. And the direct single-channel convolution. */
 #ifndef QG_GEMM_H
 #define QG_GEMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kernels/isa.h"
+
+#if defined(QG_DISPATCH) && !defined(QG_ISA_SUFFIX)
+/* A portable build's callers: the tile of the level that runs (isa.h). */
+int64_t qg__gemm_mr(void);
+int64_t qg__gemm_vb(void);
+#define QG_VB qg__gemm_vb()
+#define QG_MR qg__gemm_mr()
+#else
+int64_t qg__gemm_mr(void); /* QG_MR and QG_VB, for the dispatcher */
+int64_t qg__gemm_vb(void);
 
 /* Vector width in bytes. */
 #if defined(__AVX512F__)
@@ -22,6 +38,7 @@
 #else
 #define QG_MR 6
 #endif
+#endif
 
 /* Micro-tile width (columns of C: two vectors) for elements of es bytes. */
 #define QG_NR(es) (2 * QG_VB / (int64_t)(es))
@@ -29,8 +46,6 @@
 /* The direct convolution of a single-channel plane, stride 1 (kernels/conv1.c, which
  * gives the shapes): for the first layer of a CNN, whose reduction is only the kernel's
  * taps. supported: whether a kernel of `taps` taps runs there. */
-#include <stdbool.h>
-#include <stdint.h>
 bool qg__conv1_supported(int64_t taps);
 void qg__conv1_f32(const float *xp, int64_t Wp, int64_t OH, int64_t OW, int kh, int kw, int dh, int dw,
                    const float *w, const float *b, int64_t K, float *out);

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "kernels/isa.h"
 #include "kernels/qgemm.h"
 
 #if defined(__x86_64__)
@@ -358,8 +359,16 @@ bool qg__qpath_supported(qg__qpath path) {
     }
 }
 
-/* The best path both the CPU and the build's -march allow (recomputed: a few loads). */
+/* The best path both the CPU and the build's -march allow; in a portable build, the
+ * CPU and the float kernels' level (isa.h: QG_ISA=v3 makes an AVX2 machine of an
+ * AVX-512 one for both). Recomputed: a few loads. */
 static qg__qpath qg__default_path(void) {
+#if defined(QG_DISPATCH)
+    const qg__isa lv = qg__isa_level();
+    if (lv >= QG__ISA_V4 && qg__qpath_supported(QG__QPATH_VNNI)) return QG__QPATH_VNNI;
+    if (lv >= QG__ISA_V4 && qg__qpath_supported(QG__QPATH_AVX512BW)) return QG__QPATH_AVX512BW;
+    if (lv >= QG__ISA_V3 && qg__qpath_supported(QG__QPATH_AVX2)) return QG__QPATH_AVX2;
+#else
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
     if (qg__qpath_supported(QG__QPATH_VNNI)) return QG__QPATH_VNNI;
 #endif
@@ -368,6 +377,7 @@ static qg__qpath qg__default_path(void) {
 #endif
 #if defined(__AVX2__) && defined(__FMA__)
     if (qg__qpath_supported(QG__QPATH_AVX2)) return QG__QPATH_AVX2;
+#endif
 #endif
     return QG__QPATH_SCALAR;
 }

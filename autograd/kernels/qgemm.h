@@ -9,7 +9,8 @@
  * happen (a pair of products stays within int16), and otherwise takes exact widening
  * arithmetic, so every path gives the scalar reference's int32 results bit for bit.
  * The default path is the best one both the CPU (at run time) and the build's -march
- * allow: a -march=x86-64-v3 build runs AVX2, a -Dnative=false build the scalar code. */
+ * allow: a -march=x86-64-v3 build runs AVX2, a -Dnative=false build the scalar code,
+ * a portable build (isa.h) the best the CPU has at the float kernels' level. */
 #ifndef QG_QGEMM_H
 #define QG_QGEMM_H
 

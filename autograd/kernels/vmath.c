@@ -1,6 +1,8 @@
 /* exp, log, tanh, sigmoid on contiguous arrays with SLEEF's vector functions (1.0-ULP
  * variants, as PyTorch uses), at the widest vector width this build targets. The
  * tail goes through one padded vector so every element takes the same code path. */
+#include "kernels/isa.h" /* first: the renaming of a portable build's copies */
+
 #include <math.h>
 #include <immintrin.h>
 #include <sleef.h>

@@ -28,6 +28,7 @@
  * double like the other layouts, so 2-D statistics may differ from PyTorch's by an ulp.) */
 #include <tgmath.h>
 
+#include "kernels/isa.h"
 #include "op_internal.h"
 
 /* No implicit contraction (clang contracts a*b+c by default; GCC does not in ISO C
@@ -35,7 +36,7 @@
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
-#if defined(__FMA__)
+#if defined(__FMA__) || defined(QG_DISPATCH) /* portable: the same bits on every level */
 #define BN_MADD(a, b, c) fma((a), (b), (c)) /* tgmath: fmaf for float */
 #else
 #define BN_MADD(a, b, c) ((a) * (b) + (c))
@@ -186,7 +187,7 @@ static int bn_threads(const ncs *v) {
         }                                                                                 \
     }
 
-static void bn_stats(qg_dtype dt, const ncs *v, const char *dv_, double *mean, double *var_sum) {
+QG_HOT static void bn_stats(qg_dtype dt, const ncs *v, const char *dv_, double *mean, double *var_sum) {
     int nt = bn_threads(v);
     QG_FLOAT_DISPATCH(dt, {
         const real *dv = (const real *)dv_;
@@ -202,7 +203,7 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
 }
 
 /* y (contiguous (N, C, S)) = (x / dv[c]) * alpha[c] + beta[c]; dv NULL: no division */
-static void bn_apply(qg_dtype dt, const ncs *v, const char *dv_, const char *alpha_, const char *beta_, char *out) {
+QG_HOT static void bn_apply(qg_dtype dt, const ncs *v, const char *dv_, const char *alpha_, const char *beta_, char *out) {
     int nt = bn_threads(v);
     const int64_t N = v->N, C = v->C, S = v->S;
     QG_FLOAT_DISPATCH(dt, {
@@ -262,7 +263,7 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
  * NULL: no division). g is contiguous (N, C, S). The sums' order is fixed by the shapes
  * (never by the thread count); unlike the forward statistics they need not follow
  * PyTorch's, which sums them in float in its own vector order. */
-static void bn_grad_sums(qg_dtype dt, const ncs *v, const char *dv_, const char *g_, const char *mean_,
+QG_HOT static void bn_grad_sums(qg_dtype dt, const ncs *v, const char *dv_, const char *g_, const char *mean_,
                          double *gsum, double *dotp) {
     int nt = bn_threads(v);
     const int64_t N = v->N, C = v->C, S = v->S;
@@ -334,7 +335,7 @@ typedef struct {
         if (GF) acc += QG_SUM8(p8) + s1;                                                  \
     }
 
-static void bn_grad_input(qg_dtype dt, const ncs *v, const gx_args *a, char *gx_, char *gf_) {
+QG_HOT static void bn_grad_input(qg_dtype dt, const ncs *v, const gx_args *a, char *gx_, char *gf_) {
     int nt = bn_threads(v);
     const int64_t N = v->N, C = v->C, S = v->S;
     QG_FLOAT_DISPATCH(dt, {

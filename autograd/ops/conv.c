@@ -29,6 +29,7 @@
  * do not depend on the thread count.
  *
  * conv1d is conv2d on a height-1 view, through the differentiable view ops. */
+#include "kernels/isa.h"
 #include "op_internal.h"
 #include "kernels/gemm.h"
 
@@ -169,7 +170,7 @@ static void col2im(const conv_geom *g, qg_dtype dt, char *colp, char *dxn, int64
 /* dst: (S, R) at row stride ds <- src: (R, S) at row stride ss, transposed, plus
  * bias[s] (bias may be NULL); with accumulate, dst += src^T instead. 16x16 tiles keep
  * both sides in cache; nt threads share the tiles' rows of dst. */
-static void transpose_to(qg_dtype dt, int64_t R, int64_t S, const char *srcp, int64_t ss, char *dstp, int64_t ds,
+QG_HOT static void transpose_to(qg_dtype dt, int64_t R, int64_t S, const char *srcp, int64_t ss, char *dstp, int64_t ds,
                          const char *biasp, int64_t bs, bool accumulate, int nt) {
     (void)nt;
     QG_FLOAT_DISPATCH(dt, {
@@ -211,7 +212,7 @@ static void add_bias(qg_dtype dt, int64_t K, int64_t P, const char *bp, int64_t 
 }
 
 /* im2col (or col2im) of one image over its channels, on nt threads. */
-static void im2col_par(const conv_geom *g, qg_dtype dt, const char *xn, char *col, int nt) {
+QG_HOT static void im2col_par(const conv_geom *g, qg_dtype dt, const char *xn, char *col, int nt) {
     const int64_t C = g->C;
     if (nt <= 1) {
         im2col(g, dt, xn, col, 0, C);
@@ -221,7 +222,7 @@ static void im2col_par(const conv_geom *g, qg_dtype dt, const char *xn, char *co
     for (int64_t c = 0; c < C; c++) im2col(g, dt, xn, col, c, c + 1);
 }
 
-static void col2im_par(const conv_geom *g, qg_dtype dt, char *col, char *dxn, int nt) {
+QG_HOT static void col2im_par(const conv_geom *g, qg_dtype dt, char *col, char *dxn, int nt) {
     const int64_t C = g->C;
     if (nt <= 1) {
         col2im(g, dt, col, dxn, 0, C);
@@ -442,7 +443,7 @@ static qg_status conv_forward(const conv_geom *g, qg_dtype dt, const char *x, co
 
 /* dW += the nb block buffers (in part's layout: (K, CKg) as dW, or per group (CKg, Kg)),
  * added in block order. */
-static qg_status reduce_blocks(const conv_geom *g, qg_dtype dt, const char *part, int64_t nb, char *dW) {
+QG_HOT static qg_status reduce_blocks(const conv_geom *g, qg_dtype dt, const char *part, int64_t nb, char *dW) {
     const int64_t Kg = g->Kg, CKg = g->CKg, wn = g->K * CKg;
     const int64_t rows = g->G * (g->dw_t ? CKg : Kg), len = g->dw_t ? Kg : CKg;
     const bool tr = g->dw_t;

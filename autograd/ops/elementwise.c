@@ -4,6 +4,7 @@
  * contiguous fast path and a strided one. Formulas follow PyTorch's derivatives. */
 #include <tgmath.h>
 
+#include "kernels/isa.h"
 #include "op_internal.h"
 
 /* ================================================================ unary */
@@ -50,7 +51,7 @@ typedef struct {
      : (e) == -0.5 ? (real)1 / sqrt(x) : (e) == -1 ? (real)1 / (x)                 \
      : (e) == -2 ? (real)1 / ((x) * (x)) : pow((x), (e)))
 
-static void unary_fwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
+QG_HOT static void unary_fwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
     const unary_ctx *c = vctx;
     bool contig = st[0] == 1 && st[1] == 1;
     QG_FLOAT_DISPATCH(c->dt, {
@@ -133,7 +134,7 @@ static void unary_fwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) 
         }                                                                              \
     } while (0)
 
-static void unary_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
+QG_HOT static void unary_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
     const unary_ctx *c = vctx;
     const bool store_ = c->store;
     QG_FLOAT_DISPATCH(c->dt, {
@@ -247,7 +248,7 @@ typedef struct {
         }                                                                              \
     } while (0)
 
-static void binary_fwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
+QG_HOT static void binary_fwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
     const binary_ctx *c = vctx;
     QG_FLOAT_DISPATCH(c->dt, {
         switch (c->op) {
@@ -262,7 +263,7 @@ static void binary_fwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx)
 }
 
 /* dst (ptr[0]) += EXPR of g (ptr[1]), a (ptr[2]), b (ptr[3]); same loop as unary */
-static void binary_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
+QG_HOT static void binary_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
     const binary_ctx *c = vctx;
     const bool store_ = false;
     QG_FLOAT_DISPATCH(c->dt, {
@@ -348,7 +349,7 @@ qg_tensor *qg_minimum(const qg_tensor *a, const qg_tensor *b) { return binary(B_
 /* ================================================================ where */
 
 /* ptr: out, mask (u8), a, b */
-static void where_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
+QG_HOT static void where_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
     qg_dtype dt = *(qg_dtype *)vctx;
     const uint8_t *m = (const uint8_t *)ptr[1];
     QG_FLOAT_DISPATCH(dt, {
@@ -365,7 +366,7 @@ typedef struct {
 } where_ctx;
 
 /* ptr: dst, g, mask */
-static void where_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
+QG_HOT static void where_bwd_row(int64_t n, char **ptr, const int64_t *st, void *vctx) {
     const where_ctx *c = vctx;
     const uint8_t *m = (const uint8_t *)ptr[2];
     QG_FLOAT_DISPATCH(c->dt, {

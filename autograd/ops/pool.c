@@ -13,9 +13,10 @@
  *        is divided by the height, then by the width. */
 #include <math.h>
 
+#include "kernels/isa.h"
 #include "op_internal.h"
 
-#if defined(__AVX2__)
+#if defined(QG_AVX2_CODE)
 #include <immintrin.h>
 #elif defined(__SSE2__)
 #include <emmintrin.h>
@@ -197,13 +198,13 @@ static bool max_2x2(const pool_geom *g) {
            g->dw == 1 && 2 * g->OH <= g->H && 2 * g->OW <= g->W;
 }
 
-#if defined(__AVX2__)
+#if defined(QG_AVX2_CODE)
 /* The float forms of max_plane's two 2x2 loops below, 8 elements a step (GCC leaves the
  * selects on floats scalar and branchy). Each returns how many it did, a multiple of
  * 8; the scalar loops finish. */
 
 /* Column winners: v[i] = r1[i] if it beats r0[i] (greater, or NaN), else r0[i]. */
-static int64_t max_cols_avx2(const float *r0, const float *r1, int64_t n, int32_t i0, int32_t i1, float *v,
+QG_TARGET_AVX2 static int64_t max_cols_avx2(const float *r0, const float *r1, int64_t n, int32_t i0, int32_t i1, float *v,
                              int32_t *vi) {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     int64_t i = 0;
@@ -221,14 +222,14 @@ static int64_t max_cols_avx2(const float *r0, const float *r1, int64_t n, int32_
 
 /* Even and odd elements of p[0..16) (shuffle_ps works per 128-bit half; the 64-bit
  * permute restores the order). */
-static inline void deinterleave8(const float *p, __m256 *even, __m256 *odd) {
+QG_TARGET_AVX2 static inline void deinterleave8(const float *p, __m256 *even, __m256 *odd) {
     const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
     *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
     *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8));
 }
 
 /* Pair winners over the plane: the scalar loop's rule, on 8 pairs at once. */
-static int64_t max_pairs_avx2(const float *v, const int32_t *vi, int64_t Q, float *o, int32_t *idx) {
+QG_TARGET_AVX2 static int64_t max_pairs_avx2(const float *v, const int32_t *vi, int64_t Q, float *o, int32_t *idx) {
     int64_t q = 0;
     for (; q + 8 <= Q; q += 8) {
         __m256 L, R, lf, rf;
@@ -276,8 +277,8 @@ static void max_plane(const pool_geom *g, qg_dtype dt, const char *xp, char *op,
                 const int32_t i0 = (int32_t)(2 * oh * W), i1 = (int32_t)((2 * oh + 1) * W);
                 if (xs3 == 1) {
                     int64_t iw = 0;
-#if defined(__AVX2__)
-                    if (sizeof(real) == 4)
+#if defined(QG_AVX2_CODE)
+                    if (sizeof(real) == 4 && QG_USE_AVX2())
                         iw = max_cols_avx2((const float *)r0, (const float *)r1, W2, i0, i1, (float *)vr, ir);
 #endif
                     for (; iw < W2; iw++) {
@@ -297,8 +298,8 @@ static void max_plane(const pool_geom *g, qg_dtype dt, const char *xp, char *op,
             }
             const int64_t Q = OH * OW;
             int64_t q = 0;
-#if defined(__AVX2__)
-            if (sizeof(real) == 4) q = max_pairs_avx2((const float *)vv, vi, Q, (float *)o, idx);
+#if defined(QG_AVX2_CODE)
+            if (sizeof(real) == 4 && QG_USE_AVX2()) q = max_pairs_avx2((const float *)vv, vi, Q, (float *)o, idx);
 #endif
             for (; q < Q; q++) {
                 const real L = vv[2 * q], R = vv[2 * q + 1];

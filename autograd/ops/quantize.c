@@ -4,6 +4,7 @@
  * round half to even, the zero point added as an integer, then the clamp. */
 #include <math.h>
 
+#include "kernels/isa.h"
 #include "op_internal.h"
 
 /* ------------------------------------------------------------- the engine */
@@ -84,7 +85,7 @@ static inline int32_t quant8(float x, float inv, float lo, float hi, int32_t z) 
 
 /* x contiguous f32 (outer, C, inner) -> out of dt; channel c has inv[c], z[c] (C = 1
  * per tensor). */
-static void quantize_run(const float *x, char *out, qg_dtype dt, int64_t outer, int64_t C, int64_t inner,
+QG_HOT static void quantize_run(const float *x, char *out, qg_dtype dt, int64_t outer, int64_t C, int64_t inner,
                          const float *inv, const int64_t *z, int64_t qmin, int64_t qmax) {
     int nt = qg__threads_for(outer * C * inner);
     (void)nt; /* only the OpenMP pragma uses it */

@@ -4,6 +4,7 @@
  * with a double accumulator, so results do not depend on the thread count. */
 #include <math.h>
 
+#include "kernels/isa.h"
 #include "op_internal.h"
 
 /* Marks the dims to reduce; ndims == 0 means all. */
@@ -44,7 +45,7 @@ static qg_tensor keepdim_view(const qg_tensor *t, const qg_tensor *x, const bool
 /* ---------------------------------------------------------------- sum / mean */
 
 /* (K, R) -> (K): scale * sum of each row */
-static void row_sums(qg_dtype dt, const char *src, int64_t K, int64_t R, double scale, char *dst) {
+QG_HOT static void row_sums(qg_dtype dt, const char *src, int64_t K, int64_t R, double scale, char *dst) {
     int nt = qg__threads_for(K * R);
     (void)nt; /* unused without OpenMP */
     QG_FLOAT_DISPATCH(dt, {
@@ -188,7 +189,7 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if (nt > 1)")
 /* ---------------------------------------------------------------- max / argmax */
 
 /* (K, R) rows -> value and first index of the maximum (NaN counts as maximal) */
-static void row_max(qg_dtype dt, const char *src, int64_t K, int64_t R, char *val, int64_t *idx) {
+QG_HOT static void row_max(qg_dtype dt, const char *src, int64_t K, int64_t R, char *val, int64_t *idx) {
     QG_FLOAT_DISPATCH(dt, {
         const real *x = (const real *)src;
         for (int64_t k = 0; k < K; k++) {

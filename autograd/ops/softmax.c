@@ -3,6 +3,7 @@
  * matrix: directly when dim is last, else through a permuted copy. */
 #include <math.h>
 
+#include "kernels/isa.h"
 #include "op_internal.h"
 
 /* Destination rows: out's own data when dim is last, else a temporary (K, R) that
@@ -28,7 +29,7 @@ static void place_rows(qg_tensor *dst, const bool *red, char *rows, bool add) {
 
 /* x (K, R) -> y (K, R). log: y = (x - max) - log(sum(exp(x - max)));
  * else y = exp(x - max) * (1 / sum(exp(x - max))). */
-static void softmax_rows(qg_dtype dt, const char *src, int64_t K, int64_t R, char *dst, bool log_) {
+QG_HOT static void softmax_rows(qg_dtype dt, const char *src, int64_t K, int64_t R, char *dst, bool log_) {
     int nt = qg__threads_for(K * R * 8);
     (void)nt; /* unused without OpenMP */
     QG_FLOAT_DISPATCH(dt, {

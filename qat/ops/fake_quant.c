@@ -42,6 +42,7 @@
  * loops stay vectorizable either way. */
 #include <tgmath.h>
 
+#include "kernels/isa.h"
 #include "fq_internal.h"
 #include "qgrad/qat.h"
 
@@ -145,7 +146,7 @@ static int64_t param_period(const fq_layout *L) {
 /* ---------------------------------------------------------------- forward kernel */
 
 /* y (contiguous, x's shape) = fake_quant(x), mask (u8) if not NULL. x contiguous. */
-static qg_status fq_forward_kernel(qg_dtype dt, const fq_layout *L, const fq_params *p, const char *x_, char *y_,
+QG_HOT static qg_status fq_forward_kernel(qg_dtype dt, const fq_layout *L, const fq_params *p, const char *x_, char *y_,
                                    uint8_t *mask) {
     if (L->n == 0) return QG_OK;
     const bool wide = !narrow_range(p, L->C);
@@ -370,7 +371,7 @@ typedef struct {
 /* Sums v (contiguous (outer, C, inner)) per channel into out[C], in double, in an order
  * that does not depend on the thread count (fixed pieces, summed in order). */
 #define LSQ_PIECE 16384
-static qg_status channel_sums(qg_dtype dt, const fq_layout *L, const char *v_, double *out) {
+QG_HOT static qg_status channel_sums(qg_dtype dt, const fq_layout *L, const char *v_, double *out) {
     const int64_t pieces = (L->inner + LSQ_PIECE - 1) / LSQ_PIECE, rows = L->outer * L->C, np = rows * pieces;
     double *part = qg__tape_alloc(sizeof(double) * (size_t)(np ? np : 1));
     if (!part) return QG_ENOMEM;

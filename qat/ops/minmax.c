@@ -3,6 +3,7 @@
  * are taken in, so any split gives the same bits. */
 #include <math.h>
 
+#include "kernels/isa.h"
 #include "fq_internal.h"
 
 #define MM_LANES 64 /* GCC keeps 64 lanes in vector registers; 16 ran 3.5x slower */
@@ -10,8 +11,8 @@
 
 /* Each thread keeps one accumulator per parameter slot of the walk: per channel when
  * runs are long, else per entry of the period C * inner. */
-qg_status qg__channel_minmax(qg_dtype dt, const char *x_, const fq_layout *L, float *lo_out, float *hi_out,
-                             bool *finite) {
+QG_HOT static qg_status channel_minmax(qg_dtype dt, const char *x_, const fq_layout *L, float *lo_out, float *hi_out,
+                                      bool *finite) {
     const int64_t n = L->n, C = L->C, inner = L->inner;
     const int64_t period = (C == 1 || inner >= MM_INNER_MIN) ? 1 : C * inner;
     const int64_t slots = period == 1 ? C : period;
@@ -74,4 +75,9 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
     });
     *finite = ok;
     return QG_OK;
+}
+
+/* (a plain entry point: the clones' resolver stays local) */
+qg_status qg__channel_minmax(qg_dtype dt, const char *x, const fq_layout *L, float *lo, float *hi, bool *finite) {
+    return channel_minmax(dt, x, L, lo, hi, finite);
 }
