@@ -4,7 +4,7 @@
 # time), gcc native (-Dnative=true), clang portable, gcc generic x86-64 (-Dnative=false:
 # no code may assume AVX2 or AVX-512 without checking), and gcc with AddressSanitizer +
 # UndefinedBehaviorSanitizer. On a
-# machine with AVX-512 it adds a fifth, AVX2-only build (-march=x86-64-v3), so the AVX2
+# machine with AVX-512 it adds a sixth, AVX2-only build (-march=x86-64-v3), so the AVX2
 # kernels (the only vector paths of an AVX2 machine) are tested there too; --no-avx2
 # skips it, --avx2 forces it. Last, the libFuzzer targets of tests/fuzz/ (clang, ASan +
 # UBSan) run FUZZ_SECONDS (default 60) each on their committed seed corpora, one pass

@@ -24,7 +24,6 @@
 #define qg__gemm QG__ISA_CAT(qg__gemm, QG_ISA_SUFFIX)
 #define qg__gemm_f32 QG__ISA_CAT(qg__gemm_f32, QG_ISA_SUFFIX)
 #define qg__gemm_f64 QG__ISA_CAT(qg__gemm_f64, QG_ISA_SUFFIX)
-#define qg__gemm_release QG__ISA_CAT(qg__gemm_release, QG_ISA_SUFFIX)
 #define qg__conv1_supported QG__ISA_CAT(qg__conv1_supported, QG_ISA_SUFFIX)
 #define qg__conv1_f32 QG__ISA_CAT(qg__conv1_f32, QG_ISA_SUFFIX)
 #define qg__vexp_f32 QG__ISA_CAT(qg__vexp_f32, QG_ISA_SUFFIX)
@@ -53,8 +52,9 @@ bool qg__isa_runs(qg__isa level);
  * Process-wide; not thread-safe: set it before any kernel runs. */
 int qg__isa_set(qg__isa level);
 
-/* Clones of a hot loop for each level (portable builds with GCC or clang), chosen at
- * load time; nothing in other builds. The loop runs the same operations in every clone
+/* Clones of a hot loop for each level (portable builds with GCC 12, or clang 18 and
+ * later: clang 14's resolver never picks a clone), chosen at load time; nothing in
+ * other builds. The loop runs the same operations in every clone
  * (no -ffast-math, and meson.build turns FMA contraction off): only the vector width
  * differs, so results are the same bits on every level. */
 #if defined(__has_feature)
@@ -66,7 +66,14 @@ int qg__isa_set(qg__isa level);
 #define QG__ISA_ASAN 1
 #endif
 /* (not under ASan, whose runtime is not up yet when the loader runs the resolvers) */
-#if defined(QG_DISPATCH) && !defined(QG_ISA_SUFFIX) && defined(__x86_64__) && !defined(QG__ISA_ASAN)
+#if defined(__clang__)
+#define QG__ISA_CLONES (__clang_major__ >= 18)
+#elif defined(__GNUC__)
+#define QG__ISA_CLONES (__GNUC__ >= 12)
+#else
+#define QG__ISA_CLONES 0
+#endif
+#if defined(QG_DISPATCH) && !defined(QG_ISA_SUFFIX) && defined(__x86_64__) && !defined(QG__ISA_ASAN) && QG__ISA_CLONES
 #define QG_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define QG_HOT

@@ -164,7 +164,8 @@ QG_TVNNI __attribute__((always_inline)) static inline void cm_store_pool(const i
             if (d != c) _mm_storel_epi64((__m128i *)(void *)(o + s.ldo), _mm_srli_si128(b, 8));
         } else {
             _mm512_mask_storeu_epi8(o, (__mmask64)msk, _mm512_castsi128_si512(b));
-            if (d != c) _mm512_mask_storeu_epi8(o + s.ldo - 8, (__mmask64)msk << 8, _mm512_castsi128_si512(b));
+            if (d != c)
+                _mm512_mask_storeu_epi8(o + s.ldo, (__mmask64)msk, _mm512_castsi128_si512(_mm_srli_si128(b, 8)));
         }
     }
 }

@@ -314,9 +314,10 @@ QG_INL QG_TAVX2 void qg__tile_avx2(const int mr, const bool exact, const qg__qjo
 
 QG_TAVX2 static void qg__range_avx2(const qg__qjob *g, int64_t i0, int64_t i1, int64_t b0, int64_t b1) {
     for (int64_t i = i0, mr; i < i1; i += mr) {
-        /* panels of 6 rows (8 left: two of 4), narrowed to 4 where the exact form is needed */
+        /* panels of 6 rows (8 left: two of 4; 5 left: one of 5), narrowed to 4 where the
+         * exact form is needed */
         const int64_t left = i1 - i;
-        mr = left >= 6 && left != 8 ? 6 : qg__qmin(4, left);
+        mr = left >= 6 && left != 8 ? 6 : left == 5 ? 5 : qg__qmin(4, left);
         bool exact = g->p->wmax_abs > 64 && !qg__rows_small(g->a + i * g->lda, g->lda, (int)mr, g->p->k);
         if (exact && mr > 4) mr = 4, exact = !qg__rows_small(g->a + i * g->lda, g->lda, 4, g->p->k);
         for (int64_t b = b0; b < b1; b++) {
