@@ -296,24 +296,27 @@ QG_TAVX2 __attribute__((always_inline)) static inline void ca_store_pool(const i
                                                                           const __m256i *a1) {
     const cm_out s = cm_out_of(g, j, i);
     const qg__requant k = s.k;
-    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    const int n = s.bk.n / 2;
 #pragma GCC unroll 4
     for (int c = 0; c < nj; c++) {
-        const __m256i zw = _mm256_set1_epi32((int32_t)(s.za * (uint32_t)s.wsum[c]));
-        const __m256i ib = k.onednn ? _mm256_setzero_si256() : _mm256_set1_epi32(k.ibias[j + c]);
-        __m256i m[2];
+        /* acc - za wsum (+ qnnpack's ibias): one subtrahend, the same sums mod 2^32 */
+        const uint32_t sub = s.za * (uint32_t)s.wsum[c] - (k.onednn ? 0u : (uint32_t)k.ibias[j + c]);
+        const __m256i zw = _mm256_set1_epi32((int32_t)sub);
+        __m256 m[2];
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
-            __m256i v0 = _mm256_add_epi32(_mm256_sub_epi32(a0[2 * c + h], zw), ib);
-            __m256i v1 = _mm256_add_epi32(_mm256_sub_epi32(a1[2 * c + h], zw), ib);
-            __m256i t = _mm256_max_epi32(v0, v1);
-            t = _mm256_max_epi32(t, _mm256_shuffle_epi32(t, 0xb1)); /* lanes 2t: pixels 2t, 2t + 1 */
-            m[h] = _mm256_permutevar8x32_epi32(t, even);
+            __m256i t = _mm256_max_epi32(_mm256_sub_epi32(a0[2 * c + h], zw), _mm256_sub_epi32(a1[2 * c + h], zw));
+            m[h] = _mm256_castsi256_ps(_mm256_max_epi32(t, _mm256_shuffle_epi32(t, 0xb1))); /* lanes 2t: pixels 2t, 2t + 1 */
         }
-        const __m256i v = _mm256_inserti128_si256(m[0], _mm256_castsi256_si128(m[1]), 1);
+        /* even lanes of both halves: pooled pixels (0, 1, 4, 5 | 2, 3, 6, 7), then in order */
+        const __m256i v = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(m[0], m[1], 0x88)), 0xd8);
         const __m256 badd = k.onednn ? _mm256_set1_ps(k.badd[j + c]) : _mm256_setzero_ps();
-        const __m256i r = qg__rq8(&k, v, _mm256_set1_ps(k.mult[j + c]), badd, _mm256_setzero_si256());
-        ca_put(s.o + c * s.ldo, qg__u8x16(r, r), s.bk.n / 2);
+        const __m128i b = qg__u8x16(qg__rq8(&k, v, _mm256_set1_ps(k.mult[j + c]), badd, _mm256_setzero_si256()),
+                                    _mm256_setzero_si256());
+        if (n == 8)
+            _mm_storel_epi64((__m128i *)(void *)(s.o + c * s.ldo), b);
+        else
+            ca_put(s.o + c * s.ldo, b, n);
     }
 }
 
