@@ -67,6 +67,7 @@ static const gc_case cases[] = {
     {"conv1d unbatched", c1_unbatched, 3, {2, 3, 1}, {{3, 7}, {2, 3, 2}, {2}}, {D_ANY}},
     {"conv1d kernel 1", c1_pointwise, 3, {3, 3, 1}, {{2, 3, 6}, {2, 3, 1}, {2}}, {D_ANY}},
     {"max_pool2d 2x2", mp_2x2, 1, {4}, {{2, 3, 6, 6}}, {D_ANY}},
+    {"max_pool2d 2x2, odd height and width (uncovered row and column)", mp_2x2, 1, {4}, {{2, 3, 7, 5}}, {D_ANY}},
     {"max_pool2d k3 s2 p1", mp_k3s2p1, 1, {4}, {{2, 2, 7, 7}}, {D_ANY}},
     {"max_pool2d dilation", mp_dil, 1, {4}, {{1, 2, 8, 6}}, {D_ANY}},
     {"max_pool2d ceil_mode", mp_ceil, 1, {4}, {{2, 2, 8, 7}}, {D_ANY}},
