@@ -49,10 +49,12 @@ static inline int32_t cm_wquad(const int8_t *w, int64_t q, int c) {
 }
 
 /* The sums of channels j..j+nj x blocks i..i+mp -> acc[c * mp + u]. */
-QG_TVNNI __attribute__((always_inline)) static inline void cm_dot(const int nj, const int mp, const cm_job *g,
-                                                                   int64_t j, int64_t i, __m512i *out) {
+/* kqc: the number of k-quads when it is a constant (0: p->kp / 4 at run time). */
+QG_TVNNI __attribute__((always_inline)) static inline void cm_dot(const int nj, const int mp, const int kqc,
+                                                                   const cm_job *g, int64_t j, int64_t i,
+                                                                   __m512i *out) {
     const qg__qpack *p = g->p;
-    const int64_t kq = p->kp / 4, *off = g->off;
+    const int64_t kq = kqc ? kqc : p->kp / 4, *off = g->off;
     const uint8_t *a[CM_MP];
 #pragma GCC unroll 2
     for (int u = 0; u < mp; u++) a[u] = g->blk[i + u].a;
@@ -60,6 +62,7 @@ QG_TVNNI __attribute__((always_inline)) static inline void cm_dot(const int nj, 
     __m512i acc[CM_NJ * CM_MP];
 #pragma GCC unroll 16
     for (int x = 0; x < nj * mp; x++) acc[x] = _mm512_setzero_si512();
+#pragma GCC unroll 4
     for (int64_t q = 0; q < kq; q++) {
         __m512i bv[CM_MP];
 #pragma GCC unroll 2
@@ -175,11 +178,14 @@ QG_TVNNI __attribute__((always_inline)) static inline void cm_store_pool(const i
 #define CM_DEF(NJ_, MP_)                                                                                      \
     QG_TVNNI __attribute__((noinline)) static void cm_dot_##NJ_##_##MP_(const cm_job *g, int64_t j, int64_t i, \
                                                                         __m512i *acc) {                       \
-        cm_dot(NJ_, MP_, g, j, i, acc);                                                                        \
+        cm_dot(NJ_, MP_, 0, g, j, i, acc);                                                                     \
     }                                                                                                          \
     QG_TVNNI static void cm_tile_##NJ_##_##MP_(const cm_job *g, int64_t j, int64_t i) {                        \
         __m512i acc[NJ_ * MP_];                                                                                \
-        cm_dot_##NJ_##_##MP_(g, j, i, acc);                                                                    \
+        if (g->p->kp == 12) /* a 3 x 3 single-channel layer: the sums inline, unrolled */                     \
+            cm_dot(NJ_, MP_, 3, g, j, i, acc);                                                                 \
+        else                                                                                                   \
+            cm_dot_##NJ_##_##MP_(g, j, i, acc);                                                                \
         if (MP_ == 2 && g->pool)                                                                               \
             cm_store_pool(NJ_, g, j, i, acc);                                                                  \
         else                                                                                                   \
@@ -220,10 +226,11 @@ QG_TVNNI static void cm_run(const cm_job *job, int64_t nblk) {
 
 /* The sums of channels j..j+nj x block i -> acc[2 c + h]; whether a byte > 127 was
  * read (plain form only). */
-QG_TAVX2 __attribute__((always_inline)) static inline bool ca_dot(const int nj, const bool exact, const cm_job *g,
-                                                                   int64_t j, int64_t i, __m256i *out) {
+QG_TAVX2 __attribute__((always_inline)) static inline bool ca_dot(const int nj, const bool exact, const int kqc,
+                                                                   const cm_job *g, int64_t j, int64_t i,
+                                                                   __m256i *out) {
     const qg__qpack *p = g->p;
-    const int64_t kq = p->kp / 4, *off = g->off;
+    const int64_t kq = kqc ? kqc : p->kp / 4, *off = g->off; /* kqc as in cm_dot */
     const uint8_t *a = g->blk[i].a;
     const int8_t *w = p->data + j / 16 * kq * 64 + j % 16 * 4;
     const __m256i ones = _mm256_set1_epi16(1), c128 = _mm256_set1_epi16(128);
@@ -231,6 +238,7 @@ QG_TAVX2 __attribute__((always_inline)) static inline bool ca_dot(const int nj, 
     __m256i acc[2 * CA_NJ], big = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int x = 0; x < 2 * nj; x++) acc[x] = _mm256_setzero_si256();
+#pragma GCC unroll 4
     for (int64_t q = 0; q < kq; q++) {
         __m256i b[2], hi[2];
 #pragma GCC unroll 2
@@ -323,20 +331,24 @@ QG_TAVX2 __attribute__((always_inline)) static inline void ca_store_pool(const i
 #define CA_DEF(NJ_)                                                                                           \
     QG_TAVX2 __attribute__((noinline)) static bool ca_plain_##NJ_(const cm_job *g, int64_t j, int64_t i,      \
                                                                   __m256i *acc) {                             \
-        return ca_dot(NJ_, false, g, j, i, acc);                                                               \
+        return ca_dot(NJ_, false, 0, g, j, i, acc);                                                            \
     }                                                                                                          \
     QG_TAVX2 __attribute__((noinline)) static void ca_exact_##NJ_(const cm_job *g, int64_t j, int64_t i,      \
                                                                   __m256i *acc) {                             \
-        ca_dot(NJ_, true, g, j, i, acc);                                                                       \
+        ca_dot(NJ_, true, 0, g, j, i, acc);                                                                    \
+    }                                                                                                          \
+    /* plain sums of block i: inline and unrolled for a 3 x 3 single-channel layer (kp 12) */               \
+    QG_TAVX2 static inline bool ca_sums_##NJ_(const cm_job *g, int64_t j, int64_t i, __m256i *acc) {           \
+        return g->p->kp == 12 ? ca_dot(NJ_, false, 3, g, j, i, acc) : ca_plain_##NJ_(g, j, i, acc);            \
     }                                                                                                          \
     QG_TAVX2 static void ca_tile_##NJ_(const cm_job *g, int64_t j, int64_t i) {                                \
         __m256i acc[2 * NJ_], acc1[2 * NJ_];                                                                   \
-        if (ca_plain_##NJ_(g, j, i, acc) && g->p->wmax_abs > 64) ca_exact_##NJ_(g, j, i, acc);                 \
+        if (ca_sums_##NJ_(g, j, i, acc) && g->p->wmax_abs > 64) ca_exact_##NJ_(g, j, i, acc);                  \
         if (!g->pool) {                                                                                        \
             ca_store(NJ_, g, j, i, acc);                                                                       \
             return;                                                                                            \
         }                                                                                                      \
-        if (ca_plain_##NJ_(g, j, i + 1, acc1) && g->p->wmax_abs > 64) ca_exact_##NJ_(g, j, i + 1, acc1);       \
+        if (ca_sums_##NJ_(g, j, i + 1, acc1) && g->p->wmax_abs > 64) ca_exact_##NJ_(g, j, i + 1, acc1);        \
         ca_store_pool(NJ_, g, j, i, acc, acc1);                                                                \
     }
 CA_DEF(1) CA_DEF(2) CA_DEF(3) CA_DEF(4)
