@@ -290,7 +290,7 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool) {
     const geom e = {q, Wp, C, cg, OW, q->dw == 1 && G == 1};
     const bool direct = q->kh == 1 && q->kw == 1 && q->sh == 1 && q->sw == 1 && !q->ph && !q->pw && G == 1;
     int64_t *off = (int64_t *)(void *)(xp + offb), *tap = off + kq;
-    for (int64_t k = 0; k < 4 * kq; k++) /* no divisions per block */
+    for (int64_t k = 0; rowwise && !implicit && k < 4 * kq; k++) /* lanes_c1's: no divisions per block */
         tap[k] = k < kdim ? k / q->kw * q->dh * Wp + k % q->kw * q->dw : -1;
     for (int64_t qq = 0; cm && qq < kq; qq++) {
         if (implicit) { /* quad qq: tap t, channel quad cqq of the group's */

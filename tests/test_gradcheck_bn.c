@@ -313,20 +313,23 @@ static void bn_div_parity(void) {
         qg_tensor *fr = qg_tensor_rand(&g, QG_F32, 1, &C), *w = qg_tensor_rand(&g, QG_F32, 1, &C);
         qg_tensor *b = qg_tensor_randn(&g, QG_F32, 1, &C), *f = qg_tensor_clone(qg_add_scalar(fr, 0.5));
         qg_tensor_free(fr);
-        qg_tensor *t[2][4], *stats[2][2];
+        qg_tensor *t[2][5], *stats[2][2];
+        qg_tensor *rm0 = qg_tensor_randn(&g, QG_F32, 1, &C), *rv0 = qg_tensor_rand(&g, QG_F32, 1, &C);
+        qg_tensor *rv1 = qg_tensor_clone(qg_add_scalar(rv0, 0.5)); /* eval normalises by these */
+        qg_tape_reset(NULL);
         qg_tensor *leaf[4] = {xb, f, w, b};
         for (int i = 0; i < 4; i++) qg_tensor_set_requires_grad(leaf[i], true);
         for (int r = 0; r < 2; r++) {
             for (int i = 0; i < 4; i++) qg_tensor_zero_grad(leaf[i]);
-            qg_tensor *rm = qg_tensor_zeros(QG_F32, 1, &C), *rv = qg_tensor_ones(QG_F32, 1, &C);
+            qg_tensor *rm = qg_tensor_clone(rm0), *rv = qg_tensor_clone(rv1);
             qg_tensor *x = gc_layout_view(xb, tr ? L_TRANSPOSED : L_CONTIG, 4, shape);
             qg_tensor *y = r ? qg__batch_norm_div(x, f, rm, rv, w, b, training, 0.1, 1e-5)
                              : qg_batch_norm(qg_div(x, qg_reshape(f, 4, SHAPE(1, -1, 1, 1))), rm, rv, w, b, training,
                                              0.1, 1e-5);
             qg_tensor *l = qg_sum(qg_mul(y, qg_tanh(x)), 0, NULL, false);
             CHECK(l && qg_backward(l, NULL) == QG_OK, "bn_div parity backward: %s", qg_last_error());
-            t[r][0] = qg_tensor_clone(y); /* output, then the gradients of x, f and w */
-            for (int i = 1; i < 4; i++) t[r][i] = qg_tensor_clone(leaf[i - 1]->grad);
+            t[r][0] = qg_tensor_clone(y); /* output, then the gradients of x, f, w and b */
+            for (int i = 1; i < 5; i++) t[r][i] = qg_tensor_clone(leaf[i - 1]->grad);
             stats[r][0] = rm, stats[r][1] = rv;
             qg_tape_reset(NULL);
         }
@@ -338,8 +341,10 @@ static void bn_div_parity(void) {
         CHECK_TENSOR(t[1][1], t[0][1], tol, "batch_norm_div grad x (%s%s)", how, tr ? ", transposed" : "");
         CHECK_TENSOR(t[1][2], t[0][2], tol, "batch_norm_div grad f (%s)", how);
         CHECK_TENSOR(t[1][3], t[0][3], tol, "batch_norm_div grad weight (%s)", how);
+        CHECK_TENSOR(t[1][4], t[0][4], tol, "batch_norm_div grad bias (%s)", how);
+        qg_tensor_free(rm0), qg_tensor_free(rv0), qg_tensor_free(rv1);
         for (int r = 0; r < 2; r++) {
-            for (int i = 0; i < 4; i++) qg_tensor_free(t[r][i]);
+            for (int i = 0; i < 5; i++) qg_tensor_free(t[r][i]);
             qg_tensor_free(stats[r][0]), qg_tensor_free(stats[r][1]);
         }
         for (int i = 0; i < 4; i++) qg_tensor_free(leaf[i]);

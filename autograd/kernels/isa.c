@@ -64,10 +64,10 @@ const char *qg__isa_name(qg__isa level) {
  * stores the same level). */
 static _Atomic int chosen = -1;
 
-static qg__isa best(void) {
-    for (int l = QG__ISA_COUNT - 1; l > 0; l--)
+static qg__isa best(void) { /* (a single-ISA build on a CPU without its level: that one) */
+    for (int l = QG__ISA_COUNT - 1; l >= 0; l--)
         if (qg__isa_runs((qg__isa)l)) return (qg__isa)l;
-    return qg__isa_runs(QG__ISA_V1) ? QG__ISA_V1 : (qg__isa)QG_ISA_BUILT;
+    return (qg__isa)QG_ISA_BUILT;
 }
 
 qg__isa qg__isa_level(void) {

@@ -82,27 +82,30 @@ QG_TVNNI __attribute__((always_inline)) static inline void cm_dot(const int nj, 
  * anything, which would make the compiler reload each operand after every store. */
 typedef struct {
     qg__requant k;
-    const cm_cst *cst;   /* VNNI */
-    const int32_t *wsum; /* from channel j on (AVX2) */
-    uint32_t za;
+    const cm_cst *cst; /* VNNI */
     int64_t ldo;
     qg__qblock bk; /* block i */
     uint8_t *o;    /* channel j's outputs of block i */
 } cm_out;
 static inline cm_out cm_out_of(const cm_job *g, int64_t j, int64_t i) {
     const qg__qblock bk = g->blk[i];
-    return (cm_out){*g->k, g->cst, g->p->wsum + j, (uint32_t)g->za, g->ldo, bk, g->out + bk.o + j * g->ldo};
+    return (cm_out){*g->k, g->cst, g->ldo, bk, g->out + bk.o + j * g->ldo};
+}
+
+/* What every path subtracts from channel ch's sums: za wsum, less qnnpack's int32 bias
+ * (which its requantization adds: folded in, the same sums mod 2^32). */
+static inline uint32_t cm_zsub(const cm_job *g, int64_t ch) {
+    return (uint32_t)g->za * (uint32_t)g->p->wsum[ch] - (g->k->onednn ? 0u : (uint32_t)g->k->ibias[ch]);
 }
 
 /* The requantization constants of channels j..j+nj, once per channel group: the
- * subtrahend za wsum - ibias (qnnpack's ibias folded in: the same sums mod 2^32) and
+ * subtrahend (cm_zsub) and
  * mult, badd, broadcast per channel, and for pooled tiles per channel pair (lanes
  * 0..7 channel j + 2c, lanes 8..15 channel j + 2c + 1). */
 QG_TVNNI static void cm_cst_of(const cm_job *g, int64_t j, int nj, cm_cst *t) {
     const qg__requant *k = g->k;
     for (int c = 0; c < nj; c++) {
-        uint32_t zw = (uint32_t)g->za * (uint32_t)g->p->wsum[j + c] - (k->onednn ? 0u : (uint32_t)k->ibias[j + c]);
-        t->zw[c] = _mm512_set1_epi32((int32_t)zw);
+        t->zw[c] = _mm512_set1_epi32((int32_t)cm_zsub(g, j + c));
         t->mult[c] = _mm512_set1_ps(k->mult[j + c]);
         t->badd[c] = _mm512_set1_ps(k->onednn ? k->badd[j + c] : 0.0f);
     }
@@ -269,8 +272,11 @@ QG_TAVX2 __attribute__((always_inline)) static inline bool ca_dot(const int nj, 
 
 /* The first n (1..16) bytes of v to d, in fixed-size moves. */
 QG_TAVX2 static inline void ca_put(uint8_t *d, __m128i v, int n) {
-    if (n >= 16) {
-        _mm_storeu_si128((__m128i *)(void *)d, v);
+    if (n >= 16 || n == 8) { /* the common cases, straight from the register */
+        if (n == 8)
+            _mm_storel_epi64((__m128i *)(void *)d, v);
+        else
+            _mm_storeu_si128((__m128i *)(void *)d, v);
         return;
     }
     uint8_t t[16];
@@ -288,10 +294,9 @@ QG_TAVX2 __attribute__((always_inline)) static inline void ca_store(const int nj
     const qg__requant k = s.k;
 #pragma GCC unroll 4
     for (int c = 0; c < nj; c++) {
-        const __m256i zw = _mm256_set1_epi32((int32_t)(s.za * (uint32_t)s.wsum[c]));
+        const __m256i zw = _mm256_set1_epi32((int32_t)cm_zsub(g, j + c)), ib = _mm256_setzero_si256();
         const __m256 mult = _mm256_set1_ps(k.mult[j + c]);
         const __m256 badd = k.onednn ? _mm256_set1_ps(k.badd[j + c]) : _mm256_setzero_ps();
-        const __m256i ib = k.onednn ? _mm256_setzero_si256() : _mm256_set1_epi32(k.ibias[j + c]);
         __m256i r0 = qg__rq8(&k, _mm256_sub_epi32(acc[2 * c], zw), mult, badd, ib);
         __m256i r1 = qg__rq8(&k, _mm256_sub_epi32(acc[2 * c + 1], zw), mult, badd, ib);
         ca_put(s.o + c * s.ldo, qg__u8x16(r0, r1), s.bk.n);
@@ -307,9 +312,7 @@ QG_TAVX2 __attribute__((always_inline)) static inline void ca_store_pool(const i
     const int n = s.bk.n / 2;
 #pragma GCC unroll 4
     for (int c = 0; c < nj; c++) {
-        /* acc - za wsum (+ qnnpack's ibias): one subtrahend, the same sums mod 2^32 */
-        const uint32_t sub = s.za * (uint32_t)s.wsum[c] - (k.onednn ? 0u : (uint32_t)k.ibias[j + c]);
-        const __m256i zw = _mm256_set1_epi32((int32_t)sub);
+        const __m256i zw = _mm256_set1_epi32((int32_t)cm_zsub(g, j + c));
         __m256 m[2];
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
@@ -321,10 +324,7 @@ QG_TAVX2 __attribute__((always_inline)) static inline void ca_store_pool(const i
         const __m256 badd = k.onednn ? _mm256_set1_ps(k.badd[j + c]) : _mm256_setzero_ps();
         const __m128i b = qg__u8x16(qg__rq8(&k, v, _mm256_set1_ps(k.mult[j + c]), badd, _mm256_setzero_si256()),
                                     _mm256_setzero_si256());
-        if (n == 8)
-            _mm_storel_epi64((__m128i *)(void *)(s.o + c * s.ldo), b);
-        else
-            ca_put(s.o + c * s.ldo, b, n);
+        ca_put(s.o + c * s.ldo, b, n);
     }
 }
 

@@ -306,10 +306,10 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
  *                                    : g * invstd[c] * w[c]:
  * gx (contiguous (N, C, S), or NULL) += gt / dv[c], and gf[c] (or NULL) is set to
  * -sum(gt * (t / dv[c])), qg_div's gradient of its divisor, summed in real (per image
- * row, in 8 partial sums). Plain batch_norm: dv = 1, gf NULL. */
+ * row, in 8 partial sums). Plain batch_norm (plain): dv = 1, gf NULL. */
 typedef struct {
     const char *g, *mean, *invstd, *w, *gmean, *k, *dv; /* w: per channel weight (1 if none) */
-    bool training;
+    bool plain, training;
     bool store; /* gx is a fresh buffer: = rather than += */
 } gx_args;
 
@@ -359,11 +359,15 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                         real acc = gf[c];
                         BN_GX_LOOP(true)
                         gf[c] = acc;
-                    } else if (v->ss == 1 && f == 1 && o) { /* plain batch_norm, contiguous: vectorises */
-                        if (train)
+                    } else if (a->plain && o) { /* plain batch_norm: no divisions (x / 1 == x) */
+                        const int64_t ss = v->ss;
+                        if (!train)
+                            for (int64_t i = 0; i < S; i++) BN_PUT(o[i], q[i] * is * wc);
+                        else if (ss == 1) /* contiguous: vectorises */
                             for (int64_t i = 0; i < S; i++) BN_PUT(o[i], (q[i] - gm - (p[i] - m) * kc) * is * wc);
                         else
-                            for (int64_t i = 0; i < S; i++) BN_PUT(o[i], q[i] * is * wc);
+                            for (int64_t i = 0; i < S; i++)
+                                BN_PUT(o[i], (q[i] - gm - (p[i * ss] - m) * kc) * is * wc);
                     } else {
                         real acc = 0;
                         BN_GX_LOOP(false)
@@ -418,7 +422,7 @@ static qg_status bn_backward(qg_node *n) {
         }
     });
     if (want_x || want_f) {
-        gx_args a = {g, qg__data(mean), qg__data(invstd), wv, gmean, k, qg__data(dv), training, fresh};
+        gx_args a = {g, qg__data(mean), qg__data(invstd), wv, gmean, k, qg__data(dv), !f, training, fresh};
         bn_grad_input(dt, &v, &a, want_x ? qg__data(gx) : NULL, want_f ? gfs : NULL);
     }
     if (want_f) {
