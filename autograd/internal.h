@@ -92,6 +92,53 @@ int qg__module_child_index(const struct qg_module *m, const char *name);
 qg_tensor *qg__module_param_at(const struct qg_module *m, int i);
 qg_tensor *qg__module_buffer_at(const struct qg_module *m, int i);
 
+/* ------------------------------------------------------------- files (files.c) */
+
+/* A file written whole or not at all: open makes a temporary file next to path,
+ * write appends (a failure is remembered, and later writes do nothing), commit flushes
+ * it and renames it over path, abort removes it. Every failure has set the error,
+ * naming op and path, and removed the temporary file. */
+typedef struct {
+    int fd, err;
+    bool failed;
+    const char *op, *path;
+    char *tmp;
+} qg__afile;
+qg_status qg__afile_open(qg__afile *f, const char *op, const char *path);
+bool qg__afile_write(qg__afile *f, const void *p, size_t n);
+qg_status qg__afile_finish(qg__afile *f); /* flush and close: then only commit or abort */
+qg_status qg__afile_commit(qg__afile *f);
+void qg__afile_abort(qg__afile *f);
+
+/* A growing NUL-terminated text; oom notes an allocation that failed (the text is
+ * then incomplete, and every later add does nothing). */
+typedef struct {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} qg__text;
+void qg__text_add(qg__text *b, const char *s, size_t n);
+void qg__text_printf(qg__text *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void qg__text_free(qg__text *b);
+
+/* ------------------------------------------------------------- exporters */
+
+/* What a quantized pool computes (autograd/ops/pool.c, docs/int8.md), for the
+ * exporters: with qg__qpool_trace pointing at one, the next quantized pool this thread
+ * runs describes itself there (set = true): its rule, geometry (adaptive windows under
+ * qnnpack become its average pool's kernel and stride) and qnnpack's multiplier. */
+typedef enum {
+    QG_QPOOL_MAX, QG_QPOOL_AVG_NCHW, QG_QPOOL_AVG_NHWC, QG_QPOOL_AVG_QNNPACK,
+    QG_QPOOL_ADAPTIVE_NCHW, QG_QPOOL_ADAPTIVE_NHWC
+} qg__qpool_rule;
+typedef struct {
+    qg__qpool_rule rule;
+    int64_t C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, divisor;
+    bool count_include_pad, u8, set;
+    float ms;
+} qg__qpool_desc;
+extern _Thread_local qg__qpool_desc *qg__qpool_trace;
+
 /* ------------------------------------------------------------- threads */
 
 #ifdef _OPENMP

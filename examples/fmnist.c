@@ -4,7 +4,8 @@
  * QAT with a qconfig (fbgemm by default), trains with cross-entropy and SGD, and
  * reports the fake-quant model's test accuracy after every epoch; --convert then makes
  * the int8 model (qg_convert), reports its accuracy beside the fake-quant model's and
- * saves it, and --int8 FILE --eval-only evaluates a saved int8 model. `fmnist --help`
+ * saves it, and --int8 FILE --eval-only evaluates a saved int8 model. --export-c DIR
+ * writes the int8 model as standalone C (examples/run_c_model.c runs it). `fmnist --help`
  * lists the flags. */
 #include <errno.h>
 #include <getopt.h>
@@ -18,7 +19,7 @@
 #include "qgrad.h"
 
 typedef struct {
-    const char *model, *data, *qconfig, *load, *save, *log, *schedule, *convert, *int8;
+    const char *model, *data, *qconfig, *load, *save, *log, *schedule, *convert, *int8, *export_c;
     qg_qengine qengine;
     int epochs, threads, freeze_bn_after, freeze_observer_after;
     int64_t batch, steps, warmup;
@@ -55,6 +56,8 @@ static void usage(FILE *f) {
             "  --log FILE                CSV step,epoch,loss,lr: one row per step, the batch loss before the step\n"
             "  --convert FILE            after training, convert to int8, report its test accuracy and save it\n"
             "  --int8 FILE               the int8 model saved by --convert (with --eval-only)\n"
+            "  --export-c DIR            the int8 model (of --convert or --int8) as standalone C: DIR/fmnist_int8.h\n"
+            "                            and DIR/fmnist_int8.c (examples/run_c_model.c runs them)\n"
             "  --qengine onednn|qnnpack  the int8 arithmetic (default onednn)\n"
             "  --eval-only               only evaluate (with --load or --int8)\n"
             "  --help                    this text\n");
@@ -81,7 +84,8 @@ static int parse(int argc, char **argv, options *o) {
         {"freeze-bn-after", 1, 0, 'B'}, {"freeze-observer-after", 1, 0, 'O'}, {"load", 1, 0, 'L'},
         {"save", 1, 0, 'S'}, {"steps", 1, 0, 'N'}, {"no-shuffle", 0, 0, 'u'}, {"log", 1, 0, 'g'},
         {"eval-only", 0, 0, 'E'}, {"schedule", 1, 0, 'c'}, {"warmup", 1, 0, 'W'}, {"help", 0, 0, 'h'},
-        {"convert", 1, 0, 'C'}, {"int8", 1, 0, 'I'}, {"qengine", 1, 0, 'Q'}, {0, 0, 0, 0}};
+        {"convert", 1, 0, 'C'}, {"int8", 1, 0, 'I'}, {"qengine", 1, 0, 'Q'},
+        {"export-c", 1, 0, 'X'}, {0, 0, 0, 0}};
     int c, li = -1;
     double v;
     opterr = 0;
@@ -112,6 +116,7 @@ static int parse(int argc, char **argv, options *o) {
         case 'W': ok = parse_num(optarg, 0, 1e9, &v), o->warmup = (int64_t)v; break;
         case 'C': o->convert = optarg; break;
         case 'I': o->int8 = optarg; break;
+        case 'X': o->export_c = optarg; break;
         case 'Q':
             ok = !strcmp(optarg, "onednn") || !strcmp(optarg, "qnnpack");
             o->qengine = strcmp(optarg, "qnnpack") ? QG_QENGINE_ONEDNN : QG_QENGINE_QNNPACK;
@@ -140,6 +145,7 @@ static int parse(int argc, char **argv, options *o) {
     const char *bad = o->eval_only && !o->load && !o->int8 ? "--eval-only needs --load FILE or --int8 FILE"
                       : o->int8 && (!o->eval_only || o->load)  ? "--int8 FILE goes with --eval-only (and not --load)"
                       : o->convert && (o->use_float || o->eval_only) ? "--convert needs QAT training (no --float, --eval-only)"
+                      : o->export_c && !o->convert && !o->int8 ? "--export-c DIR needs an int8 model: --convert FILE or --int8 FILE"
                                                                   : NULL;
     if (bad) {
         fprintf(stderr, "fmnist: %s\n", bad);
@@ -312,6 +318,19 @@ static int setup(run *r) {
     return 0;
 }
 
+/* --export-c: the int8 model as DIR/fmnist_int8.h and .c (qgrad/deploy.h) */
+static int export_c(run *r) {
+    qg_export_info info;
+    if (qg_export_c(r->model, r->o.export_c, "fmnist_int8", &(qg_export_opts){.ndim = 3, .shape = {1, 28, 28}},
+                    &info)) {
+        fprintf(stderr, "fmnist: --export-c: %s\n", qg_last_error());
+        return 1;
+    }
+    printf("exported %s/fmnist_int8.h and .c: %zu bytes of constants (%zu of int8 weights), %zu bytes of scratch, "
+           "%d steps\n", r->o.export_c, info.const_bytes, info.weight_bytes, info.scratch_bytes, info.nsteps);
+    return 0;
+}
+
 /* --convert: the int8 model's accuracy beside the fake-quant model's, and the images
  * whose prediction changed (fake-quant computes in float, int8 in integers), then the
  * file. */
@@ -339,7 +358,7 @@ static int convert_int8(run *r) {
         printf("int8_acc=%.2f%% fakequant_acc=%.2f%% differ=%lld\n", 100 * ai, 100 * af, (long long)differ);
     }
     free(pf), free(pi);
-    return st ? 1 : 0;
+    return st ? 1 : r->o.export_c ? export_c(r) : 0;
 }
 
 /* The training loop with a test evaluation after each epoch; then --save. */
@@ -429,7 +448,7 @@ static int eval_only(run *r) {
         return 1;
     }
     printf("test_loss=%.4f test_acc=%.2f%% time=%.1fs\n", tl, 100 * ta, now() - t0);
-    return 0;
+    return r->o.export_c ? export_c(r) : 0;
 }
 
 int main(int argc, char **argv) {

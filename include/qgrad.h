@@ -7,4 +7,5 @@
 #include "qgrad/qat.h"
 #include "qgrad/quant.h"
 #include "qgrad/data.h"
+#include "qgrad/deploy.h"
 #endif

@@ -418,101 +418,50 @@ out:
 
 /* ============================================================ saving */
 
-typedef struct strbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} strbuf;
+static void sb_puts(qg__text *b, const char *s) { qg__text_add(b, s, strlen(s)); }
 
-static void sb_add(strbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->n + n + 1) nc *= 2;
-        char *p = qg__alloc(nc);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        if (b->n) memcpy(p, b->p, b->n);
-        qg__free(b->p);
-        b->p = p;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void sb_puts(strbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-static void sb_u64(strbuf *b, uint64_t v) {
+static void sb_u64(qg__text *b, uint64_t v) {
     char t[24];
-    sb_add(b, t, (size_t)snprintf(t, sizeof t, "%llu", (unsigned long long)v));
+    qg__text_add(b, t, (size_t)snprintf(t, sizeof t, "%llu", (unsigned long long)v));
 }
 
 /* A JSON string literal; s is valid UTF-8 (checked when it entered the dict). */
-static void sb_json_str(strbuf *b, const char *s) {
-    sb_add(b, "\"", 1);
+static void sb_json_str(qg__text *b, const char *s) {
+    qg__text_add(b, "\"", 1);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
-            sb_add(b, e, 2);
+            qg__text_add(b, e, 2);
         } else if (c < 0x20) {
             char e[8];
-            sb_add(b, e, (size_t)snprintf(e, sizeof e, "\\u%04x", c));
+            qg__text_add(b, e, (size_t)snprintf(e, sizeof e, "\\u%04x", c));
         } else {
-            sb_add(b, (const char *)&c, 1);
+            qg__text_add(b, (const char *)&c, 1);
         }
     }
-    sb_add(b, "\"", 1);
+    qg__text_add(b, "\"", 1);
 }
 
-static bool write_all(int fd, const void *p, size_t n) {
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        c += w, n -= (size_t)w;
-    }
-    return true;
-}
-
-static bool write_tensor(int fd, const qg_tensor *t) {
+static bool write_tensor(qg__afile *f, const qg_tensor *t) {
     size_t n = (size_t)qg_tensor_numel(t) * qg_dtype_size(t->dtype);
     if (!n) return true;
-    if (qg_tensor_is_contiguous(t) && !HOST_BIG_ENDIAN) return write_all(fd, qg_tensor_data(t), n);
+    if (qg_tensor_is_contiguous(t) && !HOST_BIG_ENDIAN) return qg__afile_write(f, qg_tensor_data(t), n);
     void *buf = qg__alloc(n);
     if (!buf) return errno = ENOMEM, false;
     bool ok = !qg_tensor_copy_to(t, t->dtype, buf);
     if (!ok) errno = EINVAL;
     if (ok && HOST_BIG_ENDIAN) swap_bytes(buf, qg_tensor_numel(t), qg_dtype_size(t->dtype));
-    ok = ok && write_all(fd, buf, n);
+    ok = ok && qg__afile_write(f, buf, n);
     qg__free(buf);
     return ok;
-}
-
-/* fsync of the folder holding path, so the rename itself is durable. */
-static void sync_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd); /* best effort: some file systems refuse fsync on folders */
-        close(fd);
-    }
 }
 
 qg_status qg_safetensors_save(const char *path, const qg_tensor_dict *d) {
     const char *op = "safetensors_save";
     if (!path || !d) return qg__err(QG_EINVAL, "%s: %s is NULL", op, path ? "dict" : "path");
     /* header */
-    strbuf h = {0};
+    qg__text h = {0};
     sb_puts(&h, "{");
     if (d->nmeta) {
         sb_puts(&h, "\"__metadata__\":{");
@@ -557,48 +506,16 @@ qg_status qg_safetensors_save(const char *path, const qg_tensor_dict *d) {
         return qg__err(QG_ENOMEM, "%s: %s: out of memory for the header", op, path);
     }
 
-    /* temporary file next to path */
-    static _Atomic unsigned counter;
-    size_t plen = strlen(path);
-    char *tmp = qg__alloc(plen + 64);
-    if (!tmp) {
-        qg__free(h.p);
-        return qg__err(QG_ENOMEM, "%s: out of memory", op);
+    qg__afile f;
+    qg_status st = qg__afile_open(&f, op, path);
+    if (!st) {
+        unsigned char pre[8];
+        for (int i = 0; i < 8; i++) pre[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
+        bool ok = qg__afile_write(&f, pre, 8) && qg__afile_write(&f, h.p, h.n);
+        for (int i = 0; ok && i < d->n; i++) ok = write_tensor(&f, d->e[i].t);
+        if (!ok && !f.failed) f.failed = true, f.err = errno; /* a copy, not a write, failed */
+        st = qg__afile_commit(&f);
     }
-    int fd = -1;
-    for (int tries = 0; fd < 0 && tries < 100; tries++) {
-        snprintf(tmp, plen + 64, "%s.tmp-%ld-%u", path, (long)getpid(), counter++);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    qg_status st = QG_OK;
-    if (fd < 0) {
-        st = qg__err(QG_EIO, "%s: %s: cannot create a temporary file: %s", op, path, strerror(errno));
-        goto out;
-    }
-    unsigned char pre[8];
-    for (int i = 0; i < 8; i++) pre[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
-    bool ok = write_all(fd, pre, 8) && write_all(fd, h.p, h.n);
-    for (int i = 0; ok && i < d->n; i++) ok = write_tensor(fd, d->e[i].t);
-    if (!ok || fsync(fd)) {
-        st = qg__err(QG_EIO, "%s: %s: writing %s failed: %s", op, path, tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        goto out;
-    }
-    if (close(fd)) {
-        st = qg__err(QG_EIO, "%s: %s: closing %s failed: %s", op, path, tmp, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    if (rename(tmp, path)) {
-        st = qg__err(QG_EIO, "%s: %s: renaming %s failed: %s", op, path, tmp, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    sync_dir(path);
-out:
-    qg__free(tmp);
     qg__free(h.p);
     return st;
 }

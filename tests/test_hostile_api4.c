@@ -188,6 +188,15 @@ static void test_convert_refusals(void) {
     FAILS_ST(qg_quantized_save(m, NULL));
     FAILS_M(qg_quantized_load(NULL));
     FAILS_M(qg_quantized_load("/nonexistent/model.safetensors"));
+    /* the C export */
+    const qg_export_opts eo = {.ndim = 1, .shape = {4}};
+    FAILS_ST(qg_export_c(NULL, "/tmp", "m", &eo, NULL));
+    FAILS_ST(qg_export_c(m, NULL, "m", &eo, NULL));
+    FAILS_ST(qg_export_c(m, "/tmp", NULL, &eo, NULL));
+    FAILS_ST(qg_export_c(m, "/tmp", "m", NULL, NULL));
+    FAILS_ST(qg_export_c(m, "/tmp", "", &eo, NULL));
+    FAILS_ST(qg_export_c(m, "/tmp", "m", &(qg_export_opts){.ndim = 1, .shape = {-4}}, NULL));
+    FAILS_ST(qg_export_c(m, "/tmp", "m", &(qg_export_opts){.ndim = 99}, NULL));
     /* fake_quant_calculate_qparams */
     qg_module *fq = qg_fake_quant_new(&qc.activation);
     qg_tensor *s = NULL, *z = NULL;

@@ -130,6 +130,8 @@ static qg_tensor *pool_output(const char *op, const qg_tensor *x, const pool_geo
 typedef enum { QPOOL_MAX, QPOOL_AVG, QPOOL_ADAPTIVE } qpool_kind;
 typedef enum { QRULE_NCHW, QRULE_NHWC, QRULE_QNNPACK } qpool_rule;
 
+_Thread_local qg__qpool_desc *qg__qpool_trace;
+
 static inline int32_t qload(const char *p, bool u8, int64_t i) {
     return u8 ? ((const uint8_t *)p)[i] : ((const int8_t *)p)[i];
 }
@@ -177,6 +179,16 @@ static qg_tensor *qpool(qpool_kind k, const char *op, const qg_tensor *x, pool_g
         const float s = (float)x->quant->scale;
         float den = s * (float)(g->kh * g->kw);
         a.ms = s / den;
+    }
+    if (qg__qpool_trace) { /* an exporter asks what this pool computes */
+        qg__qpool_desc *d = qg__qpool_trace;
+        d->rule = k == QPOOL_MAX ? QG_QPOOL_MAX : a.rule == QRULE_QNNPACK ? QG_QPOOL_AVG_QNNPACK
+                  : a.k == QPOOL_ADAPTIVE ? (a.rule == QRULE_NHWC ? QG_QPOOL_ADAPTIVE_NHWC : QG_QPOOL_ADAPTIVE_NCHW)
+                  : a.rule == QRULE_NHWC ? QG_QPOOL_AVG_NHWC : QG_QPOOL_AVG_NCHW;
+        d->C = g->C, d->H = g->H, d->W = g->W, d->OH = g->OH, d->OW = g->OW;
+        d->kh = g->kh, d->kw = g->kw, d->sh = g->sh, d->sw = g->sw, d->ph = g->ph, d->pw = g->pw;
+        d->dh = g->dh, d->dw = g->dw, d->divisor = g->divisor, d->count_include_pad = g->count_include_pad;
+        d->ms = a.ms, d->u8 = a.u8, d->set = true;
     }
     qg_tensor *out = pool_output(op, x, g);
     if (!out) return NULL;
