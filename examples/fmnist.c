@@ -5,7 +5,8 @@
  * reports the fake-quant model's test accuracy after every epoch; --convert then makes
  * the int8 model (qg_convert), reports its accuracy beside the fake-quant model's and
  * saves it, and --int8 FILE --eval-only evaluates a saved int8 model. --export-c DIR
- * writes the int8 model as standalone C (examples/run_c_model.c runs it). `fmnist --help`
+ * and --export-onnx FILE write the int8 model as standalone C (examples/run_c_model.c
+ * runs it) and as ONNX. `fmnist --help`
  * lists the flags. */
 #include <errno.h>
 #include <getopt.h>
@@ -19,7 +20,7 @@
 #include "qgrad.h"
 
 typedef struct {
-    const char *model, *data, *qconfig, *load, *save, *log, *schedule, *convert, *int8, *export_c;
+    const char *model, *data, *qconfig, *load, *save, *log, *schedule, *convert, *int8, *export_c, *export_onnx;
     qg_qengine qengine;
     int epochs, threads, freeze_bn_after, freeze_observer_after;
     int64_t batch, steps, warmup;
@@ -58,6 +59,7 @@ static void usage(FILE *f) {
             "  --int8 FILE               the int8 model saved by --convert (with --eval-only)\n"
             "  --export-c DIR            the int8 model (of --convert or --int8) as standalone C: DIR/fmnist_int8.h\n"
             "                            and DIR/fmnist_int8.c (examples/run_c_model.c runs them)\n"
+            "  --export-onnx FILE        the int8 model (of --convert or --int8) as ONNX (QDQ, opset 13)\n"
             "  --qengine onednn|qnnpack  the int8 arithmetic (default onednn)\n"
             "  --eval-only               only evaluate (with --load or --int8)\n"
             "  --help                    this text\n");
@@ -85,7 +87,7 @@ static int parse(int argc, char **argv, options *o) {
         {"save", 1, 0, 'S'}, {"steps", 1, 0, 'N'}, {"no-shuffle", 0, 0, 'u'}, {"log", 1, 0, 'g'},
         {"eval-only", 0, 0, 'E'}, {"schedule", 1, 0, 'c'}, {"warmup", 1, 0, 'W'}, {"help", 0, 0, 'h'},
         {"convert", 1, 0, 'C'}, {"int8", 1, 0, 'I'}, {"qengine", 1, 0, 'Q'},
-        {"export-c", 1, 0, 'X'}, {0, 0, 0, 0}};
+        {"export-c", 1, 0, 'X'}, {"export-onnx", 1, 0, 'Y'}, {0, 0, 0, 0}};
     int c, li = -1;
     double v;
     opterr = 0;
@@ -117,6 +119,7 @@ static int parse(int argc, char **argv, options *o) {
         case 'C': o->convert = optarg; break;
         case 'I': o->int8 = optarg; break;
         case 'X': o->export_c = optarg; break;
+        case 'Y': o->export_onnx = optarg; break;
         case 'Q':
             ok = !strcmp(optarg, "onednn") || !strcmp(optarg, "qnnpack");
             o->qengine = strcmp(optarg, "qnnpack") ? QG_QENGINE_ONEDNN : QG_QENGINE_QNNPACK;
@@ -145,7 +148,8 @@ static int parse(int argc, char **argv, options *o) {
     const char *bad = o->eval_only && !o->load && !o->int8 ? "--eval-only needs --load FILE or --int8 FILE"
                       : o->int8 && (!o->eval_only || o->load)  ? "--int8 FILE goes with --eval-only (and not --load)"
                       : o->convert && (o->use_float || o->eval_only) ? "--convert needs QAT training (no --float, --eval-only)"
-                      : o->export_c && !o->convert && !o->int8 ? "--export-c DIR needs an int8 model: --convert FILE or --int8 FILE"
+                      : (o->export_c || o->export_onnx) && !o->convert && !o->int8
+                          ? "--export-c and --export-onnx need an int8 model: --convert FILE or --int8 FILE"
                                                                   : NULL;
     if (bad) {
         fprintf(stderr, "fmnist: %s\n", bad);
@@ -318,16 +322,24 @@ static int setup(run *r) {
     return 0;
 }
 
-/* --export-c: the int8 model as DIR/fmnist_int8.h and .c (qgrad/deploy.h) */
-static int export_c(run *r) {
+/* --export-c, --export-onnx: the int8 model as DIR/fmnist_int8.h and .c, and as ONNX
+ * (qgrad/deploy.h) */
+static int export_int8(run *r) {
+    const qg_export_opts eo = {.ndim = 3, .shape = {1, 28, 28}};
     qg_export_info info;
-    if (qg_export_c(r->model, r->o.export_c, "fmnist_int8", &(qg_export_opts){.ndim = 3, .shape = {1, 28, 28}},
-                    &info)) {
+    if (r->o.export_c && qg_export_c(r->model, r->o.export_c, "fmnist_int8", &eo, &info)) {
         fprintf(stderr, "fmnist: --export-c: %s\n", qg_last_error());
         return 1;
     }
-    printf("exported %s/fmnist_int8.h and .c: %zu bytes of constants (%zu of int8 weights), %zu bytes of scratch, "
-           "%d steps\n", r->o.export_c, info.const_bytes, info.weight_bytes, info.scratch_bytes, info.nsteps);
+    if (r->o.export_c)
+        printf("exported %s/fmnist_int8.h and .c: %zu bytes of constants (%zu of int8 weights), %zu bytes of "
+               "scratch, %d steps\n", r->o.export_c, info.const_bytes, info.weight_bytes, info.scratch_bytes,
+               info.nsteps);
+    if (r->o.export_onnx && qg_export_onnx(r->model, r->o.export_onnx, &eo)) {
+        fprintf(stderr, "fmnist: --export-onnx: %s\n", qg_last_error());
+        return 1;
+    }
+    if (r->o.export_onnx) printf("exported %s: ONNX, QDQ, opset 13, input 'input' (batch, 1, 28, 28)\n", r->o.export_onnx);
     return 0;
 }
 
@@ -358,7 +370,7 @@ static int convert_int8(run *r) {
         printf("int8_acc=%.2f%% fakequant_acc=%.2f%% differ=%lld\n", 100 * ai, 100 * af, (long long)differ);
     }
     free(pf), free(pi);
-    return st ? 1 : r->o.export_c ? export_c(r) : 0;
+    return st ? 1 : export_int8(r);
 }
 
 /* The training loop with a test evaluation after each epoch; then --save. */
@@ -448,7 +460,7 @@ static int eval_only(run *r) {
         return 1;
     }
     printf("test_loss=%.4f test_acc=%.2f%% time=%.1fs\n", tl, 100 * ta, now() - t0);
-    return r->o.export_c ? export_c(r) : 0;
+    return r->o.int8 ? export_int8(r) : 0;
 }
 
 int main(int argc, char **argv) {

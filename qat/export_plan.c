@@ -128,10 +128,10 @@ qg_status qg__xplan_build(qg_module *model, const qg_export_opts *o, const char 
         shape[d + 1] = o->shape[d];
     }
     if (qg__check_sizes(who, o->ndim + 1, shape)) return qg_last_status();
-    qg_tape *tape = qg_tape_new();
-    if (!tape) return qg__err(QG_ENOMEM, "%s: out of memory", who);
-    qg_tape *prev = qg_tape_set_current(tape);
-    bool grad = qg_set_grad_enabled(false);
+    p->tape = qg_tape_new();
+    if (!p->tape) return qg__err(QG_ENOMEM, "%s: out of memory", who);
+    p->prev = qg_tape_set_current(p->tape);
+    p->grad = qg_set_grad_enabled(false);
     qg_tensor *x0 = qg_tensor_zeros(QG_F32, o->ndim + 1, shape);
     walk w = {.who = who, .p = p, .x = x0};
     qg_status st = x0 ? QG_OK : qg_last_status();
@@ -149,15 +149,17 @@ qg_status qg__xplan_build(qg_module *model, const qg_export_opts *o, const char 
         if (qg__xval_numel(&p->s[i].out) > INT32_MAX)
             st = qg__err(QG_EINVAL, "%s: module '%s' (%s) gives %lld values per sample: exports take at most 2^31 - 1",
                          who, p->s[i].path, p->s[i].type, (long long)qg__xval_numel(&p->s[i].out));
-    qg_set_grad_enabled(grad);
-    qg_tape_set_current(prev);
-    qg_tape_free(tape);
     qg_tensor_free(x0);
     if (st) qg__xplan_free(p);
     return st;
 }
 
 void qg__xplan_free(qg__xplan *p) {
+    if (p->tape) {
+        qg_set_grad_enabled(p->grad);
+        qg_tape_set_current(p->prev);
+        qg_tape_free(p->tape);
+    }
     qg__free(p->s);
     *p = (qg__xplan){0};
 }

@@ -38,11 +38,15 @@ typedef struct {
     int n;
     qg__xstep *s;
     qg__xval in, out; /* of the model */
+    qg_tape *tape, *prev; /* the plan's tape, current until qg__xplan_free, and the one before */
+    bool grad;            /* the grad mode before (off while the plan lives) */
 } qg__xplan;
 
 /* The plan of model for one sample of o's shape; who names the exporter in errors.
  * A module with no export form, a hook, a training-mode Dropout, or a model that does
- * not take and give f32 is an error naming the module's path and type. */
+ * not take and give f32 is an error naming the module's path and type. While the plan
+ * lives, its own tape is current and grad mode off: what the exporter computes from
+ * it dies with it, at qg__xplan_free, which restores both. */
 qg_status qg__xplan_build(qg_module *model, const qg_export_opts *o, const char *who, qg__xplan *p);
 void qg__xplan_free(qg__xplan *p);
 int64_t qg__xval_numel(const qg__xval *v);

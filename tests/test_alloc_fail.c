@@ -3,8 +3,8 @@
  * N with the Nth allocation failing (heap or tape; tests/hooks.h). Each run must
  * return an error with a message or succeed, never abort or crash; afterwards a clean
  * step still works and, once everything is freed, nothing has leaked. Model building
- * (fuse, prepare) is swept the same way, and so is the C export of the converted model
- * (which must also leave no file behind when it fails). Runs under ASan + UBSan in CI. */
+ * (fuse, prepare) is swept the same way, and so are the C and ONNX exports of the
+ * converted model (which must also leave no file behind when they fail). Runs under ASan + UBSan in CI. */
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,49 +148,60 @@ static int files_in(const char *dir) {
     return n;
 }
 
-static void test_export_every_n(void) {
+/* export once (C: dir/m.h and m.c; ONNX: dir/m.onnx) */
+static qg_status export_to(qg_module *m, const char *dir, bool onnx) {
+    const qg_export_opts eo = {.ndim = 3, .shape = {1, 8, 8}};
+    char p[128];
+    snprintf(p, sizeof p, "%s/m.onnx", dir);
+    return onnx ? qg_export_onnx(m, p, &eo) : qg_export_c(m, dir, "m", &eo, NULL);
+}
+
+static void test_export_every_n(bool onnx) {
     qg_rng g;
     qg_rng_init(&g, 5);
-    char dir[] = "/tmp/qg_alloc_export_XXXXXX";
-    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char dir[] = "/tmp/qg_alloc_export_XXXXXX", ref[] = "/tmp/qg_alloc_export_ref_XXXXXX", cmd[256];
+    CHECK(mkdtemp(dir) && mkdtemp(ref), "mkdtemp");
     qg_module *m = build(&g);
     qg_tensor *x = qg_tensor_randn(&g, QG_F32, 4, SHAPE(2, 1, 8, 8));
     CHECK(m && qg_module_forward(m, x), "calibration: %s", qg_last_error());
     qg_tape_reset(NULL);
     qg_module_eval(m);
     CHECK(m && !qg_convert(m, NULL), "convert: %s", qg_last_error());
-    const qg_export_opts eo = {.ndim = 3, .shape = {1, 8, 8}};
+    if (onnx && export_to(m, ref, true) && strstr(qg_last_error(), "without ONNX")) {
+        printf("alloc_fail: export_onnx: skipped (%s)\n", qg_last_error());
+        snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, ref);
+        CHECK(!system(cmd), "%s", cmd);
+        qg_tensor_free(x), qg_module_free(m);
+        return;
+    }
     int64_t c0 = qg__alloc_calls();
-    CHECK(!qg_export_c(m, dir, "m", &eo, NULL), "export: %s", qg_last_error());
-    char ref[160];
-    snprintf(ref, sizeof ref, "mv %s/m.c %s.m.c && mv %s/m.h %s.m.h", dir, dir, dir, dir);
-    CHECK(!system(ref), "%s", ref);
+    CHECK(!export_to(m, ref, onnx), "export: %s", qg_last_error());
     int64_t calls = qg__alloc_calls() - c0;
+    const int nfiles = files_in(ref);
     qg_tape_reset(NULL);
     int64_t live = qg_live_allocations();
     int failed = 0;
     for (int64_t n = 0; n < calls; n++) {
-        char cmd[256];
         snprintf(cmd, sizeof cmd, "rm -f %s/*", dir);
         CHECK(!system(cmd), "%s", cmd);
         qg_clear_error();
         qg__fail_alloc_after(n);
-        qg_status st = qg_export_c(m, dir, "m", &eo, NULL);
+        qg_status st = export_to(m, dir, onnx);
         qg__fail_alloc_after(-1);
         qg_tape_reset(NULL);
         failed += st != QG_OK;
         CHECK(!st || *qg_last_error(), "allocation %lld: failed without a message", (long long)n);
-        CHECK(files_in(dir) == (st ? 0 : 2), "allocation %lld failing (%s): %d files in %s", (long long)n,
+        CHECK(files_in(dir) == (st ? 0 : nfiles), "allocation %lld failing (%s): %d files in %s", (long long)n,
               st ? qg_last_error() : "exported", files_in(dir), dir);
-        snprintf(cmd, sizeof cmd, "cmp -s %s/m.c %s.m.c && cmp -s %s/m.h %s.m.h", dir, dir, dir, dir);
+        snprintf(cmd, sizeof cmd, "diff -r %s %s >/dev/null", dir, ref);
         CHECK(st || !system(cmd), "allocation %lld failing, exported anyway: the files differ", (long long)n);
         CHECK(qg_live_allocations() == live, "allocation %lld failing: %lld blocks leaked", (long long)n,
               (long long)(qg_live_allocations() - live));
     }
-    printf("alloc_fail: export_c: %lld allocation calls, %d runs failed cleanly\n", (long long)calls, failed);
+    printf("alloc_fail: export_%s: %lld allocation calls, %d runs failed cleanly\n", onnx ? "onnx" : "c",
+           (long long)calls, failed);
     CHECK(failed > 0, "failures were injected");
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s.m.c %s.m.h", dir, dir, dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, ref);
     CHECK(!system(cmd), "%s", cmd);
     qg_tensor_free(x), qg_module_free(m);
 }
@@ -199,7 +210,8 @@ int main(void) {
     qg_set_num_threads(1); /* the same allocation order on every run */
     test_training_step_every_n();
     test_build_every_n();
-    test_export_every_n();
+    test_export_every_n(false);
+    test_export_every_n(true);
     qg_shutdown();
     return test_summary("alloc_fail");
 }

@@ -41,8 +41,12 @@ c_model() { # name dir want_accuracy
 }
 
 mkdir -p "$tmp/cnn" "$tmp/mlp"
-"$fmnist" --data "$tmp/data" --model cnn --steps 60 --convert "$tmp/cnn.safetensors" --export-c "$tmp/cnn" >"$tmp/out" 2>&1
+"$fmnist" --data "$tmp/data" --model cnn --steps 60 --convert "$tmp/cnn.safetensors" --export-c "$tmp/cnn" \
+  --export-onnx "$tmp/cnn.onnx" >"$tmp/out" 2>&1
 if grep -q "^exported $tmp/cnn/fmnist_int8.h and .c" "$tmp/out"; then ok "cnn: --convert --export-c"; else bad "cnn: export"; fi
+if grep -q "built without ONNX" "$tmp/out"; then echo "skip --export-onnx: qgrad was built without ONNX"
+elif grep -q "^exported $tmp/cnn.onnx: ONNX" "$tmp/out" && [ -s "$tmp/cnn.onnx" ]; then ok "cnn: --export-onnx"
+else bad "cnn: --export-onnx"; fi
 c_model cnn "$tmp/cnn" "$(sed -n 's/^int8_acc=\([0-9.]*\)% .*/\1/p' "$tmp/out")"
 
 "$fmnist" --data "$tmp/data" --model mlp --steps 60 --convert "$tmp/mlp.safetensors" >/dev/null 2>&1
@@ -53,7 +57,7 @@ c_model mlp "$tmp/mlp" "$(sed -n 's/^test_loss=[0-9.]* test_acc=\([0-9.]*\)% .*/
 # errors: no int8 model to export; a folder that is not there (one line, exit 1, no file)
 "$fmnist" --data "$tmp/data" --steps 1 --export-c "$tmp/cnn" >"$tmp/out" 2>&1
 code=$?
-if [ "$code" -eq 2 ] && grep -q "needs an int8 model" "$tmp/out"; then ok "--export-c without an int8 model: usage"
+if [ "$code" -eq 2 ] && grep -q "need an int8 model" "$tmp/out"; then ok "--export-c without an int8 model: usage"
 else bad "--export-c without an int8 model: exit $code"; fi
 "$fmnist" --data "$tmp/data" --int8 "$tmp/mlp.safetensors" --eval-only --export-c "$tmp/none" >"$tmp/out" 2>"$tmp/err"
 code=$?

@@ -197,6 +197,11 @@ static void test_convert_refusals(void) {
     FAILS_ST(qg_export_c(m, "/tmp", "", &eo, NULL));
     FAILS_ST(qg_export_c(m, "/tmp", "m", &(qg_export_opts){.ndim = 1, .shape = {-4}}, NULL));
     FAILS_ST(qg_export_c(m, "/tmp", "m", &(qg_export_opts){.ndim = 99}, NULL));
+    FAILS_ST(qg_export_onnx(NULL, "/tmp/m.onnx", &eo));
+    FAILS_ST(qg_export_onnx(m, NULL, &eo));
+    FAILS_ST(qg_export_onnx(m, "/tmp/m.onnx", NULL));
+    FAILS_ST(qg_export_onnx(m, "/tmp", &eo)); /* a folder */
+    FAILS_ST(qg_export_onnx(m, "/tmp/m.onnx", &(qg_export_opts){.ndim = 1, .shape = {4}, .output_name = ""}));
     /* fake_quant_calculate_qparams */
     qg_module *fq = qg_fake_quant_new(&qc.activation);
     qg_tensor *s = NULL, *z = NULL;

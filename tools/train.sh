@@ -16,7 +16,7 @@ set -e
 [ "$st" -eq 0 ] || { echo "train.sh: the build failed (run: ninja -C build)" >&2; exit 1; }
 # with no arguments the main job: QAT training, then the int8 model (convert, its
 # accuracy beside the fake-quant model's, saved as build/fmnist_int8.safetensors) and
-# its standalone C form (build/fmnist_int8.h and .c)
-[ "$#" -gt 0 ] || set -- --convert build/fmnist_int8.safetensors --export-c build
+# its ONNX and standalone C forms (build/fmnist_int8.onnx, build/fmnist_int8.h and .c)
+[ "$#" -gt 0 ] || set -- --convert build/fmnist_int8.safetensors --export-onnx build/fmnist_int8.onnx --export-c build
 echo "train.sh: training: build/examples/fmnist $*"
 exec build/examples/fmnist "$@"

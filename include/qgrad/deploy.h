@@ -1,6 +1,6 @@
-/* qgrad/deploy.h — an int8 model (qgrad/quant.h) exported for deployment: as a
- * standalone C model with no runtime at all (qg_export_c), for microcontrollers and
- * embedded boards.
+/* qgrad/deploy.h — an int8 model (qgrad/quant.h) exported for deployment: as ONNX in
+ * the QDQ format, which inference runtimes read (qg_export_onnx), and as a standalone C
+ * model with no runtime at all (qg_export_c), for microcontrollers and embedded boards.
  *
  * Exports take what qg_convert makes: a Sequential tree of Quantize, DeQuantize, the
  * quantized Linear and Conv1d/2d (and their ReLU fusions), the dynamic Linear, ReLU,
@@ -34,6 +34,8 @@ extern "C" {
 typedef struct qg_export_opts {
     int ndim;                        /* of one sample's input, without the batch dimension */
     int64_t shape[QG_MAX_DIMS - 1];  /* its sizes, e.g. {1, 28, 28} */
+    const char *input_name;          /* ONNX: the graph's input and output; NULL: "input", "output" */
+    const char *output_name;
 } qg_export_opts;
 
 /* What an export wrote: every figure is of one sample. */
@@ -63,6 +65,23 @@ typedef struct qg_export_info {
  * call (qg_set_qengine), as the model's own pools would. */
 QG_API qg_status qg_export_c(qg_module *model, const char *dir, const char *name, const qg_export_opts *o,
                              qg_export_info *info);
+
+/* Writes the model to path as ONNX (opset 13, IR version 7) in the QDQ format: each
+ * quantized activation a QuantizeLinear/DequantizeLinear pair (uint8, the module's
+ * scale and zero point) around float Conv, Gemm (MatMul and Add for inputs of more
+ * than 2 dimensions), Relu, MaxPool, AveragePool, GlobalAveragePool and Reshape
+ * nodes. Weights are int8 initializers behind a DequantizeLinear (per-channel scales on
+ * axis 0), biases int32 with scale s_x * s_w[c] and zero point 0, as ONNX Runtime's
+ * QLinear fusions expect. The input and output are f32 and take the names of o (their
+ * first dimension is the dynamic "batch"). A runtime computes each layer in its own
+ * integer arithmetic, so outputs may differ from qgrad's by a rounding (1 LSB) here and
+ * there. Modules with no QDQ form (the dynamic Linear, an AvgPool2d with
+ * divisor_override, an AdaptiveAvgPool2d whose windows differ in size) are errors
+ * naming their path and type, as for qg_export_c, and nothing is written. The file
+ * is written whole or not at all. Needs a build with ONNX (meson -Donnx=enabled;
+ * Debian's libonnx-dev, protobuf-c-compiler, libprotobuf-c-dev): otherwise it fails
+ * saying so. */
+QG_API qg_status qg_export_onnx(qg_module *model, const char *path, const qg_export_opts *o);
 
 #ifdef __cplusplus
 }

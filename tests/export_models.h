@@ -1,0 +1,226 @@
+/* The models of the export tests (test_export_c.c, test_export_onnx.c): built from the
+ * quantized constructors with random weights and qparams, covering every exportable
+ * layer kind, and the fmnist models (examples/fmnist_model.h). */
+#ifndef QG_EXPORT_MODELS_H
+#define QG_EXPORT_MODELS_H
+#include "../examples/fmnist_model.h"
+#include "test_util.h"
+
+#include <ctype.h>
+
+/* ------------------------------------------------------------- model building */
+
+static int64_t numel(int nd, const int64_t *s) {
+    int64_t n = 1;
+    for (int d = 0; d < nd; d++) n *= s[d];
+    return n;
+}
+
+typedef struct {
+    qg_rng g;
+    qg_qengine e;
+    double s;   /* the running scale and zero point */
+    int64_t z;
+} builder;
+
+/* A qint8 weight of `bits` bits, per channel along dim 0 or per tensor, and its
+ * typical magnitude (for the output scale). */
+static qg_tensor *weight(builder *b, int ndim, const int64_t *shape, int bits, bool per_channel, double *sw) {
+    const int64_t n = numel(ndim, shape), out = shape[0];
+    const int hi = (1 << (bits - 1)) - 1;
+    int8_t *v = malloc((size_t)n);
+    double *sc = malloc(sizeof(double) * (size_t)out);
+    int64_t *zp = calloc((size_t)out, sizeof(int64_t));
+    for (int64_t i = 0; i < n; i++) v[i] = (int8_t)((int)(qg_rng_next_u64(&b->g) % (uint64_t)(2 * hi + 2)) - hi - 1);
+    for (int64_t c = 0; c < out; c++) sc[c] = (float)(0.004 + 0.02 * qg_rng_uniform(&b->g));
+    qg_tensor *ints = qg_tensor_from_data(QG_I8, ndim, shape, v), *w;
+    if (per_channel) {
+        qg_tensor *s = qg_tensor_from_data(QG_F64, 1, &out, sc), *z = qg_tensor_from_data(QG_I64, 1, &out, zp);
+        w = qg_tensor_clone(qg_make_per_channel_quantized(ints, s, z, 0));
+        qg_tensor_free(s), qg_tensor_free(z);
+    } else {
+        w = qg_tensor_clone(qg_make_per_tensor_quantized(ints, sc[0], 0));
+    }
+    *sw = (per_channel ? 0.014 : sc[0]) * (hi + 1) / 2.0;
+    qg_tensor_free(ints), free(v), free(sc), free(zp);
+    return w;
+}
+
+/* A static layer: dim 0 Linear (in, out), 1 Conv1d, 2 Conv2d (kernel k[0] x k[1]). */
+static qg_module *layer(builder *b, int dim, int64_t in, int64_t out, const int *k, const qg_qlayer_args *a,
+                        int bits, bool per_channel, bool bias) {
+    const int G = a->groups ? a->groups : 1;
+    int64_t shape[4] = {out, in / G, dim ? k[dim == 2 ? 0 : 1] : 0, dim ? k[1] : 0};
+    int nd = dim == 0 ? 2 : dim + 2;
+    double sw;
+    qg_tensor *w = weight(b, nd, shape, bits, per_channel, &sw);
+    qg_tensor *bs = bias ? qg_tensor_randn(&b->g, QG_F32, 1, &out) : NULL;
+    const double kdim = (double)numel(nd - 1, shape + 1);
+    const double sy = b->s * sw * 40.0 * sqrt(kdim) / 30.0;
+    const int64_t zy = a->relu ? (int64_t)(qg_rng_next_u64(&b->g) % 40) : 60 + (int64_t)(qg_rng_next_u64(&b->g) % 80);
+    qg_qlayer_args args = *a;
+    args.dim = dim;
+    qg_module *m = qg_quantized_layer_new(w, bs, sy, zy, &args, b->e);
+    CHECK(m != NULL, "layer: %s", qg_last_error());
+    b->s = (float)sy, b->z = zy;
+    qg_tensor_free(w), qg_tensor_free(bs);
+    return m;
+}
+
+static qg_module *dynamic(builder *b, int64_t in, int64_t out, bool per_channel, bool bias) {
+    double sw;
+    qg_tensor *w = weight(b, 2, (int64_t[]){out, in}, 8, per_channel, &sw);
+    qg_tensor *bs = bias ? qg_tensor_randn(&b->g, QG_F32, 1, &out) : NULL;
+    qg_module *m = qg_quantized_dynamic_linear_new(w, bs, true, b->e);
+    CHECK(m != NULL, "dynamic: %s", qg_last_error());
+    qg_tensor_free(w), qg_tensor_free(bs);
+    return m;
+}
+
+/* a Sequential that starts with Quantize(s, z) */
+static qg_module *begin(builder *b, qg_qengine e, uint64_t seed, double s, int64_t z) {
+    *b = (builder){.e = e, .s = (float)s, .z = z};
+    qg_rng_init(&b->g, seed);
+    qg_module *m = qg_sequential_new();
+    qg_sequential_add(m, "quant", qg_quantized_quantize_new(s, z, QG_QUINT8));
+    return m;
+}
+
+#define ARGS(...) (&(qg_qlayer_args){__VA_ARGS__})
+#define K(a, b) ((const int[]){a, b})
+
+/* every layer kind in one model: input (3, 11, 13). For ONNX (onnx true), which has no
+ * divisor_override, no uneven adaptive windows and no dynamic Linear, and whose
+ * runtimes round an average's ties their own way: without those, and with averages
+ * over odd windows, where no ties arise. */
+static qg_module *model_all(qg_qengine e, bool onnx) {
+    builder b;
+    qg_module *m = begin(&b, e, 11, 0.03, 100);
+    qg_sequential_add(m, "c1", layer(&b, 2, 3, 8, K(3, 3), ARGS(.padding = {1, 1}), 8, true, true));
+    qg_sequential_add(m, "c2", layer(&b, 2, 8, 6, K(3, 2), ARGS(.stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2},
+                                                              .groups = 2, .relu = true), 4, false, false));
+    qg_sequential_add(m, "relu", qg_nn_relu_new());
+    qg_sequential_add(m, "mp", qg_nn_maxpool2d_new(3, 3, &(qg_pool_opts){.stride = {2, 2}, .padding = {1, 1},
+                                                                         .ceil_mode = true}));
+    if (onnx) { /* (6, 4, 7) -> (6, 4, 7) -> (6, 2, 5) -> (6, 2, 5) */
+        qg_sequential_add(m, "ap", qg_nn_avgpool2d_new(3, 3, &(qg_pool_opts){.stride = {1, 1}, .padding = {1, 1}}));
+        qg_sequential_add(m, "ap2", qg_nn_avgpool2d_new(3, 3, &(qg_pool_opts){.stride = {1, 1}, .ceil_mode = true}));
+        qg_sequential_add(m, "ad", qg_nn_adaptive_avgpool2d_new(2, 5));
+    } else { /* (6, 4, 7) -> (6, 5, 8) -> (6, 4, 7) -> (6, 3, 2) */
+        qg_sequential_add(m, "ap", qg_nn_avgpool2d_new(2, 2, &(qg_pool_opts){.stride = {1, 1}, .padding = {1, 1},
+                                                                             .no_count_include_pad = true}));
+        qg_sequential_add(m, "ap2", qg_nn_avgpool2d_new(2, 2, &(qg_pool_opts){.stride = {1, 1}, .ceil_mode = true,
+                                                                              .divisor_override = 3}));
+        qg_sequential_add(m, "ad", qg_nn_adaptive_avgpool2d_new(3, 2));
+    }
+    qg_sequential_add(m, "flat", qg_nn_flatten_new(1, -1));
+    qg_sequential_add(m, "drop", qg_nn_dropout_new(0.3, &b.g));
+    qg_sequential_add(m, "id", qg_nn_identity_new());
+    qg_sequential_add(m, "fc1", layer(&b, 0, onnx ? 60 : 36, 20, NULL, ARGS(0), 8, true, true));
+    qg_sequential_add(m, "fc2", layer(&b, 0, 20, 12, NULL, ARGS(.relu = true), 4, false, true));
+    qg_sequential_add(m, "fc3", layer(&b, 0, 12, 10, NULL, ARGS(0), 8, true, true));
+    qg_sequential_add(m, "dq", qg_quantized_dequantize_new());
+    if (onnx) return m;
+    qg_sequential_add(m, "dyn1", dynamic(&b, 10, 9, false, true));
+    qg_sequential_add(m, "frelu", qg_nn_relu_new());
+    qg_sequential_add(m, "dyn2", dynamic(&b, 9, 5, true, false));
+    return m;
+}
+
+/* single-channel and 1 x 1 pools (PyTorch's channels-last and qnnpack kernels): (1, 9, 9) */
+static qg_module *model_pools(qg_qengine e, bool onnx) {
+    builder b;
+    qg_module *m = begin(&b, e, 12, 0.02, 128);
+    qg_sequential_add(m, "c1", layer(&b, 2, 1, 1, K(3, 3), ARGS(.padding = {1, 1}), 8, false, true));
+    qg_sequential_add(m, "ap", qg_nn_avgpool2d_new(3, 3, &(qg_pool_opts){.stride = {2, 2}, .padding = {1, 1}}));
+    qg_sequential_add(m, "ad1", qg_nn_adaptive_avgpool2d_new(onnx ? 5 : 3, onnx ? 5 : 3)); /* ONNX: even windows */
+    qg_sequential_add(m, "c2", layer(&b, 2, 1, 4, K(1, 1), ARGS(0), 8, true, true));
+    qg_sequential_add(m, "ad", qg_nn_adaptive_avgpool2d_new(1, 1));
+    qg_sequential_add(m, "ap1", qg_nn_avgpool2d_new(1, 1, NULL));
+    qg_sequential_add(m, "flat", qg_nn_flatten_new(1, -1));
+    qg_sequential_add(m, "fc", layer(&b, 0, 4, 3, NULL, ARGS(0), 8, false, false));
+    qg_sequential_add(m, "dq", qg_quantized_dequantize_new());
+    return m;
+}
+
+/* 1-d convolutions: (4, 17) */
+static qg_module *model_1d(qg_qengine e) {
+    builder b;
+    qg_module *m = begin(&b, e, 13, 0.05, 90);
+    qg_sequential_add(m, "c1", layer(&b, 1, 4, 6, K(1, 3), ARGS(.stride = {2}, .padding = {1}, .dilation = {2},
+                                                              .groups = 2), 8, true, true));
+    qg_sequential_add(m, "c2", layer(&b, 1, 6, 5, K(1, 1), ARGS(.relu = true), 4, true, false));
+    qg_sequential_add(m, "flat", qg_nn_flatten_new(1, -1));
+    qg_sequential_add(m, "fc", layer(&b, 0, 5 * 8, 4, NULL, ARGS(0), 8, true, true));
+    qg_sequential_add(m, "dq", qg_quantized_dequantize_new());
+    return m;
+}
+
+/* The first *n Fashion-MNIST test images, normalised as examples/fmnist's loader does,
+ * and their labels (*n cut to the set); NULL without the dataset. */
+static float *fmnist_images(int64_t *n, int64_t **labels) {
+    qg_dataset test = {0};
+    *labels = NULL;
+    if (qg_dataset_load_mnist("/usr/share/datasets/fashion-mnist", false, &test)) return NULL;
+    if (*n > test.images->shape[0]) *n = test.images->shape[0];
+    const uint8_t *px = qg_tensor_data(test.images);
+    const uint8_t *lb = qg_tensor_data(test.labels); /* U8 */
+    float *x = malloc(sizeof(float) * (size_t)(*n * 784));
+    *labels = malloc(sizeof(int64_t) * (size_t)*n);
+    for (int64_t i = 0; i < *n * 784; i++) x[i] = ((float)px[i] / 255.0f - 0.2860f) / 0.3530f;
+    for (int64_t i = 0; i < *n; i++) (*labels)[i] = lb[i];
+    qg_dataset_free(&test);
+    return x;
+}
+
+/* how many of n rows of k scores have their first maximum at the label */
+static int64_t correct(const float *y, const int64_t *labels, int64_t n, int64_t k) {
+    int64_t c = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t best = 0;
+        for (int64_t j = 1; j < k; j++) best = y[i * k + j] > y[i * k + best] ? j : best;
+        c += labels && best == labels[i];
+    }
+    return c;
+}
+
+/* examples/fmnist's CNN and MLP from the checkpoints of int8_models.safetensors,
+ * converted under each engine, given to check as fmnist_<model>_<engine> */
+static void fixture_models(void (*check)(const char *name, qg_module *m)) {
+    qg_tensor_dict *fx = qg_safetensors_load(FIXTURES "/int8_models.safetensors");
+    CHECK(fx != NULL, "fixture: %s", qg_last_error());
+    const qg_qengine engines[2] = {QG_QENGINE_ONEDNN, QG_QENGINE_QNNPACK};
+    for (int kind = 0; fx && kind < 2; kind++)
+        for (int e = 0; e < 2; e++) {
+            const char *k = kind ? "mlp" : "cnn";
+            char pre[32], name[64];
+            snprintf(pre, sizeof pre, "%s.ckpt.", k);
+            snprintf(name, sizeof name, "fmnist_%s_%s", k, qg_qengine_name(engines[e]));
+            qg_module *m = fmnist_qat_model(k, fx, pre);
+            qg_status st = m ? qg_convert(m, &(qg_convert_opts){.engine = engines[e]}) : qg_last_status();
+            CHECK(!st, "%s: %s", name, qg_last_error());
+            if (!st) check(name, m);
+            qg_module_free(m);
+        }
+    qg_tensor_dict_free(fx);
+}
+
+/* Each int8 model file of QG_EXPORT_INT8 (paths separated by ':', as qg_quantized_save
+ * writes them: the figures of a trained model), loaded and given to check. */
+static void saved_models(void (*check)(const char *name, qg_module *m)) {
+    const char *env = getenv("QG_EXPORT_INT8");
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s", env ? env : "");
+    for (char *save = NULL, *p = strtok_r(buf, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
+        qg_module *m = qg_quantized_load(p);
+        CHECK(m != NULL, "%s: %s", p, qg_last_error());
+        const char *base = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
+        char name[64];
+        int k = snprintf(name, sizeof name, "saved_");
+        for (const char *c = base; *c && *c != '.' && k < 60; c++) name[k++] = isalnum((unsigned char)*c) ? *c : '_';
+        name[k] = 0;
+        if (m) check(name, m);
+        qg_module_free(m);
+    }
+}
+#endif
