@@ -100,7 +100,7 @@ static const char *init(graph *g, const char *name, int dtype, int ndim, const i
     char *nm = astr(&g->a, "%s", name);
     if (!t || !d || !raw || !nm || !grow(g, (void ***)&g->init, &g->cap_init, g->ninit)) return NULL;
     onnx__tensor_proto__init(t);
-    memcpy(d, dims, sizeof(int64_t) * (size_t)ndim);
+    if (ndim) memcpy(d, dims, sizeof(int64_t) * (size_t)ndim); /* scalars: no dims */
     memcpy(raw, data, bytes);
     t->n_dims = (size_t)ndim, t->dims = d, t->has_data_type = true, t->data_type = dtype, t->name = nm;
     t->has_raw_data = true, t->raw_data.len = bytes, t->raw_data.data = raw;

@@ -139,11 +139,11 @@ static void check_saved(const char *name, qg_module *m) {
 
 /* export fails with a message holding want, and path is not written */
 static void refused(qg_module *m, const char *path, const qg_export_opts *eo, const char *want, const char *what) {
-    unlink(path);
+    if (path) unlink(path);
     qg_status st = qg_export_onnx(m, path, eo);
     CHECK(st && strstr(qg_last_error(), want), "%s: refused with '%s' (got %d: %s)", what, want, (int)st,
           qg_last_error());
-    CHECK(access(path, F_OK) != 0, "%s: no file written", what);
+    CHECK(!path || access(path, F_OK) != 0, "%s: no file written", what);
 }
 
 static void errors(void) {
