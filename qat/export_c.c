@@ -20,9 +20,9 @@ extern const char qg__export_c_runtime[]; /* export_c_runtime.c, embedded by the
 
 /* ------------------------------------------------------------- runtime sections */
 
-enum { R_RNE, R_QUANTIZE, R_DEQUANTIZE, R_RELU_Q, R_RELU_F, R_REQUANT, R_CONV, R_LINEAR, R_POOL, R_DYNAMIC, R_N };
-static const char *const sect_names[R_N] = {"rne",     "quantize", "dequantize", "relu_q", "relu_f",
-                                            "requant", "conv",     "linear",     "pool",   "dynamic"};
+enum { R_RNE, R_S32, R_QUANTIZE, R_DEQUANTIZE, R_RELU_Q, R_RELU_F, R_REQUANT, R_CONV, R_LINEAR, R_POOL, R_DYNAMIC, R_N };
+static const char *const sect_names[R_N] = {"rne",     "s32",  "quantize", "dequantize", "relu_q", "relu_f",
+                                            "requant", "conv", "linear",   "pool",       "dynamic"};
 
 typedef struct {
     const char *start[R_N], *end[R_N];
@@ -64,6 +64,7 @@ static qg_status find_sections(sections *s) {
 typedef struct {
     const char *name;
     qg__xplan *p;
+    const char *at;       /* the step being written, for messages */
     qg__text c;           /* NAME.c after its runtime */
     bool used[R_N];
     size_t weight_bytes, const_bytes;
@@ -90,7 +91,9 @@ static void i32_array(gen *g, const char *var, const int32_t *v, int64_t n) {
 /* a float as a C99 hexadecimal literal: the exact bits */
 static const char *hexf(gen *g, float v, char *b, size_t n, const char *what) {
     if (!isfinite(v)) {
-        if (!g->st) g->st = qg__err(QG_EINVAL, "%s: %s is %g: a C model holds finite constants only", WHO, what, v);
+        if (!g->st)
+            g->st = qg__err(QG_EINVAL, "%s: module %s: %s is %g: a C model holds finite constants only", WHO,
+                            g->at ? g->at : "?", what, v);
         v = 0;
     }
     snprintf(b, n, "%af", (double)v);
@@ -106,17 +109,34 @@ static void f32_array(gen *g, const char *var, const float *v, int64_t n, const 
     g->const_bytes += sizeof(float) * (size_t)n;
 }
 
+/* s fit for a C comment: no comment end, no line break or other control character */
+static const char *comment_safe(const char *s, char *b, size_t n) {
+    size_t k = 0;
+    for (; *s && k + 2 < n; s++) {
+        unsigned char c = (unsigned char)*s;
+        b[k++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+        if (c == '*' && s[1] == '/') b[k++] = ' ';
+    }
+    b[k] = 0;
+    return b;
+}
+
 /* The buffers of the run function: the input, the output, scratch regions a and b. */
 enum { B_IN, B_OUT, B_A, B_B };
 static const char *fptr(int b) { return b == B_IN ? "in" : b == B_OUT ? "out" : b == B_A ? "(float *)(void *)a" : "(float *)(void *)b"; }
-static const char *uptr(int b) { return b == B_A ? "a" : "b"; }
+static const char *uptr(int b) {
+    QG_ASSERT(b == B_A || b == B_B); /* quint8 values live in scratch: the input and output are f32 */
+    return b == B_A ? "a" : "b";
+}
 
 /* A static Linear or Conv: its constants, and the call. */
 static void emit_layer(gen *g, qg__text *run, int i, const qg__xstep *s, int src, int dst) {
     const qg__qlayer *q = (const qg__qlayer *)s->m;
     char var[32], b1[40];
     if (!q->cached || q->cache_sx != s->in.scale) { /* the plan's forward set them */
-        if (!g->st) g->st = qg__err(QG_EINVAL, "%s: internal error: '%s' has no requantization constants", WHO, s->path);
+        if (!g->st)
+            g->st = qg__err(QG_EINVAL, "%s: module '%s' (%s) ran with another input scale than the one it has here: "
+                            "a module used twice in a model has no C form", WHO, s->path, s->type);
         return;
     }
     const qg_tensor *w = qg_contiguous(qg_int_repr(qg_module_buffer(s->m, "weight")));
@@ -198,8 +218,8 @@ static void emit_pool(gen *g, qg__text *run, int i, const qg__xstep *s, int src,
 /* One step from buffer src to dst. */
 static void emit_step(gen *g, qg__text *run, int i, const qg__xstep *s, int src, int dst) {
     const long long n = (long long)qg__xval_numel(&s->in);
-    char b[40];
-    qg__text_printf(run, "    /* %s: %s */\n", s->path, s->type);
+    char b[40], pb[300];
+    qg__text_printf(run, "    /* %s: %s */\n", comment_safe(s->path, pb, sizeof pb), s->type);
     switch (s->kind) {
         case QG_XS_QUANTIZE:
             use(g, R_QUANTIZE);
@@ -243,7 +263,8 @@ static void emit_run(gen *g, qg__text *run) {
     for (int i = 0; i < p->n; i++) {
         const qg__xstep *s = &p->s[i];
         if (s->kind == QG_XS_NOOP) {
-            qg__text_printf(run, "    /* %s: %s, nothing to compute */\n", s->path, s->type);
+            char pb[300];
+            qg__text_printf(run, "    /* %s: %s, nothing to compute */\n", comment_safe(s->path, pb, sizeof pb), s->type);
             continue;
         }
         int dst = i == last ? B_OUT : cur == B_A ? B_B : B_A;
@@ -252,7 +273,11 @@ static void emit_run(gen *g, qg__text *run) {
             size_t *sz = &g->size[dst == B_A ? 0 : 1];
             if (bytes > *sz) *sz = bytes;
         }
+        char at[400];
+        snprintf(at, sizeof at, "'%s' (%s)", s->path, s->type);
+        g->at = at;
         emit_step(g, run, i, s, cur, dst);
+        g->at = NULL;
         cur = dst;
     }
     if (last < 0) { /* nothing computes: the output is the input */
@@ -282,8 +307,9 @@ static void emit_header(gen *g, qg__text *h, size_t scratch, int nsteps) {
                        " *\n * Steps (the model's modules, one sample, batch dimension 1):\n", g->const_bytes,
                     g->weight_bytes, n, scratch, n);
     for (int i = 0; i < p->n; i++) {
+        char pb[300];
         shape_str(&p->s[i].in, a, sizeof a), shape_str(&p->s[i].out, b, sizeof b);
-        qg__text_printf(h, " *   %-14s %-32s %s -> %s\n", p->s[i].path, p->s[i].type, a, b);
+        qg__text_printf(h, " *   %-14s %-32s %s -> %s\n", comment_safe(p->s[i].path, pb, sizeof pb), p->s[i].type, a, b);
     }
     qg__text_printf(h, " * (%d steps compute.) */\n", nsteps);
     qg__text_printf(h, "#ifndef %s_H\n#define %s_H\n\n", n, n);
@@ -295,7 +321,7 @@ static void emit_header(gen *g, qg__text *h, size_t scratch, int nsteps) {
                     n, n, n, n);
     qg__text_printf(h, "/* in: %s_IN_SIZE floats, one sample in C order; out: %s_OUT_SIZE floats; scratch:\n"
                        " * %s_SCRATCH_BYTES bytes aligned for a float. Returns 0, -1 if an argument is NULL,\n"
-                       " * -2 if a dynamic Linear's input holds an infinity or a NaN. */\n"
+                       " * -2 if a dynamic Linear's input has an infinite minimum or maximum or a NaN first value. */\n"
                        "int %s_run(const float *in, float *out, void *scratch);\n\n#endif\n", n, n, n, n);
 }
 
@@ -305,13 +331,15 @@ static void emit_source(gen *g, const sections *sec, const qg__text *run, size_t
     qg__text_printf(c, "#include <float.h>\n#include <stdint.h>\n\n#include \"%s.h\"\n\n", n);
     qg__text_printf(c,
                     "/* Every result is rounded as qgrad rounds it: float arithmetic in float (no x87\n"
-                    " * excess precision), IEEE rules (no -ffast-math), and no multiply fused into an add. */\n"
+                    " * excess precision), IEEE rules (no -ffast-math, -fassociative-math or other unsafe-math\n"
+                    " * flags), and no multiply fused into an add (nor -ffp-contract=fast under clang). */\n"
                     "#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0\n"
                     "#error \"%s.c needs FLT_EVAL_METHOD == 0 (SSE2 on x86, or any single-precision FPU)\"\n#endif\n"
                     "#ifdef __FAST_MATH__\n#error \"%s.c must not be compiled with -ffast-math\"\n#endif\n"
-                    "#if defined(__clang__)\n#pragma STDC FP_CONTRACT OFF\n"
-                    "#elif defined(__GNUC__)\n#pragma GCC optimize(\"fp-contract=off\")\n#endif\n\n",
-                    n, n);
+                    "#if FLT_MANT_DIG != 24\n#error \"%s.c needs IEEE single-precision floats\"\n#endif\n"
+                    "#if defined(__GNUC__) && !defined(__clang__)\n#pragma GCC optimize(\"fp-contract=off\")\n"
+                    "#else\n#pragma STDC FP_CONTRACT OFF\n#endif\n\n",
+                    n, n, n);
     qg__text_printf(c, "#define %s_B %zu /* scratch: region a at 0, b here, the dynamic Linear's input at Q */\n"
                        "#define %s_Q %zu\n\n", n, ob, n, oq);
     bool need[R_N];

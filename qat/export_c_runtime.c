@@ -18,6 +18,7 @@ static float rne(float v) {
     return m - 12582912.0f;
 }
 
+/*@ s32: @*/
 /* u as the int32 it holds in two's complement (a wrapping sum) */
 static int32_t s32(uint32_t u) {
     return u < 0x80000000u ? (int32_t)u : (int32_t)(u - 0x80000000u) - 0x7fffffff - 1;
@@ -53,7 +54,7 @@ static void relu_f(const float *x, float *y, int32_t n) {
     int32_t i;
     for (i = 0; i < n; i++) y[i] = x[i] <= 0.0f ? 0.0f : x[i];
 }
-/*@ requant: rne @*/
+/*@ requant: rne s32 @*/
 /* A static Linear or Conv: input (C, H, W) quint8 with zero point zx (Linear: H rows
  * of C, W = 1), weights (K, C/groups, kh, kw) int8, output channel k requantized by
  * the engine's float32 formula (docs/int8.md) with its constants mult[k], and badd[k]
@@ -214,7 +215,10 @@ static void pool2d(const pool *p, const uint8_t *x, uint8_t *y) {
                 y[(c * p->OH + oh) * p->OW + ow] = r;
             }
 }
-/*@ dynamic: rne @*/
+/*@ dynamic: rne s32 @*/
+#if DBL_MANT_DIG != 53
+#error "the dynamic Linear needs a 64-bit double (DBL_MANT_DIG 53), as qgrad computes its scale in"
+#endif
 /* The dynamic Linear: f32 rows in and out, the input quantized by its own range with
  * PyTorch's ChooseQuantizationParams (float32 ends, double scale and zero point),
  * qnnpack's or onednn's quantization and output formula (docs/int8.md). xq: scratch

@@ -9,6 +9,7 @@
  * build time (meson.build), every message allocated in one arena and freed at the end. */
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 
 #include "export_plan.h"
 
@@ -127,7 +128,7 @@ static const char *node(graph *g, const char *op, int nin, const char *const *in
     int na = 0;
     while (at && at[na].name) na++;
     Onnx__AttributeProto **as = az(&g->a, sizeof *as * (size_t)(na + 1));
-    char *nm = astr(&g->a, "%s_%zu", op, g->nnode), *o = astr(&g->a, "%s", out);
+    char *nm = astr(&g->a, "qg.%s_%zu", op, g->nnode), *o = astr(&g->a, "%s", out);
     if (!n || !ins || !outs || !as || !nm || !o || !grow(g, (void ***)&g->node, &g->cap_node, g->nnode)) return NULL;
     onnx__node_proto__init(n);
     for (int i = 0; i < nin; i++)
@@ -159,8 +160,8 @@ static const char *node(graph *g, const char *op, int nin, const char *const *in
 /* x (float) quantized to (s, z) and back: the QDQ pair; the float name out */
 static const char *qdq(graph *g, int i, const char *x, double s, int64_t z) {
     char sn[32], zn[32], q[32], f[32];
-    snprintf(sn, sizeof sn, "s%d", i), snprintf(zn, sizeof zn, "z%d", i);
-    snprintf(q, sizeof q, "q%d", i), snprintf(f, sizeof f, "x%d", i);
+    snprintf(sn, sizeof sn, "qg.s%d", i), snprintf(zn, sizeof zn, "qg.z%d", i);
+    snprintf(q, sizeof q, "qg.q%d", i), snprintf(f, sizeof f, "qg.x%d", i);
     const char *S = scalar_f32(g, sn, (float)s), *Z = scalar_u8(g, zn, z);
     const char *qq = S && Z ? node(g, "QuantizeLinear", 3, (const char *[]){x, S, Z}, q, NULL) : NULL;
     return qq ? node(g, "DequantizeLinear", 3, (const char *[]){qq, S, Z}, f, NULL) : NULL;
@@ -176,15 +177,19 @@ static qg_status refuse(const qg__xstep *s, const char *why) {
  * the float op, the fused ReLU; the output's QDQ pair. */
 static const char *layer(graph *g, int i, const qg__xstep *s, const char *x) {
     const qg__qlayer *q = (const qg__qlayer *)s->m;
-    const qg_tensor *w = qg_contiguous(qg_int_repr(qg_module_buffer(s->m, "weight")));
-    const qg_quant *wq = qg_module_buffer(s->m, "weight")->quant;
+    if (q->a.dim && s->in.ndim != q->a.dim + 2) {
+        if (!g->st) g->st = refuse(s, "takes an unbatched input here: ONNX's Conv needs (N, C, ...)");
+        return NULL;
+    }
+    const qg_tensor *wb = qg_module_buffer(s->m, "weight"), *w = qg_contiguous(qg_int_repr(wb));
     if (!w) return NULL;
+    const qg_quant *wq = wb->quant;
     const bool pc = wq->axis >= 0, mm = q->a.dim == 0 && s->in.ndim != 2; /* MatMul: the weight transposed */
     const int64_t out = q->out, in = q->in;
     char wn[32], sn[32], zn[32], wf[32], bn[32], bs[32], bz[32], bf[32], y[32];
-    snprintf(wn, 32, "w%d", i), snprintf(sn, 32, "ws%d", i), snprintf(zn, 32, "wz%d", i), snprintf(wf, 32, "wf%d", i);
-    snprintf(bn, 32, "b%d", i), snprintf(bs, 32, "bs%d", i), snprintf(bz, 32, "bz%d", i), snprintf(bf, 32, "bf%d", i);
-    snprintf(y, 32, "y%d", i);
+    snprintf(wn, 32, "qg.w%d", i), snprintf(sn, 32, "qg.ws%d", i), snprintf(zn, 32, "qg.wz%d", i), snprintf(wf, 32, "qg.wf%d", i);
+    snprintf(bn, 32, "qg.b%d", i), snprintf(bs, 32, "qg.bs%d", i), snprintf(bz, 32, "qg.bz%d", i), snprintf(bf, 32, "qg.bf%d", i);
+    snprintf(y, 32, "qg.y%d", i);
     const int8_t *wd = (const int8_t *)qg_tensor_data(w);
     const int64_t n = qg_tensor_numel(w);
     int8_t *wt = az(&g->a, (size_t)n);
@@ -192,13 +197,22 @@ static const char *layer(graph *g, int i, const qg__xstep *s, const char *x) {
     int8_t *wz = az(&g->a, (size_t)out);
     int32_t *bq = az(&g->a, sizeof(int32_t) * (size_t)out), *bzero = az(&g->a, sizeof(int32_t) * (size_t)out);
     if (!wt || !sc || !bsc || !wz || !bq || !bzero) return NULL;
-    for (int64_t k = 0; k < n; k++) wt[k] = mm ? wd[(k % out) * in + k / out] : wd[k];
+    /* onednn keeps the bias in float. Its sub-8-bit weights are stored times 2^sh, with
+     * their scales divided by 2^sh: the same real weights, exactly, and an int32 bias
+     * 2^sh times finer, nearer the float one. |w| stays at most 64, which x86's vpmaddubsw
+     * (u8 x s8 pairs summed in int16) takes without saturating. qnnpack's int32 bias is
+     * ONNX's as it is. */
+    int amax = 0, sh = 0;
+    for (int64_t k = 0; k < n; k++) amax = abs(wd[k]) > amax ? abs(wd[k]) : amax;
+    while (q->engine == QG_QENGINE_ONEDNN && amax && amax << (sh + 1) <= 64) sh++;
+    for (int64_t k = 0; k < n; k++) wt[k] = (int8_t)((mm ? wd[(k % out) * in + k / out] : wd[k]) * (1 << sh));
     const float sx = (float)s->in.scale;
     for (int64_t c = 0; c < out; c++) { /* bias: rne(b / (s_x s_w[c])), saturated, with scale s_x s_w[c] */
-        sc[c] = q->wscale[c];
+        sc[c] = q->wscale[c] / (float)(1 << sh);
         bsc[c] = sx * sc[c];
         double v = nearbyint((double)q->bias[c] / (double)bsc[c]);
-        bq[c] = v >= 2147483647.0 ? INT32_MAX : v <= -2147483648.0 ? INT32_MIN : (int32_t)v;
+        bq[c] = !(v == v) ? 0 : v >= 2147483647.0 ? INT32_MAX : v <= -2147483648.0 ? INT32_MIN : (int32_t)v;
+        if (q->engine == QG_QENGINE_QNNPACK) bq[c] = q->ibias[c]; /* qnnpack's own, for this input scale */
     }
     int64_t dims[4] = {out, in / q->G, q->kh, q->kw}, tdims[2] = {in, out};
     const int nd = q->a.dim == 0 ? 2 : q->a.dim + 2;
@@ -235,35 +249,39 @@ static const char *layer(graph *g, int i, const qg__xstep *s, const char *x) {
         r = node(g, "Gemm", nin, (const char *[]){x, Wf, Bf}, y, at);
     } else {
         char t[32];
-        snprintf(t, 32, "mm%d", i);
+        snprintf(t, 32, "qg.mm%d", i);
         r = node(g, "MatMul", 2, (const char *[]){x, Wf}, q->has_bias ? t : y, NULL);
         if (r && q->has_bias) r = node(g, "Add", 2, (const char *[]){r, Bf}, y, NULL);
     }
     if (r && q->a.relu) {
         char t[32];
-        snprintf(t, 32, "relu%d", i);
+        snprintf(t, 32, "qg.relu%d", i);
         r = node(g, "Relu", 1, (const char *[]){r}, t, NULL);
     }
     return r ? qdq(g, i, r, s->out.scale, s->out.zp) : NULL;
 }
 
+/* The end padding that gives PyTorch's output size with ONNX's floor rule: PyTorch's
+ * ceil_mode adds a last window only when it starts inside the input and its padding,
+ * which opset 13's ceil_mode does not check; an explicit end padding says it exactly. */
+static int64_t end_pad(int64_t in, int64_t k, int64_t d, int64_t st, int64_t pad, int64_t out) {
+    const int64_t ek = (k - 1) * d + 1;
+    return (in + 2 * pad - ek) / st + 1 == out ? pad : (out - 1) * st + ek - in - pad;
+}
+
 static const char *pool(graph *g, int i, const qg__xstep *s, const char *x) {
     const qg__qpool_desc *d = &s->pool;
-    qg_layer_info li;
     char y[32];
-    snprintf(y, 32, "p%d", i);
-    if (qg_nn_layer_info(s->m, &li)) return NULL;
+    snprintf(y, 32, "qg.p%d", i);
+    if (s->in.ndim != 4) {
+        if (!g->st) g->st = refuse(s, "takes an unbatched input here: ONNX's pools need (N, C, H, W)");
+        return NULL;
+    }
+    const bool adaptive = qg_module_is(s->m, "AdaptiveAvgPool2d");
     const char *r;
-    attr at[7] = {{"kernel_shape", 2, 0, {d->kh, d->kw}}, {"strides", 2, 0, {d->sh, d->sw}},
-                  {"pads", 4, 0, {d->ph, d->pw, d->ph, d->pw}}, {NULL, 0, 0, {0}}};
-    if (d->rule == QG_QPOOL_MAX) {
-        at[3] = (attr){"dilations", 2, 0, {d->dh, d->dw}};
-        at[4] = (attr){"ceil_mode", 0, li.ceil_mode, {0}};
-        at[5] = (attr){NULL, 0, 0, {0}};
-        r = node(g, "MaxPool", 1, &x, y, at);
-    } else if (qg_module_is(s->m, "AdaptiveAvgPool2d") && d->OH == 1 && d->OW == 1) {
+    if (adaptive && d->OH == 1 && d->OW == 1) {
         r = node(g, "GlobalAveragePool", 1, &x, y, NULL);
-    } else if (qg_module_is(s->m, "AdaptiveAvgPool2d")) {
+    } else if (adaptive && d->rule != QG_QPOOL_AVG_QNNPACK) { /* qnnpack's rule already has its kernel */
         if (d->H % d->OH || d->W % d->OW) {
             if (!g->st) g->st = refuse(s, "pools to windows of different sizes (its input size is not a multiple of "
                                           "its output size): it has no ONNX AveragePool form");
@@ -273,16 +291,25 @@ static const char *pool(graph *g, int i, const qg__xstep *s, const char *x) {
                       {"strides", 2, 0, {d->H / d->OH, d->W / d->OW}}, {NULL, 0, 0, {0}}};
         r = node(g, "AveragePool", 1, &x, y, ad);
     } else {
-        if (d->divisor) {
+        const bool max = d->rule == QG_QPOOL_MAX;
+        const int64_t eh = end_pad(d->H, d->kh, max ? d->dh : 1, d->sh, d->ph, d->OH);
+        const int64_t ew = end_pad(d->W, d->kw, max ? d->dw : 1, d->sw, d->pw, d->OW);
+        /* qnnpack's kernel divides by kh kw, padding included */
+        const bool cip = d->rule == QG_QPOOL_AVG_QNNPACK || d->count_include_pad;
+        if (!max && d->divisor) {
             if (!g->st) g->st = refuse(s, "has a divisor_override: ONNX's AveragePool has no such setting");
             return NULL;
         }
-        /* qnnpack's kernel divides by kh kw, padding included */
-        bool cip = d->rule == QG_QPOOL_AVG_QNNPACK || d->count_include_pad;
-        at[3] = (attr){"ceil_mode", 0, li.ceil_mode, {0}};
-        at[4] = (attr){"count_include_pad", 0, cip, {0}};
-        at[5] = (attr){NULL, 0, 0, {0}};
-        r = node(g, "AveragePool", 1, &x, y, at);
+        if (!max && cip && (eh > d->ph || ew > d->pw)) {
+            if (!g->st) g->st = refuse(s, "has a ceil_mode window past its padding, whose divisor counts the padding "
+                                          "only up to the input's padded end: ONNX's AveragePool has no such rule");
+            return NULL;
+        }
+        attr at[6] = {{"kernel_shape", 2, 0, {d->kh, d->kw}}, {"strides", 2, 0, {d->sh, d->sw}},
+                      {"pads", 4, 0, {d->ph, d->pw, eh, ew}},
+                      {max ? "dilations" : "count_include_pad", max ? 2 : 0, cip, {d->dh, d->dw}},
+                      {NULL, 0, 0, {0}}};
+        r = node(g, max ? "MaxPool" : "AveragePool", 1, &x, y, at);
     }
     return r ? qdq(g, i, r, s->in.scale, s->in.zp) : NULL;
 }
@@ -294,7 +321,7 @@ static const char *flatten(graph *g, int i, const qg__xstep *s, const char *x) {
     char sn[32], y[32];
     const bool merged = s->out.ndim < s->in.ndim && s->out.shape[0] != s->in.shape[0];
     for (int k = 0; k < s->out.ndim; k++) shape[k] = k ? s->out.shape[k] : merged ? -1 : 0;
-    snprintf(sn, 32, "shape%d", i), snprintf(y, 32, "r%d", i);
+    snprintf(sn, 32, "qg.shape%d", i), snprintf(y, 32, "qg.r%d", i);
     const int64_t nd = s->out.ndim;
     const char *S = init(g, sn, I64, 1, &nd, shape, sizeof(int64_t) * (size_t)nd);
     const char *r = S ? node(g, "Reshape", 2, (const char *[]){x, S}, y, NULL) : NULL;
@@ -308,7 +335,7 @@ static const char *step(graph *g, int i, const qg__xstep *s, const char *x) {
         case QG_XS_LAYER: return layer(g, i, s, x);
         case QG_XS_RELU: {
             char y[32];
-            snprintf(y, 32, "relu%d", i);
+            snprintf(y, 32, "qg.relu%d", i);
             const char *r = node(g, "Relu", 1, &x, y, NULL);
             return r && s->in.q ? qdq(g, i, r, s->in.scale, s->in.zp) : r;
         }
@@ -359,11 +386,18 @@ static qg_status check_names(const qg_export_opts *o, const char **in, const cha
         if (!*n[k] || strlen(n[k]) > 200)
             return qg__err(QG_EINVAL, "%s: the %s name must have 1 to 200 characters", WHO, k ? "output" : "input");
     if (!strcmp(*in, *out)) return qg__err(QG_EINVAL, "%s: the input and output are both named '%s'", WHO, *in);
+    for (int k = 0; k < 2; k++)
+        if (!strncmp(n[k], "qg.", 3))
+            return qg__err(QG_EINVAL, "%s: the %s name '%s' starts with 'qg.', which the graph's own names use", WHO,
+                           k ? "output" : "input", n[k]);
     return QG_OK;
 }
 
 qg_status qg_export_onnx(qg_module *model, const char *path, const qg_export_opts *o) {
     const char *in_name, *out_name;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return qg__err(QG_EINVAL, "%s: ONNX's raw tensor data is little-endian: this big-endian host does not write it", WHO);
+#endif
     if (!path || !o) return qg__err(QG_EINVAL, "%s: %s is NULL", WHO, path ? "opts" : "path");
     qg_status st = check_names(o, &in_name, &out_name);
     qg__xplan p;

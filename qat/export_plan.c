@@ -145,10 +145,18 @@ qg_status qg__xplan_build(qg_module *model, const qg_export_opts *o, const char 
             st = qg__err(QG_EINVAL, "%s: the model gives quint8 values: end it with a DeQuantize (a DeQuantStub "
                          "before convert), so that it gives f32", who);
     }
-    for (int i = 0; !st && i < p->n; i++)
-        if (qg__xval_numel(&p->s[i].out) > INT32_MAX)
-            st = qg__err(QG_EINVAL, "%s: module '%s' (%s) gives %lld values per sample: exports take at most 2^31 - 1",
-                         who, p->s[i].path, p->s[i].type, (long long)qg__xval_numel(&p->s[i].out));
+    if (!st && qg__xval_numel(&p->in) > INT32_MAX) /* the generated C indexes in int32 */
+        st = qg__err(QG_EINVAL, "%s: the input has %lld values per sample: exports take at most 2^31 - 1", who,
+                     (long long)qg__xval_numel(&p->in));
+    for (int i = 0; !st && i < p->n; i++) {
+        const qg__xstep *s = &p->s[i];
+        const qg__qpool_desc *d = &s->pool;
+        if (qg__xval_numel(&s->out) > INT32_MAX ||
+            (s->kind == QG_XS_POOL && ((d->OH + 1) * d->H > INT32_MAX || (d->OW + 1) * d->W > INT32_MAX)))
+            st = qg__err(QG_EINVAL, "%s: module '%s' (%s) gives %lld values per sample: exports take at most 2^31 - 1 "
+                         "(and pools whose output size times input size does too)", who, s->path, s->type,
+                         (long long)qg__xval_numel(&s->out));
+    }
     qg_tensor_free(x0);
     if (st) qg__xplan_free(p);
     return st;

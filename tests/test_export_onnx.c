@@ -4,7 +4,8 @@
  * outputs within 1 LSB of the output scale on at least 99.9% of the elements (the
  * runtime's integer kernels round on their own: docs/deploy.md has the histogram).
  * Models: examples/fmnist's CNN and MLP (the fixture's checkpoints, converted under
- * onednn and qnnpack) on Fashion-MNIST test images (QG_EXPORT_IMAGES, default 2000;
+ * onednn and qnnpack, and a model of every layer kind ONNX has, QAT-trained for 150
+ * steps) on Fashion-MNIST test images (QG_EXPORT_IMAGES, default 2000;
  * random inputs without the dataset), and the layer models of export_models.h. Then
  * the refusals. Skips when ONNX export, Python's onnx or Node's onnxruntime-node is
  * missing. */
@@ -45,8 +46,9 @@ static bool run_ort(const char *model, const float *x, int64_t n, const qg_expor
 
 /* exports m to dir/name.onnx and compares ONNX Runtime's outputs with qgrad's. strict:
  * the argmax on 99.9% of the samples and 1 LSB on 99.9% of the elements; else (the
- * synthetic layer models converted for onednn, whose float biases ONNX's int32 biases
- * round, docs/deploy.md) 99% and 99%, and 2 LSB on 99.9%. */
+ * layer models converted for onednn, with few inputs per output or 4-bit weights, whose
+ * float biases ONNX's int32 biases round, docs/deploy.md) 99% and 99%, and 2 LSB on
+ * 99.9%. Both always: 2 LSB on 99.9%. */
 static void check_model(const char *name, qg_module *m, const qg_export_opts *eo, const float *x, int64_t n,
                         int64_t out_size, bool strict) {
     char path[512];
@@ -173,6 +175,16 @@ static void errors(void) {
             "a dynamic Linear");
     refused(d, "/proc/none.onnx", &(qg_export_opts){.ndim = 1, .shape = {12}}, "'dyn1'", "dynamic before the path");
     qg_module_free(d);
+    m = qg_sequential_of(3, (qg_named_module[]){{"quant", qg_quantized_quantize_new(0.1, 3, QG_QUINT8)},
+                                                {"avg", qg_nn_avgpool2d_new(2, 2, &(qg_pool_opts){.ceil_mode = true})},
+                                                {"dq", qg_quantized_dequantize_new()}});
+    refused(m, p, &(qg_export_opts){.ndim = 3, .shape = {1, 5, 5}}, "'avg' (AvgPool2d) has a ceil_mode window",
+            "a ceil-mode average past the padding");
+    refused(m, p, &(qg_export_opts){.ndim = 2, .shape = {5, 5}}, "'avg' (AvgPool2d) takes an unbatched input",
+            "an unbatched pool");
+    refused(m, p, &(qg_export_opts){.ndim = 3, .shape = {1, 5, 5}, .input_name = "qg.x"}, "starts with 'qg.'",
+            "a name of the graph's own");
+    qg_module_free(m);
     m = model_1d(QG_QENGINE_ONEDNN);
     const qg_export_opts e1 = {.ndim = 2, .shape = {4, 17}};
     refused(m, "/proc/none.onnx", &e1, "/proc/none.onnx", "an unwritable path");
@@ -210,6 +222,15 @@ int main(void) {
         images = randn(nimages * 784, 9);
     }
     fixture_models(check_saved);
+    for (int e = 0; e < 2; e++) { /* every layer kind, trained */
+        qg_qengine en = e ? QG_QENGINE_QNNPACK : QG_QENGINE_ONEDNN;
+        qg_set_qengine(en);
+        qg_module *m = trained_all(en, 150);
+        if (m) check_model(e ? "trained_all_qnnpack" : "trained_all_onednn", m,
+                           &(qg_export_opts){.ndim = 3, .shape = {1, 28, 28}}, images, nimages, 10, e == 1);
+        qg_module_free(m);
+    }
+    qg_set_qengine(QG_QENGINE_ONEDNN);
     saved_models(check_saved);
     free(images), free(labels);
     /* every file exported above passes the checker, with its shape inference */

@@ -55,11 +55,15 @@ typedef struct qg_export_info {
  *
  * in: NAME_IN_SIZE floats (one sample, C order), out: NAME_OUT_SIZE floats, scratch:
  * NAME_SCRATCH_BYTES bytes aligned for a float (NAME_scratch_t is such a type).
- * Returns 0, -1 for a NULL argument, or -2 when a dynamic Linear's input holds an
- * infinity or a NaN. NAME is a C identifier; the weights are static const arrays, the
- * scales and requantization constants hexadecimal floats. NAME.h's top comment gives
- * the model, its layers and the flash and RAM it takes. Both files are written whole
- * or not at all. info (may be NULL) gets the figures. The dynamic Linear quantizes
+ * Returns 0, -1 for a NULL argument, or -2 when a dynamic Linear's input has an
+ * infinite minimum or maximum or a NaN first value (where qgrad's refuses it). NAME is
+ * a C identifier; the weights are static const arrays, the scales and requantization
+ * constants hexadecimal floats. NAME.h's top comment gives the model, its layers and
+ * the flash and RAM it takes. Each file is written whole or not at all (if the second
+ * cannot be renamed into place, the first is removed again). info (may be NULL) gets
+ * the figures. NAME.c refuses, with #error, compilers whose floats are not IEEE single
+ * precision evaluated as such, and -ffast-math; it turns FMA contraction off (not
+ * under clang's -ffp-contract=fast, nor -fassociative-math: do not use those). The dynamic Linear quantizes
  * each call's input by its own range, as qgrad's does per batch: its outputs are qgrad's
  * for a batch of one. The pools compute as under the quantized engine current at the
  * call (qg_set_qengine), as the model's own pools would. */
@@ -72,15 +76,19 @@ QG_API qg_status qg_export_c(qg_module *model, const char *dir, const char *name
  * than 2 dimensions), Relu, MaxPool, AveragePool, GlobalAveragePool and Reshape
  * nodes. Weights are int8 initializers behind a DequantizeLinear (per-channel scales on
  * axis 0), biases int32 with scale s_x * s_w[c] and zero point 0, as ONNX Runtime's
- * QLinear fusions expect. The input and output are f32 and take the names of o (their
+ * QLinear fusions expect (for onednn, sub-8-bit weights are stored times 2^k with
+ * scales over 2^k, the same reals, so that the int32 bias is finer). The graph's own
+ * tensors are named "qg.*". The input and output are f32 and take the names of o (their
  * first dimension is the dynamic "batch"). A runtime computes each layer in its own
  * integer arithmetic, so outputs may differ from qgrad's by a rounding (1 LSB) here and
- * there. Modules with no QDQ form (the dynamic Linear, an AvgPool2d with
- * divisor_override, an AdaptiveAvgPool2d whose windows differ in size) are errors
- * naming their path and type, as for qg_export_c, and nothing is written. The file
- * is written whole or not at all. Needs a build with ONNX (meson -Donnx=enabled;
- * Debian's libonnx-dev, protobuf-c-compiler, libprotobuf-c-dev): otherwise it fails
- * saying so. */
+ * there (none for a model converted for qnnpack in ONNX Runtime: docs/deploy.md).
+ * Modules with no QDQ form (the dynamic Linear, an AvgPool2d with divisor_override or
+ * with a ceil-mode window past its padding that counts the padding, an
+ * AdaptiveAvgPool2d whose windows differ in size, a Conv or pool on an unbatched
+ * input) are errors naming their path and type, as for qg_export_c, and nothing is
+ * written. The file is written whole or not at all. Needs a build with ONNX (meson
+ * -Donnx=enabled; Debian's libonnx-dev, protobuf-c-compiler, libprotobuf-c-dev):
+ * otherwise it fails saying so. */
 QG_API qg_status qg_export_onnx(qg_module *model, const char *path, const qg_export_opts *o);
 
 #ifdef __cplusplus
