@@ -29,6 +29,11 @@ typedef struct {
     bool needs[R_N][R_N];
 } sections;
 
+/* Each section's code in bytes, as gcc 12 -Os makes it for x86-64 (nm -S of the
+ * runtime), for the estimate in NAME.h; test_export_c compares it with `size`. Other
+ * targets and options differ. The run function adds about 12 bytes per step. */
+static const int sect_code[R_N] = {17, 3, 124, 34, 31, 33, 142, 445, 158, 991, 977};
+
 /* Splits the runtime at its marker lines ("@ name: needs @" in a comment). */
 static qg_status find_sections(sections *s) {
     memset(s, 0, sizeof *s);
@@ -67,7 +72,7 @@ typedef struct {
     const char *at;       /* the step being written, for messages */
     qg__text c;           /* NAME.c after its runtime */
     bool used[R_N];
-    size_t weight_bytes, const_bytes;
+    size_t weight_bytes, const_bytes, code_bytes;
     size_t size[3];       /* the largest value in scratch regions a, b, and the dynamic Linear's input */
     qg_status st;
 } gen;
@@ -295,6 +300,14 @@ static void shape_str(const qg__xval *v, char *b, size_t n) {
 
 static size_t align4(size_t n) { return (n + 3) & ~(size_t)3; }
 
+/* the sections the used ones need, transitively */
+static void closure(const gen *g, const sections *sec, bool need[R_N]) {
+    memcpy(need, g->used, sizeof(bool) * R_N);
+    for (int pass = 0; pass < R_N; pass++)
+        for (int i = 0; i < R_N; i++)
+            for (int j = 0; j < R_N; j++) need[j] = need[j] || (need[i] && sec->needs[i][j]);
+}
+
 static void emit_header(gen *g, qg__text *h, size_t scratch, int nsteps) {
     const qg__xplan *p = g->p;
     const char *n = g->name;
@@ -302,10 +315,11 @@ static void emit_header(gen *g, qg__text *h, size_t scratch, int nsteps) {
     qg__text_printf(h, "/* %s.h: an int8 model exported by qgrad (qg_export_c). C99, freestanding: no malloc,\n"
                        " * no libm, no runtime. %s_run computes what the qgrad int8 model computes, bit for bit,\n"
                        " * on one sample.\n *\n", n, n);
-    qg__text_printf(h, " * Flash: %zu bytes of constants (%zu of them int8 weights), plus the code\n"
-                       " *        (the text of %s.o).\n * RAM:   %zu bytes of scratch (%s_SCRATCH_BYTES), the caller's.\n"
+    qg__text_printf(h, " * Flash: %zu bytes of constants (%zu of them int8 weights) and about %zu bytes of\n"
+                       " *        code (x86-64, gcc -Os; `size %s.o` tells for your target): about %zu in all.\n"
+                       " * RAM:   %zu bytes of scratch (%s_SCRATCH_BYTES), the caller's, and a small stack.\n"
                        " *\n * Steps (the model's modules, one sample, batch dimension 1):\n", g->const_bytes,
-                    g->weight_bytes, n, scratch, n);
+                    g->weight_bytes, g->code_bytes, n, g->const_bytes + g->code_bytes, scratch, n);
     for (int i = 0; i < p->n; i++) {
         char pb[300];
         shape_str(&p->s[i].in, a, sizeof a), shape_str(&p->s[i].out, b, sizeof b);
@@ -343,10 +357,7 @@ static void emit_source(gen *g, const sections *sec, const qg__text *run, size_t
     qg__text_printf(c, "#define %s_B %zu /* scratch: region a at 0, b here, the dynamic Linear's input at Q */\n"
                        "#define %s_Q %zu\n\n", n, ob, n, oq);
     bool need[R_N];
-    memcpy(need, g->used, sizeof need);
-    for (int pass = 0; pass < R_N; pass++) /* the closure of the needs */
-        for (int i = 0; i < R_N; i++)
-            for (int j = 0; j < R_N; j++) need[j] |= need[i] && sec->needs[i][j];
+    closure(g, sec, need);
     for (int i = 0; i < R_N; i++)
         if (need[i]) qg__text_add(c, sec->start[i], (size_t)(sec->end[i] - sec->start[i]));
     qg__text_printf(c, "\n/* ---- the model's constants */\n\n");
@@ -404,6 +415,10 @@ qg_status qg_export_c(qg_module *model, const char *dir, const char *name, const
     emit_run(&g, &run);
     int nsteps = 0;
     for (int i = 0; i < p.n; i++) nsteps += p.s[i].kind != QG_XS_NOOP;
+    bool need[R_N];
+    closure(&g, &sec, need);
+    g.code_bytes = 40 + 12 * (size_t)nsteps;
+    for (int i = 0; i < R_N; i++) g.code_bytes += need[i] ? (size_t)sect_code[i] : 0;
     const size_t ob = align4(g.size[0]), oq = ob + align4(g.size[1]);
     size_t scratch = oq + align4(g.size[2]);
     if (!scratch) scratch = 4;
@@ -415,6 +430,7 @@ qg_status qg_export_c(qg_module *model, const char *dir, const char *name, const
     if (!st && info)
         *info = (qg_export_info){.in_size = qg__xval_numel(&p.in), .out_size = qg__xval_numel(&p.out),
                                  .weight_bytes = g.weight_bytes, .const_bytes = g.const_bytes,
+                                 .code_bytes = g.code_bytes,
                                  .scratch_bytes = scratch, .nsteps = nsteps};
     qg__text_free(&g.c), qg__text_free(&run), qg__text_free(&h), qg__text_free(&c);
     qg__xplan_free(&p);

@@ -116,6 +116,20 @@ static void check_model(const char *name, qg_module *m, const qg_export_opts *eo
             dlclose(h);
         }
     free(want), free(got), free(scratch);
+    /* NAME.h's code estimate (x86-64 gcc -Os) against the object's .text */
+    char cmd[1200], line[256];
+    snprintf(cmd, sizeof cmd, "gcc -std=c99 -Os -c -o %s/%s.o %s/%s.c 2>/dev/null && size -A %s/%s.o 2>/dev/null", dir,
+             name, dir, name, dir, name);
+    FILE *f = popen(cmd, "r");
+    long text = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, ".text ", 6)) text = strtol(line + 6, NULL, 10);
+    if (f) pclose(f);
+    if (text >= 0 && !strcmp(name, "fmnist_cnn_onednn"))
+        printf("%s: code %ld bytes (gcc -Os .text), NAME.h estimates %zu\n", name, text, info.code_bytes);
+    if (text >= 0)
+        CHECK((double)text >= 0.6 * (double)info.code_bytes && (double)text <= 1.6 * (double)info.code_bytes,
+              "%s: code %ld bytes, estimated %zu", name, text, info.code_bytes);
 }
 
 static qg_module *model_all_c(qg_qengine e) { return model_all(e, false); }

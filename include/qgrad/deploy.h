@@ -43,6 +43,7 @@ typedef struct qg_export_info {
     int64_t in_size, out_size; /* floats in and out */
     size_t weight_bytes;       /* the int8 weights */
     size_t const_bytes;        /* every constant of the generated model, weights included (flash, beside the code) */
+    size_t code_bytes;         /* its code, estimated for x86-64 gcc -Os (`size` tells for a target) */
     size_t scratch_bytes;      /* the scratch buffer NAME_run takes (RAM) */
     int nsteps;                /* the modules that compute (Flatten, Dropout and Identity do not) */
 } qg_export_info;
