@@ -8,4 +8,5 @@
 #include "qgrad/quant.h"
 #include "qgrad/data.h"
 #include "qgrad/deploy.h"
+#include "qgrad/ddp.h"
 #endif

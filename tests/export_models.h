@@ -160,13 +160,11 @@ static qg_module *model_1d(qg_qengine e) {
 }
 
 /* A Fashion-MNIST classifier with every exportable layer kind that ONNX also has,
- * trained with QAT (steps of SGD, batch 64, qconfig nbit 8/4: 4-bit per-channel
- * weights) and converted under e: ConvBnReLU2d, a strided, dilated, grouped ConvReLU2d,
- * a ConvBn2d, ReLU, MaxPool2d (padding, ceil mode), AvgPool2d, AdaptiveAvgPool2d,
- * Flatten, Dropout, LinearBn1d, LinearReLU and Linear. NULL without the dataset. */
-static qg_module *trained_all(qg_qengine e, int steps) {
-    qg_dataset train = {0};
-    if (qg_dataset_load_mnist("/usr/share/datasets/fashion-mnist", true, &train)) return NULL;
+ * prepared for QAT with qconfig nbit 8/4 (4-bit per-channel weights): ConvBnReLU2d, a
+ * strided, dilated, grouped ConvReLU2d, a ConvBn2d, ReLU, MaxPool2d (padding, ceil
+ * mode), AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, LinearBn1d, LinearReLU and
+ * Linear. With sd, its state loaded from there. */
+static qg_module *all_layers_qat(const qg_tensor_dict *sd) {
     qg_rng g;
     qg_rng_init(&g, 21);
     qg_module *m = qg_sequential_of(18, (qg_named_module[]){
@@ -195,31 +193,54 @@ static qg_module *trained_all(qg_qengine e, int steps) {
     qg_qconfig qc;
     if (!st) st = qg_qconfig_nbit(8, 4, &qc);
     if (!st)
-        st = qg_fuse_modules_qat(m, 4, (const char *const *[]){(const char *[]){"c1", "b1", "r1"}, (const char *[]){"c2", "r2"},
-                                                              (const char *[]){"c3", "b3"}, (const char *[]){"fc1", "bn1"}},
-                                 (int[]){3, 2, 2, 2});
-    const char *fc2[] = {"fc2", "r3"};
-    if (!st) st = qg_fuse_modules_qat(m, 1, (const char *const *[]){fc2}, (int[]){2});
+        st = qg_fuse_modules_qat(m, 5, (const char *const *[]){(const char *[]){"c1", "b1", "r1"}, (const char *[]){"c2", "r2"},
+                                                              (const char *[]){"c3", "b3"}, (const char *[]){"fc1", "bn1"},
+                                                              (const char *[]){"fc2", "r3"}},
+                                 (int[]){3, 2, 2, 2, 2});
     if (!st) st = qg_prepare_qat(m, &qc);
-    qg_loader *ld = st ? NULL : qg_loader_new(&train, &(qg_loader_opts){.batch = 64, .shuffle = true, .seed = 3,
-                                                                         .drop_last = true, .mean = 0.2860, .std = 0.3530});
+    if (!st && sd) st = qg_module_load_state_dict(m, sd, true);
+    CHECK(!st, "all_layers_qat: %s", qg_last_error());
+    if (st) qg_module_free(m);
+    return st ? NULL : m;
+}
+
+/* all_layers_qat trained `steps` steps of SGD (batch 64), as a state dict; NULL without
+ * the dataset */
+static qg_tensor_dict *trained_all_state(int steps) {
+    qg_dataset train = {0};
+    if (qg_dataset_load_mnist("/usr/share/datasets/fashion-mnist", true, &train)) return NULL;
+    qg_module *m = all_layers_qat(NULL);
+    qg_loader *ld = m ? qg_loader_new(&train, &(qg_loader_opts){.batch = 64, .shuffle = true, .seed = 3,
+                                                                 .drop_last = true, .mean = 0.2860, .std = 0.3530})
+                      : NULL;
     qg_tensor_list *ps = ld ? qg_module_parameters(m) : NULL;
     qg_sgd *opt = ps ? qg_sgd_new(ps, &(qg_sgd_opts){.lr = 0.05, .momentum = 0.9}) : NULL;
+    qg_status st = opt ? QG_OK : qg_last_status();
     qg_tensor *x, *y;
     if (opt) qg_loader_start_epoch(ld, 0);
-    for (int i = 0; opt && !st && i < steps && qg_loader_next(ld, &x, &y); i++) {
+    for (int i = 0; !st && i < steps && qg_loader_next(ld, &x, &y); i++) {
         qg_sgd_zero_grad(opt);
         st = qg_backward(qg_cross_entropy(qg_module_forward(m, x), y, QG_REDUCTION_MEAN), NULL);
         if (!st) st = qg_sgd_step(opt);
         qg_tape_reset(NULL);
     }
-    if (!opt && !st) st = qg_last_status();
-    qg_module_eval(m);
-    if (!st) st = qg_convert(m, &(qg_convert_opts){.engine = e});
     CHECK(!st, "trained_all: %s", qg_last_error());
-    qg_sgd_free(opt), qg_tensor_list_free(ps), qg_loader_free(ld), qg_dataset_free(&train);
-    if (st) qg_module_free(m);
-    return st ? NULL : m;
+    qg_tensor_dict *sd = st ? NULL : qg_module_state_dict(m);
+    qg_sgd_free(opt), qg_tensor_list_free(ps), qg_loader_free(ld), qg_dataset_free(&train), qg_module_free(m);
+    return sd;
+}
+
+/* the trained model converted under e */
+static qg_module *trained_all(const qg_tensor_dict *sd, qg_qengine e) {
+    qg_module *m = sd ? all_layers_qat(sd) : NULL;
+    if (!m) return NULL;
+    qg_module_eval(m);
+    if (qg_convert(m, &(qg_convert_opts){.engine = e})) {
+        CHECK(0, "trained_all: convert: %s", qg_last_error());
+        qg_module_free(m);
+        return NULL;
+    }
+    return m;
 }
 
 /* The first *n Fashion-MNIST test images, normalised as examples/fmnist's loader does,

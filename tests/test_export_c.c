@@ -246,13 +246,15 @@ int main(void) {
         images = inputs(nimages, 784, 5, false);
     }
     fixture_models(check_saved);
+    qg_tensor_dict *sd = trained_all_state(150);
     for (int e = 0; e < 2; e++) { /* every layer kind, trained */
         qg_qengine en = e ? QG_QENGINE_QNNPACK : QG_QENGINE_ONEDNN;
         qg_set_qengine(en);
-        qg_module *m = trained_all(en, 150);
+        qg_module *m = trained_all(sd, en);
         if (m) check_saved(e ? "trained_all_qnnpack" : "trained_all_onednn", m);
         qg_module_free(m);
     }
+    qg_tensor_dict_free(sd);
     qg_set_qengine(QG_QENGINE_ONEDNN);
     saved_models(check_saved);
     free(images), free(labels);

@@ -202,6 +202,15 @@ static void test_convert_refusals(void) {
     FAILS_ST(qg_export_onnx(m, "/tmp/m.onnx", NULL));
     FAILS_ST(qg_export_onnx(m, "/tmp", &eo)); /* a folder */
     FAILS_ST(qg_export_onnx(m, "/tmp/m.onnx", &(qg_export_opts){.ndim = 1, .shape = {4}, .output_name = ""}));
+    /* data-parallel training: MPI is not initialized in this process */
+    qg_ddp_opts dopts = qg_ddp_default_opts();
+    CHECK(dopts.bucket_cap_mb == 25 && dopts.broadcast_buffers, "ddp defaults are PyTorch's");
+    FAILS_P(qg_ddp_new(NULL, NULL, NULL), qg_ddp_free);
+    FAILS_P(qg_ddp_new(m, NULL, &dopts), qg_ddp_free);
+    FAILS(qg_ddp_forward(NULL, x));
+    FAILS_ST(qg_ddp_backward(NULL, NULL));
+    CHECK(qg_ddp_rank(NULL) == -1 && qg_ddp_size(NULL) == -1, "rank and size of NULL are -1");
+    qg_ddp_free(NULL);
     /* fake_quant_calculate_qparams */
     qg_module *fq = qg_fake_quant_new(&qc.activation);
     qg_tensor *s = NULL, *z = NULL;

@@ -6,7 +6,7 @@
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev libsleef-dev libcjson-dev zlib1g-dev
       libopenblas-dev libomp-14-dev dataset-fashion-mnist
-      libonnx-dev protobuf-c-compiler libprotobuf-c-dev python3-onnx)
+      libonnx-dev protobuf-c-compiler libprotobuf-c-dev python3-onnx libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

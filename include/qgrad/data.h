@@ -35,6 +35,11 @@ typedef struct qg_loader_opts {
     uint64_t seed;
     bool drop_last;     /* drop the last partial batch */
     double mean, std;   /* normalisation (x/255 - mean) / std; both 0 = none; std 0 with a mean is an error */
+    /* PyTorch's DistributedSampler: rank (0 <= rank < num_replicas) sees the samples
+     * rank, rank + R, rank + 2R, ... of each epoch's order (R = num_replicas), that order
+     * padded with its own first samples to a multiple of R: every rank the same count,
+     * ceil(N / R), and the same order on every run. num_replicas 0 = 1 (no sharding). */
+    int64_t num_replicas, rank;
 } qg_loader_opts;
 
 typedef struct qg_loader qg_loader;
