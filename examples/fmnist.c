@@ -18,6 +18,9 @@
 #include <unistd.h>
 
 #include "qgrad.h"
+#ifdef QG_HAVE_MPI
+#include <mpi.h>
+#endif
 
 typedef struct {
     const char *model, *data, *qconfig, *load, *save, *log, *schedule, *convert, *int8, *export_c, *export_onnx;
@@ -25,7 +28,7 @@ typedef struct {
     int epochs, threads, freeze_bn_after, freeze_observer_after;
     int64_t batch, steps, warmup;
     double lr, momentum, weight_decay;
-    bool nesterov, use_float, shuffle, eval_only;
+    bool nesterov, use_float, shuffle, eval_only, ddp;
     uint64_t seed;
 } options;
 
@@ -61,6 +64,8 @@ static void usage(FILE *f) {
             "                            and DIR/fmnist_int8.c (examples/run_c_model.c runs them)\n"
             "  --export-onnx FILE        the int8 model (of --convert or --int8) as ONNX (QDQ, opset 13)\n"
             "  --qengine onednn|qnnpack  the int8 arithmetic (default onednn)\n"
+            "  --ddp                     data-parallel over MPI (mpirun -np R fmnist --ddp ...): --batch is the\n"
+            "                            global batch, each rank trains on its 1/R; rank 0 prints, saves, converts\n"
             "  --eval-only               only evaluate (with --load or --int8)\n"
             "  --help                    this text\n");
 }
@@ -87,7 +92,8 @@ static int parse(int argc, char **argv, options *o) {
         {"save", 1, 0, 'S'}, {"steps", 1, 0, 'N'}, {"no-shuffle", 0, 0, 'u'}, {"log", 1, 0, 'g'},
         {"eval-only", 0, 0, 'E'}, {"schedule", 1, 0, 'c'}, {"warmup", 1, 0, 'W'}, {"help", 0, 0, 'h'},
         {"convert", 1, 0, 'C'}, {"int8", 1, 0, 'I'}, {"qengine", 1, 0, 'Q'},
-        {"export-c", 1, 0, 'X'}, {"export-onnx", 1, 0, 'Y'}, {0, 0, 0, 0}};
+        {"export-c", 1, 0, 'X'}, {"export-onnx", 1, 0, 'Y'}, {"ddp", 0, 0, 'D'},
+        {0, 0, 0, 0}};
     int c, li = -1;
     double v;
     opterr = 0;
@@ -120,6 +126,7 @@ static int parse(int argc, char **argv, options *o) {
         case 'I': o->int8 = optarg; break;
         case 'X': o->export_c = optarg; break;
         case 'Y': o->export_onnx = optarg; break;
+        case 'D': o->ddp = true; break;
         case 'Q':
             ok = !strcmp(optarg, "onednn") || !strcmp(optarg, "qnnpack");
             o->qengine = strcmp(optarg, "qnnpack") ? QG_QENGINE_ONEDNN : QG_QENGINE_QNNPACK;
@@ -228,6 +235,20 @@ static void progress(bool tty, int epoch, int epochs, int64_t step, int64_t step
     }
 }
 
+/* --ddp: the lowest rank where ok is false, or -1 when it holds everywhere (a
+ * collective: every rank learns of a failure on any rank); without --ddp, this one's */
+static int ddp_failed(bool ddp, int rank, int world, bool ok) {
+#ifdef QG_HAVE_MPI
+    if (ddp && world > 1) {
+        int mine = ok ? world : rank, first = world;
+        if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD) != MPI_SUCCESS) return rank;
+        return first < world ? first : -1;
+    }
+#endif
+    (void)ddp, (void)world;
+    return ok ? -1 : rank;
+}
+
 /* Everything one run holds; run_free releases whatever was made, on every path. */
 typedef struct run {
     options o;
@@ -239,9 +260,13 @@ typedef struct run {
     qg_lr_scheduler *sched;
     FILE *log;
     int64_t per_epoch, total;
+    qg_ddp *ddp;      /* --ddp */
+    int rank, world;  /* 0 and 1 without --ddp */
+    bool all_failed;  /* --ddp: every rank stopped at the same check (else MPI_Abort stops them) */
 } run;
 
 static void run_free(run *r) {
+    qg_ddp_free(r->ddp);
     if (r->log) fclose(r->log);
     qg_lr_scheduler_free(r->sched); /* schedulers first: they point at the optimizer */
     qg_sgd_free(r->opt);
@@ -291,8 +316,10 @@ static int setup(run *r) {
     }
     if (o->eval_only) return 0;
 
-    r->loader = qg_loader_new(&r->train, &(qg_loader_opts){.batch = o->batch, .shuffle = o->shuffle, .seed = o->seed,
-                                                            .drop_last = true, .mean = 0.2860, .std = 0.3530});
+    r->loader = qg_loader_new(&r->train, &(qg_loader_opts){.batch = o->batch / r->world, .shuffle = o->shuffle,
+                                                            .seed = o->seed, .drop_last = true, .mean = 0.2860,
+                                                            .std = 0.3530, .num_replicas = r->world, .rank = r->rank});
+
     r->params = qg_module_parameters(r->model);
     r->opt = r->loader && r->params ? qg_sgd_new(r->params, &(qg_sgd_opts){.lr = o->lr, .momentum = o->momentum,
                                                                              .weight_decay = o->weight_decay,
@@ -373,6 +400,7 @@ static int convert_int8(run *r) {
     return st ? 1 : export_int8(r);
 }
 
+
 /* The training loop with a test evaluation after each epoch; then --save. */
 static int train(run *r) {
     const options *o = &r->o;
@@ -395,25 +423,29 @@ static int train(run *r) {
         qg_tensor *x, *y;
         while (step < total && qg_loader_next(r->loader, &x, &y)) {
             double lr = qg_sgd_get_lr(r->opt);
-            qg_tensor *loss = qg_cross_entropy(qg_module_forward(r->model, x), y, QG_REDUCTION_MEAN);
-            qg_sgd_zero_grad(r->opt);
-            if (!loss || qg_backward(loss, NULL) || qg_sgd_step(r->opt)) {
-                fprintf(stderr, "\nfmnist: step %lld: %s\n", (long long)step + 1, qg_last_error());
+            qg_tensor *out = r->ddp ? qg_ddp_forward(r->ddp, x) : qg_module_forward(r->model, x);
+            qg_tensor *loss = qg_cross_entropy(out, y, QG_REDUCTION_MEAN);
+            double lv = loss ? qg_tensor_item(loss) : NAN;
+            int bad = ddp_failed(r->o.ddp, r->rank, r->world, isfinite(lv)); /* all stop where one diverged */
+            if (bad >= 0) {
+                r->all_failed = true;
+                fprintf(stderr, "\nfmnist: the loss diverged at step %lld on rank %d (lr %g too high?)\n",
+                        (long long)step + 1, bad, lr);
                 return 1;
             }
-            double lv = qg_tensor_item(loss);
+            qg_sgd_zero_grad(r->opt);
+            if (!loss || (r->ddp ? qg_ddp_backward(r->ddp, loss) : qg_backward(loss, NULL)) || qg_sgd_step(r->opt)) {
+                fprintf(stderr, "\nfmnist: rank %d: step %lld: %s\n", r->rank, (long long)step + 1, qg_last_error());
+                return 1;
+            }
             qg_tape_reset(NULL);
             if (r->sched) qg_lr_scheduler_step(r->sched);
-            step++, e_step++, images += y->shape[0];
+            step++, e_step++, images += y->shape[0] * r->world;
             run_loss = e_step == 1 ? lv : 0.98 * run_loss + 0.02 * lv;
             if (r->log) fprintf(r->log, "%lld,%d,%.9g,%.9g\n", (long long)step, epoch, lv, lr);
-            if (!isfinite(lv)) {
-                fprintf(stderr, "\nfmnist: the loss diverged at step %lld (lr %g too high?)\n", (long long)step, lr);
-                return 1;
-            }
             int64_t ep_total = per_epoch < total - (step - e_step) ? per_epoch : total - (step - e_step);
             if ((tty && e_step % 10 == 0) || (!tty && e_step % 200 == 0) || e_step == ep_total) {
-                double dt = now() - t_epoch, ips = (double)e_step * (double)o->batch / dt;
+                double dt = now() - t_epoch, ips = (double)e_step * (double)o->batch / dt; /* global images */
                 progress(tty, epoch, o->epochs, e_step, ep_total, run_loss, ips, dt / (double)e_step * (double)(ep_total - e_step));
             }
         }
@@ -437,6 +469,7 @@ static int train(run *r) {
         fflush(stdout);
     }
     double wall = now() - t_start;
+    if (r->rank) return 0; /* rank 0 saves, converts and exports */
     if (o->save) {
         if (qg_module_save(r->model, o->save)) {
             fprintf(stderr, "fmnist: %s\n", qg_last_error());
@@ -463,14 +496,59 @@ static int eval_only(run *r) {
     return r->o.int8 ? export_int8(r) : 0;
 }
 
+/* --ddp: MPI up, this rank's place, and the checks every rank must pass together.
+ * Ranks other than 0 print one line and then only their errors. */
+static int ddp_start(run *r, int *argc, char ***argv) {
+    r->world = 1;
+    if (!r->o.ddp) return 0;
+#ifdef QG_HAVE_MPI
+    if (r->o.eval_only) {
+        fprintf(stderr, "fmnist: --ddp trains: it does not go with --eval-only\n");
+        return 2;
+    }
+    MPI_Init(argc, argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &r->rank), MPI_Comm_size(MPI_COMM_WORLD, &r->world);
+    printf("fmnist: rank %d of %d, %d thread%s\n", r->rank, r->world, qg_get_num_threads(),
+           qg_get_num_threads() == 1 ? "" : "s");
+    fflush(stdout);
+    if (r->o.batch % r->world) { /* every rank sees it: they stop together */
+        if (!r->rank)
+            fprintf(stderr, "fmnist: --ddp: the batch %lld does not divide among %d ranks\n", (long long)r->o.batch,
+                    r->world);
+        r->all_failed = true;
+        return 2;
+    }
+    if (r->rank && !freopen("/dev/null", "w", stdout)) return 1;
+    return 0;
+#else
+    (void)argc, (void)argv;
+    fprintf(stderr, "fmnist: --ddp: this qgrad was built without MPI (apt-get install libopenmpi-dev; meson -Dmpi=enabled)\n");
+    return 2;
+#endif
+}
+
 int main(int argc, char **argv) {
     run r = {0};
     int pr = parse(argc, argv, &r.o);
     if (pr) return pr > 0 ? 0 : 2;
     if (r.o.threads) qg_set_num_threads(r.o.threads);
     qg_manual_seed(r.o.seed);
-    int rc = setup(&r);
+    int rc = ddp_start(&r, &argc, &argv);
+    if (!rc) rc = setup(&r);
+    if (r.o.ddp) { /* a rank that failed to set up stops them all; then the wrapper, on every rank */
+        int bad = ddp_failed(true, r.rank, r.world, rc == 0);
+        if (bad >= 0 && !rc) fprintf(stderr, "fmnist: rank %d: stopping: rank %d failed to set up\n", r.rank, bad);
+        if (bad >= 0) rc = rc ? rc : 1, r.all_failed = true;
+        if (!rc && !(r.ddp = qg_ddp_new(r.model, NULL, NULL))) {
+            fprintf(stderr, "fmnist: rank %d: %s\n", r.rank, qg_last_error());
+            rc = 1, r.all_failed = true; /* qg_ddp_new fails on every rank together */
+        }
+    }
     if (!rc) rc = r.o.eval_only ? eval_only(&r) : train(&r);
     run_free(&r);
+#ifdef QG_HAVE_MPI
+    if (r.o.ddp && r.world > 1 && rc && !r.all_failed) MPI_Abort(MPI_COMM_WORLD, rc); /* none may wait for this one */
+    if (r.o.ddp && r.world) MPI_Finalize();
+#endif
     return rc;
 }
