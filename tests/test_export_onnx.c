@@ -47,8 +47,9 @@ static bool run_ort(const char *model, const float *x, int64_t n, const qg_expor
 /* exports m to dir/name.onnx and compares ONNX Runtime's outputs with qgrad's. strict:
  * the argmax on 99.9% of the samples and 1 LSB on 99.9% of the elements; else (the
  * layer models converted for onednn, with few inputs per output or 4-bit weights, whose
- * float biases ONNX's int32 biases round, docs/deploy.md) 99% and 99%, and 2 LSB on
- * 99.9%. Both always: 2 LSB on 99.9%. */
+ * float biases ONNX's int32 biases round, docs/deploy.md; how often depends on the
+ * trained weights, which differ with the ISA path): the argmax on 99%, 1 LSB on 95%
+ * and 2 LSB on 99.5%. */
 static void check_model(const char *name, qg_module *m, const qg_export_opts *eo, const float *x, int64_t n,
                         int64_t out_size, bool strict) {
     char path[512];
@@ -85,12 +86,11 @@ static void check_model(const char *name, qg_module *m, const qg_export_opts *eo
             printf("%s: test accuracy on %lld images: qgrad int8 %.2f%%, ONNX Runtime %.2f%%\n", name, (long long)n,
                    100.0 * (double)correct(w, labels, n, out_size) / (double)n,
                    100.0 * (double)correct(got, labels, n, out_size) / (double)n);
-        const double share = strict ? 0.999 : 0.99;
-        CHECK((double)argmax_same >= share * (double)n, "%s: argmax on %.1f%% of samples", name, 100 * share);
-        CHECK((double)(hist[0] + hist[1]) >= share * (double)ne, "%s: within 1 LSB on %.1f%% of elements", name,
-              100 * share);
-        CHECK((double)(hist[0] + hist[1] + hist[2]) >= 0.999 * (double)ne, "%s: within 2 LSB on 99.9%% of elements",
-              name);
+        const double arg = strict ? 0.999 : 0.99, one = strict ? 0.999 : 0.95, two = strict ? 0.999 : 0.995;
+        CHECK((double)argmax_same >= arg * (double)n, "%s: argmax on %.1f%% of samples", name, 100 * arg);
+        CHECK((double)(hist[0] + hist[1]) >= one * (double)ne, "%s: within 1 LSB on %.1f%% of elements", name, 100 * one);
+        CHECK((double)(hist[0] + hist[1] + hist[2]) >= two * (double)ne, "%s: within 2 LSB on %.1f%% of elements", name,
+              100 * two);
     }
     free(got);
     qg_tensor_free(t);
