@@ -37,7 +37,7 @@ static const int sect_code[R_N] = {17, 3, 124, 34, 31, 33, 142, 445, 158, 991, 9
 /* Splits the runtime at its marker lines ("@ name: needs @" in a comment). */
 static qg_status find_sections(sections *s) {
     memset(s, 0, sizeof *s);
-    const char *p = qg__export_c_runtime, *open = NULL;
+    const char *p = qg__export_c_runtime;
     int cur = -1;
     while ((p = strstr(p, "/*@ "))) {
         const char *name = p + 4, *colon = strchr(name, ':'), *close = strstr(name, " @*/");
@@ -55,11 +55,11 @@ static qg_status find_sections(sections *s) {
                     s->needs[cur][i] = true;
         }
         s->start[cur] = strchr(close, '\n') + 1;
-        open = p = close;
+        p = close;
     }
     if (cur >= 0) s->end[cur] = qg__export_c_runtime + strlen(qg__export_c_runtime);
     for (int i = 0; i < R_N; i++)
-        if (!s->start[i] || !s->end[i] || !open)
+        if (!s->start[i] || !s->end[i])
             return qg__err(QG_EINVAL, "%s: internal error: the runtime has no section '%s'", WHO, sect_names[i]);
     return QG_OK;
 }

@@ -243,6 +243,21 @@ static qg_module *trained_all(const qg_tensor_dict *sd, qg_qengine e) {
     return m;
 }
 
+/* The trained all-layer model converted under each engine, given to check (nothing
+ * without the dataset) */
+static void trained_all_models(void (*check)(const char *name, qg_module *m, qg_qengine e)) {
+    qg_tensor_dict *sd = trained_all_state(150);
+    for (int k = 0; sd && k < 2; k++) {
+        const qg_qengine e = k ? QG_QENGINE_QNNPACK : QG_QENGINE_ONEDNN;
+        qg_set_qengine(e); /* the pools follow it */
+        qg_module *m = trained_all(sd, e);
+        if (m) check(k ? "trained_all_qnnpack" : "trained_all_onednn", m, e);
+        qg_module_free(m);
+    }
+    qg_tensor_dict_free(sd);
+    qg_set_qengine(QG_QENGINE_ONEDNN);
+}
+
 /* The first *n Fashion-MNIST test images, normalised as examples/fmnist's loader does,
  * and their labels (*n cut to the set); NULL without the dataset. */
 static float *fmnist_images(int64_t *n, int64_t **labels) {
