@@ -26,7 +26,7 @@ typedef struct {
     const char *model, *data, *qconfig, *load, *save, *log, *schedule, *convert, *int8, *export_c, *export_onnx;
     qg_qengine qengine;
     int epochs, threads, freeze_bn_after, freeze_observer_after;
-    int64_t batch, steps, warmup;
+    int64_t batch, steps, warmup, nan_at; /* nan_at: --inject-nan, 0 = none */
     double lr, momentum, weight_decay;
     bool nesterov, use_float, shuffle, eval_only, ddp;
     uint64_t seed;
@@ -67,6 +67,8 @@ static void usage(FILE *f) {
             "  --ddp                     data-parallel over MPI (mpirun -np R fmnist --ddp ...): --batch is the\n"
             "                            global batch, each rank trains on its 1/R; rank 0 prints, saves, converts\n"
             "  --eval-only               only evaluate (with --load or --int8)\n"
+            "  --inject-nan STEP         for fault tests: this process's loss is NaN at step STEP (with --ddp\n"
+            "                            on one rank: mpirun -np 1 fmnist ... : -np 1 fmnist ... --inject-nan 3)\n"
             "  --help                    this text\n");
 }
 
@@ -91,6 +93,7 @@ static int parse(int argc, char **argv, options *o) {
         {"freeze-bn-after", 1, 0, 'B'}, {"freeze-observer-after", 1, 0, 'O'}, {"load", 1, 0, 'L'},
         {"save", 1, 0, 'S'}, {"steps", 1, 0, 'N'}, {"no-shuffle", 0, 0, 'u'}, {"log", 1, 0, 'g'},
         {"eval-only", 0, 0, 'E'}, {"schedule", 1, 0, 'c'}, {"warmup", 1, 0, 'W'}, {"help", 0, 0, 'h'},
+        {"inject-nan", 1, 0, 'J'},
         {"convert", 1, 0, 'C'}, {"int8", 1, 0, 'I'}, {"qengine", 1, 0, 'Q'},
         {"export-c", 1, 0, 'X'}, {"export-onnx", 1, 0, 'Y'}, {"ddp", 0, 0, 'D'},
         {0, 0, 0, 0}};
@@ -120,6 +123,7 @@ static int parse(int argc, char **argv, options *o) {
         case 'u': o->shuffle = false; break;
         case 'g': o->log = optarg; break;
         case 'E': o->eval_only = true; break;
+        case 'J': ok = parse_num(optarg, 1, 1e15, &v), o->nan_at = (int64_t)v; break;
         case 'c': o->schedule = optarg, ok = !strcmp(optarg, "cosine") || !strcmp(optarg, "constant"); break;
         case 'W': ok = parse_num(optarg, 0, 1e9, &v), o->warmup = (int64_t)v; break;
         case 'C': o->convert = optarg; break;
@@ -425,12 +429,12 @@ static int train(run *r) {
             double lr = qg_sgd_get_lr(r->opt);
             qg_tensor *out = r->ddp ? qg_ddp_forward(r->ddp, x) : qg_module_forward(r->model, x);
             qg_tensor *loss = qg_cross_entropy(out, y, QG_REDUCTION_MEAN);
-            double lv = loss ? qg_tensor_item(loss) : NAN;
+            double lv = loss && step + 1 != r->o.nan_at ? qg_tensor_item(loss) : NAN;
             int bad = ddp_failed(r->o.ddp, r->rank, r->world, isfinite(lv)); /* all stop where one diverged */
             if (bad >= 0) {
                 r->all_failed = true;
-                fprintf(stderr, "\nfmnist: the loss diverged at step %lld on rank %d (lr %g too high?)\n",
-                        (long long)step + 1, bad, lr);
+                fprintf(stderr, "\nfmnist: rank %d: the loss diverged at step %lld on rank %d (lr %g too high?)\n",
+                        r->rank, (long long)step + 1, bad, lr);
                 return 1;
             }
             qg_sgd_zero_grad(r->opt);
@@ -537,7 +541,7 @@ int main(int argc, char **argv) {
     if (!rc) rc = setup(&r);
     if (r.o.ddp) { /* a rank that failed to set up stops them all; then the wrapper, on every rank */
         int bad = ddp_failed(true, r.rank, r.world, rc == 0);
-        if (bad >= 0 && !rc) fprintf(stderr, "fmnist: rank %d: stopping: rank %d failed to set up\n", r.rank, bad);
+        if (bad >= 0) fprintf(stderr, "fmnist: rank %d: stopping: rank %d failed to set up\n", r.rank, bad);
         if (bad >= 0) rc = rc ? rc : 1, r.all_failed = true;
         if (!rc && !(r.ddp = qg_ddp_new(r.model, NULL, NULL))) {
             fprintf(stderr, "fmnist: rank %d: %s\n", r.rank, qg_last_error());

@@ -30,7 +30,7 @@ qg_status qg_export_onnx(qg_module *model, const char *path, const qg_export_opt
 
 enum { F32 = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, U8 = ONNX__TENSOR_PROTO__DATA_TYPE__UINT8,
        I8 = ONNX__TENSOR_PROTO__DATA_TYPE__INT8, I32 = ONNX__TENSOR_PROTO__DATA_TYPE__INT32,
-       I64 = ONNX__TENSOR_PROTO__DATA_TYPE__INT64 };
+       I64 = ONNX__TENSOR_PROTO__DATA_TYPE__INT64, F64 = ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE };
 
 /* ------------------------------------------------------------- the arena */
 
@@ -164,6 +164,20 @@ static const char *qdq(graph *g, int i, const char *x, double s, int64_t z) {
     snprintf(q, sizeof q, "qg.q%d", i), snprintf(f, sizeof f, "qg.x%d", i);
     const char *S = scalar_f32(g, sn, (float)s), *Z = scalar_u8(g, zn, z);
     const char *qq = S && Z ? node(g, "QuantizeLinear", 3, (const char *[]){x, S, Z}, q, NULL) : NULL;
+    return qq ? node(g, "DequantizeLinear", 3, (const char *[]){qq, S, Z}, f, NULL) : NULL;
+}
+
+/* The model's Quantize (docs/int8.md): rne(F(x F(1/s))) + z, the reciprocal taken
+ * first, as PyTorch does; QuantizeLinear divides. So the product comes first, then a
+ * QuantizeLinear of scale 1, which only rounds; its DequantizeLinear has the scale s. */
+static const char *quantize(graph *g, int i, const char *x, double s, int64_t z) {
+    char rn[32], sn[32], on[32], zn[32], t[32], q[32], f[32];
+    snprintf(rn, 32, "qg.is%d", i), snprintf(sn, 32, "qg.s%d", i), snprintf(on, 32, "qg.one%d", i);
+    snprintf(zn, 32, "qg.z%d", i), snprintf(t, 32, "qg.xs%d", i), snprintf(q, 32, "qg.q%d", i), snprintf(f, 32, "qg.x%d", i);
+    const char *R = scalar_f32(g, rn, 1.0f / (float)s), *S = scalar_f32(g, sn, (float)s);
+    const char *O = scalar_f32(g, on, 1.0f), *Z = scalar_u8(g, zn, z);
+    const char *xs = R && S && O && Z ? node(g, "Mul", 2, (const char *[]){x, R}, t, NULL) : NULL;
+    const char *qq = xs ? node(g, "QuantizeLinear", 3, (const char *[]){xs, O, Z}, q, NULL) : NULL;
     return qq ? node(g, "DequantizeLinear", 3, (const char *[]){qq, S, Z}, f, NULL) : NULL;
 }
 
@@ -328,9 +342,116 @@ static const char *flatten(graph *g, int i, const qg__xstep *s, const char *x) {
     return r && s->in.q ? qdq(g, i, r, s->in.scale, s->in.zp) : r;
 }
 
+/* ------------------------------------------------------------- dynamic Linear */
+
+/* One node of step i's dynamic Linear: op(a[, b[, c]]) -> "qg.d<i>_<tag>". */
+static const char *dop(graph *g, int i, const char *tag, const char *op, const char *a, const char *b,
+                       const char *c, const attr *at) {
+    char y[48];
+    if (g->a.oom) return NULL; /* an input is missing */
+    snprintf(y, sizeof y, "qg.d%d_%s", i, tag);
+    const char *in[3] = {a, b, c};
+    return node(g, op, c ? 3 : b ? 2 : 1, in, y, at);
+}
+
+static const char *dconst(graph *g, int i, const char *tag, int dtype, double v) {
+    char n[48];
+    snprintf(n, sizeof n, "qg.d%d_%s", i, tag);
+    float f = (float)v;
+    return dtype == F64 ? init(g, n, F64, 0, NULL, &v, 8) : init(g, n, F32, 0, NULL, &f, 4);
+}
+
+/* quantized.dynamic.Linear (docs/int8.md) in standard ops, step for step in qgrad's
+ * precision, so that a runtime computes its float result bit for bit: PyTorch's
+ * ChooseQuantizationParams over the whole input (float32 range, double scale and zero
+ * point), the engine's input quantization, MatMulInteger (exact int32), and the
+ * engine's float epilogue. ONNX's DynamicQuantizeLinear has another range rule, and no
+ * reduce_range. */
+static const char *dynamic(graph *g, int i, const qg__xstep *s, const char *x) {
+    const qg__qlayer *q = (const qg__qlayer *)s->m;
+    const bool onednn = q->engine == QG_QENGINE_ONEDNN;
+    const int qmax = onednn && q->reduce_range ? 127 : 255;
+    const float small = 6.1e-5f, hc = 6.1e-5f * (float)qmax;
+    attr keep0[2] = {{"keepdims", 0, 0, {0}}, {NULL, 0, 0, {0}}};
+#define TO(t) ((const attr[]){{"to", 0, t, {0}}, {NULL, 0, 0, {0}}})
+    const char *z32 = dconst(g, i, "zf", F32, 0), *z64 = dconst(g, i, "zd", F64, 0);
+    const char *qm = dconst(g, i, "qmax", F64, qmax);
+    /* lo, hi float32; sd = (hi - lo) / qmax in double; 0.1 where 1/F(sd) is infinite */
+    const char *lo = dop(g, i, "lo", "Min", dop(g, i, "mn", "ReduceMin", x, NULL, NULL, keep0), z32, NULL, NULL);
+    const char *hi = dop(g, i, "hi", "Max", dop(g, i, "mx", "ReduceMax", x, NULL, NULL, keep0), z32, NULL, NULL);
+    const char *sd0 = dop(g, i, "sd0", "Div", dop(g, i, "rng", "Sub", dop(g, i, "hid", "Cast", hi, NULL, NULL, TO(F64)),
+                                                 dop(g, i, "lod", "Cast", lo, NULL, NULL, TO(F64)), NULL, NULL),
+                          qm, NULL, NULL);
+    const char *inf = dop(g, i, "inf", "IsInf", dop(g, i, "rsd", "Reciprocal", dop(g, i, "sdf", "Cast", sd0, NULL, NULL,
+                                                                                   TO(F32)), NULL, NULL, NULL),
+                          NULL, NULL, NULL);
+    const char *sd1 = dop(g, i, "sd1", "Where", inf, dconst(g, i, "tenth", F64, 0.1), sd0, NULL);
+    /* the small-scale cut-off: where sd < 6.1e-5, sd = 6.1e-5 and the range is widened */
+    const char *sm = dop(g, i, "small", "Less", sd1, dconst(g, i, "cut", F64, (double)small), NULL, NULL);
+    const char *amp = dop(g, i, "amp", "Div", dconst(g, i, "cutf", F32, small),
+                          dop(g, i, "org", "Cast", sd1, NULL, NULL, TO(F32)), NULL, NULL);
+    const char *hi_s = dop(g, i, "his", "Where", dop(g, i, "lz", "Equal", lo, z32, NULL, NULL),
+                           dconst(g, i, "hc", F32, hc), dop(g, i, "hia", "Mul", hi, amp, NULL, NULL), NULL);
+    const char *lo_s = dop(g, i, "los", "Where", dop(g, i, "hz", "Equal", hi, z32, NULL, NULL),
+                           dconst(g, i, "nhc", F32, -hc), dop(g, i, "loa", "Mul", lo, amp, NULL, NULL), NULL);
+    const char *lo2 = dop(g, i, "lo2", "Cast", dop(g, i, "lo1", "Where", sm, lo_s, lo, NULL), NULL, NULL, TO(F64));
+    const char *hi2 = dop(g, i, "hi2", "Cast", dop(g, i, "hi1", "Where", sm, hi_s, hi, NULL), NULL, NULL, TO(F64));
+    const char *sd = dop(g, i, "sd", "Where", sm, dconst(g, i, "cutd", F64, (double)small), sd1, NULL);
+    /* the zero point: from the end with the smaller error, rounded, clamped to [0, qmax] */
+    const char *a = dop(g, i, "a", "Div", lo2, sd, NULL, NULL), *b = dop(g, i, "b", "Div", hi2, sd, NULL, NULL);
+    const char *from_lo = dop(g, i, "zlo", "Less", dop(g, i, "elo", "Sub", z64, dop(g, i, "aa", "Abs", a, NULL, NULL, NULL),
+                                                       NULL, NULL),
+                              dop(g, i, "ehi", "Sub", qm, dop(g, i, "ab", "Abs", b, NULL, NULL, NULL), NULL, NULL), NULL,
+                              NULL);
+    const char *z0 = dop(g, i, "z0", "Where", from_lo, dop(g, i, "zmin", "Sub", z64, a, NULL, NULL),
+                         dop(g, i, "zmax", "Sub", qm, b, NULL, NULL), NULL);
+    const char *zd = dop(g, i, "z", "Min", dop(g, i, "zr", "Max", dop(g, i, "zn", "Round", z0, NULL, NULL, NULL), z64,
+                                               NULL, NULL),
+                         qm, NULL, NULL);
+    const char *zu = dop(g, i, "zu", "Cast", zd, NULL, NULL, TO(U8)), *zf = dop(g, i, "zfl", "Cast", zd, NULL, NULL, TO(F32));
+    /* the input: onednn rne(F(x F(1/sd)) + z), the zero point before rounding; qnnpack
+     * (the Quantize rule, s_x = F(sd)) rne(F(x F(1/s_x))) + z */
+    const char *sx = dop(g, i, "sx", "Cast", sd, NULL, NULL, TO(F32));
+    const char *isx = onednn ? dop(g, i, "isx", "Cast", dop(g, i, "isxd", "Div", dconst(g, i, "one", F64, 1), sd, NULL, NULL),
+                                   NULL, NULL, TO(F32))
+                             : dop(g, i, "isx", "Reciprocal", sx, NULL, NULL, NULL);
+    const char *t = dop(g, i, "t", "Mul", x, isx, NULL, NULL);
+    const char *r = onednn ? dop(g, i, "r", "Round", dop(g, i, "tz", "Add", t, zf, NULL, NULL), NULL, NULL, NULL)
+                           : dop(g, i, "r", "Add", dop(g, i, "tr", "Round", t, NULL, NULL, NULL), zf, NULL, NULL);
+    const char *xq = dop(g, i, "xq", "Cast", dop(g, i, "rc", "Clip", r, z32, dconst(g, i, "u8max", F32, 255), NULL), NULL,
+                         NULL, TO(U8));
+    /* the weight (in, out), acc = sum (xq - z) w in int32 */
+    const qg_tensor *w = qg_contiguous(qg_int_repr(qg_module_buffer(s->m, "weight")));
+    const int64_t out = q->out, in = q->in, tdims[2] = {in, out};
+    int8_t *wt = az(&g->a, (size_t)(in * out));
+    float *sw = az(&g->a, sizeof(float) * (size_t)out), *bias = az(&g->a, sizeof(float) * (size_t)out);
+    if (!w || !wt || !sw || !bias) return NULL;
+    const int8_t *wd = (const int8_t *)qg_tensor_data(w);
+    for (int64_t k = 0; k < in * out; k++) wt[k] = wd[(k % out) * in + k / out];
+    for (int64_t c = 0; c < out; c++) sw[c] = onednn ? 1.0f / q->wscale[c] : q->wscale[c], bias[c] = q->bias[c];
+    char wn[32], sn[32], bn[32];
+    snprintf(wn, 32, "qg.w%d", i), snprintf(sn, 32, onednn ? "qg.isw%d" : "qg.ws%d", i), snprintf(bn, 32, "qg.b%d", i);
+    const char *W = init(g, wn, I8, 2, tdims, wt, (size_t)(in * out));
+    const char *SW = init(g, sn, F32, 1, &out, sw, sizeof(float) * (size_t)out);
+    const char *B = init(g, bn, F32, 1, &out, bias, sizeof(float) * (size_t)out);
+    const char *acc = dop(g, i, "accf", "Cast", dop(g, i, "acc", "MatMulInteger", xq, W, zu, NULL), NULL, NULL, TO(F32));
+    char y[32];
+    snprintf(y, 32, "qg.y%d", i);
+    if (onednn) { /* F(F(acc + F(b bs)) F(1/bs)), bs = F(isx F(1/s_w)) */
+        const char *bs = dop(g, i, "bs", "Mul", isx, SW, NULL, NULL);
+        const char *v = q->has_bias ? dop(g, i, "v", "Add", acc, dop(g, i, "bb", "Mul", B, bs, NULL, NULL), NULL, NULL) : acc;
+        const char *ib = dop(g, i, "ibs", "Reciprocal", bs, NULL, NULL, NULL);
+        return v && ib ? node(g, "Mul", 2, (const char *[]){v, ib}, y, NULL) : NULL;
+    }
+    /* qnnpack: F(F(acc F(s_x s_w)) + b), the bias zeros without one */
+    const char *v = dop(g, i, "v", "Mul", acc, dop(g, i, "m", "Mul", sx, SW, NULL, NULL), NULL, NULL);
+    return v ? node(g, "Add", 2, (const char *[]){v, B}, y, NULL) : NULL;
+#undef TO
+}
+
 static const char *step(graph *g, int i, const qg__xstep *s, const char *x) {
     switch (s->kind) {
-        case QG_XS_QUANTIZE: return qdq(g, i, x, s->out.scale, s->out.zp);
+        case QG_XS_QUANTIZE: return quantize(g, i, x, s->out.scale, s->out.zp);
         case QG_XS_DEQUANTIZE: return x; /* the DequantizeLinear output is the float value */
         case QG_XS_LAYER: return layer(g, i, s, x);
         case QG_XS_RELU: {
@@ -341,10 +462,7 @@ static const char *step(graph *g, int i, const qg__xstep *s, const char *x) {
         }
         case QG_XS_POOL: return pool(g, i, s, x);
         case QG_XS_NOOP: return qg_module_is(s->m, "Flatten") && s->out.ndim != s->in.ndim ? flatten(g, i, s, x) : x;
-        case QG_XS_DYNAMIC:
-            if (!g->st) g->st = refuse(s, "has no QDQ form (it chooses its input's quantization per call): "
-                                          "qg_export_c exports it");
-            return NULL;
+        case QG_XS_DYNAMIC: return dynamic(g, i, s, x);
     }
     return NULL;
 }

@@ -90,13 +90,18 @@ static qg_module *begin(builder *b, qg_qengine e, uint64_t seed, double s, int64
 #define ARGS(...) (&(qg_qlayer_args){__VA_ARGS__})
 #define K(a, b) ((const int[]){a, b})
 
-/* every layer kind in one model: input (3, 11, 13). For ONNX (onnx true), which has no
- * divisor_override, no uneven adaptive windows and no dynamic Linear, and whose
- * runtimes round an average's ties their own way: without those, and with averages
- * over odd windows, where no ties arise. */
+/* every layer kind in one model: input (3, 11, 13). The dynamic Linears end it; for
+ * ONNX (onnx true) one begins it instead, where no rounding of the runtime's changes
+ * its input's range. ONNX has no divisor_override and no uneven adaptive windows, and
+ * its runtimes round an average's ties their own way: its variant is without those,
+ * and with averages over odd windows, where no ties arise. */
 static qg_module *model_all(qg_qengine e, bool onnx) {
     builder b;
-    qg_module *m = begin(&b, e, 11, 0.03, 100);
+    qg_module *m = begin(&b, e, 11, 0.03, 100), *all = m;
+    if (onnx) { /* the dynamic Linear first, on f32 (its output is ONNX Runtime's exactly) */
+        all = qg_sequential_of(3, (qg_named_module[]){{"dyn0", dynamic(&b, 13, 13, true, true)},
+                                                      {"frelu0", qg_nn_relu_new()}, {"net", m}});
+    }
     qg_sequential_add(m, "c1", layer(&b, 2, 3, 8, K(3, 3), ARGS(.padding = {1, 1}), 8, true, true));
     qg_sequential_add(m, "c2", layer(&b, 2, 8, 6, K(3, 2), ARGS(.stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2},
                                                               .groups = 2, .relu = true), 4, false, false));
@@ -121,7 +126,7 @@ static qg_module *model_all(qg_qengine e, bool onnx) {
     qg_sequential_add(m, "fc2", layer(&b, 0, 20, 12, NULL, ARGS(.relu = true), 4, false, true));
     qg_sequential_add(m, "fc3", layer(&b, 0, 12, 10, NULL, ARGS(0), 8, true, true));
     qg_sequential_add(m, "dq", qg_quantized_dequantize_new());
-    if (onnx) return m;
+    if (onnx) return all;
     qg_sequential_add(m, "dyn1", dynamic(&b, 10, 9, false, true));
     qg_sequential_add(m, "frelu", qg_nn_relu_new());
     qg_sequential_add(m, "dyn2", dynamic(&b, 9, 5, true, false));
@@ -163,9 +168,10 @@ static qg_module *model_1d(qg_qengine e) {
  * prepared for QAT with qconfig nbit 8/4 (4-bit per-channel weights): ConvBnReLU2d, a
  * strided, dilated, grouped ConvReLU2d, a ConvBn2d, ReLU, MaxPool2d (padding, ceil
  * mode), AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, LinearBn1d, LinearReLU and
- * Linear. With sd, its state loaded from there. */
+ * Linear, after a dynamic Linear on the image's rows (28 -> 28). With sd, its state
+ * loaded from there. */
 static qg_module *all_layers_qat(const qg_tensor_dict *sd) {
-    qg_rng g;
+    static qg_rng g; /* the Dropout keeps a pointer to it: it must outlive the model */
     qg_rng_init(&g, 21);
     qg_module *m = qg_sequential_of(18, (qg_named_module[]){
         {"quant", qg_quant_stub_new()},
@@ -198,6 +204,13 @@ static qg_module *all_layers_qat(const qg_tensor_dict *sd) {
                                                               (const char *[]){"fc2", "r3"}},
                                  (int[]){3, 2, 2, 2, 2});
     if (!st) st = qg_prepare_qat(m, &qc);
+    if (!st) st = qg_qconfig_preset("dynamic", &qc);
+    if (!st) { /* the dynamic Linear first, on the image's rows, f32 in and out */
+        qg_module *fl = qg_nn_linear_new(28, 28, NULL, &g), *dyn = fl ? qg_qat_dynamic_linear_from_float(fl, &qc) : NULL;
+        qg_module *all = dyn ? qg_sequential_of(2, (qg_named_module[]){{"dyn", dyn}, {"net", m}}) : NULL;
+        st = all ? QG_OK : qg_last_status();
+        if (all) m = all;
+    }
     if (!st && sd) st = qg_module_load_state_dict(m, sd, true);
     CHECK(!st, "all_layers_qat: %s", qg_last_error());
     if (st) qg_module_free(m);

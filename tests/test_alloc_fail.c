@@ -167,6 +167,12 @@ static void test_export_every_n(bool onnx) {
     qg_tape_reset(NULL);
     qg_module_eval(m);
     CHECK(m && !qg_convert(m, NULL), "convert: %s", qg_last_error());
+    /* and a dynamic Linear on the f32 output */
+    qg_tensor *wf = qg_tensor_randn(&g, QG_F32, 2, SHAPE(2, 3)), *wq = qg_quantize_per_tensor(wf, 0.02, 0, QG_QINT8);
+    CHECK(wq && !qg_sequential_add(m, "dyn", qg_quantized_dynamic_linear_new(wq, NULL, true, QG_QENGINE_ONEDNN)),
+          "dynamic: %s", qg_last_error());
+    qg_tensor_free(wf), qg_tensor_free(wq);
+    qg_tape_reset(NULL);
     if (onnx && export_to(m, ref, true) && strstr(qg_last_error(), "without ONNX")) {
         printf("alloc_fail: export_onnx: skipped (%s)\n", qg_last_error());
         snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, ref);

@@ -3,7 +3,8 @@
 # root too (Open MPI refuses root without OMPI_ALLOW_RUN_AS_ROOT); LeakSanitizer off,
 # since MPI's own allocations outlive MPI_Finalize. Then `fmnist --ddp` on 2 ranks: each
 # says its rank, rank 0 alone reports the accuracy; a batch that does not divide among
-# the ranks stops both at once with one message. Skips without MPI.
+# the ranks stops both at once with one message, and so do a bad data path and a NaN
+# loss on one rank, each rank naming the failing one. Skips without MPI.
 # usage: test_ddp.sh [TEST_DDP FMNIST]
 set -u
 exe=${1:-} fmnist=${2:-}
@@ -32,6 +33,23 @@ if [ -n "$fmnist" ] && [ -d "$data" ]; then
   if [ "$code" -ne 0 ] && [ "$(grep -c 'does not divide among 2 ranks' "$tmp/out")" -eq 1 ]; then
     ok "a batch that does not divide among the ranks: $(grep 'does not divide' "$tmp/out")"
   else bad "batch 63 on 2 ranks: exit $code"; fi
+  # faults on one rank (Open MPI's MPMD form gives rank 1 its own flags): every rank
+  # stops with a message naming rank 1, none waits (timeout: a hang fails)
+  common=(--ddp --threads 1 --steps 30 --model mlp --batch 64)
+  timeout 60 mpirun -np 1 --oversubscribe "$fmnist" "${common[@]}" : -np 1 --oversubscribe "$fmnist" "${common[@]}" \
+    --data "$tmp/no-such-dir" >"$tmp/out" 2>&1
+  code=$?
+  if [ "$code" -ne 0 ] && [ "$code" -ne 124 ] && grep -q "no-such-dir" "$tmp/out" &&
+     [ "$(grep -c '^fmnist: rank [01]: stopping: rank 1 failed to set up$' "$tmp/out")" -eq 2 ]; then
+    ok "a bad data path on rank 1: both ranks stop: $(grep -m1 'stopping' "$tmp/out")"
+  else bad "a bad data path on rank 1: exit $code"; fi
+  timeout 60 mpirun -np 1 --oversubscribe "$fmnist" "${common[@]}" : -np 1 --oversubscribe "$fmnist" "${common[@]}" \
+    --inject-nan 3 >"$tmp/out" 2>&1
+  code=$?
+  if [ "$code" -ne 0 ] && [ "$code" -ne 124 ] &&
+     [ "$(grep -c '^fmnist: rank [01]: the loss diverged at step 3 on rank 1 ' "$tmp/out")" -eq 2 ]; then
+    ok "a NaN loss on rank 1: both ranks stop: $(grep -m1 'diverged' "$tmp/out")"
+  else bad "a NaN loss on rank 1: exit $code"; fi
 else
   echo "skip fmnist --ddp: no fmnist or no $data"
 fi

@@ -45,7 +45,15 @@ run() { # name, meson setup args...
   if [ -z "$ok" ]; then failed=$((failed + 1)); return; fi
   passed=$((passed + ok))
   failed=$((failed + ${fail:-0} + ${to:-0}))
+  # each failing test's log, kept for the summary at the end (CI shows the output's tail)
+  local t
+  for t in $(grep -E "^ *[0-9]+/[0-9]+ +[A-Za-z0-9_]+ +(FAIL|TIMEOUT)" "$dir.test.log" | awk '{print $2}'); do
+    awk -v t="$t" '/^=+ [0-9]+\/[0-9]+ =+$/ {keep = 0} $1 == "test:" && $2 == t {keep = 1} keep' \
+      "$dir/meson-logs/testlog.txt" | tail -40 >"$dir.fail-$t.log"
+    failures+=("$dir.fail-$t.log")
+  done
 }
+failures=()
 
 run gcc -Dbench=true
 run native -Dnative=true -Dbench=false
@@ -72,5 +80,9 @@ fuzz() {
 }
 [ "$fuzz" = yes ] && fuzz
 
+for f in "${failures[@]}"; do
+  echo "=== failed: ${f%.log} (the last 40 lines of its log)"
+  cat "$f"
+done
 echo "${passed} passed, ${failed} failed"
 [ "$failed" -eq 0 ]

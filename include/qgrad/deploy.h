@@ -83,8 +83,12 @@ QG_API qg_status qg_export_c(qg_module *model, const char *dir, const char *name
  * first dimension is the dynamic "batch"). A runtime computes each layer in its own
  * integer arithmetic, so outputs may differ from qgrad's by a rounding (1 LSB) here and
  * there (none for a model converted for qnnpack in ONNX Runtime: docs/deploy.md).
- * Modules with no QDQ form (the dynamic Linear, an AvgPool2d with divisor_override or
- * with a ceil-mode window past its padding that counts the padding, an
+ * The model's Quantize is a Mul by F(1/s) and a QuantizeLinear of scale 1, PyTorch's
+ * order. The dynamic Linear is written in standard operators (ReduceMin/ReduceMax,
+ * PyTorch's range rule in double, the engine's input rounding, MatMulInteger and its
+ * float epilogue), which a runtime computes bit for bit; like PyTorch's, its input
+ * range is over the whole input, batch included. Modules with no ONNX form (an
+ * AvgPool2d with divisor_override or with a ceil-mode window past its padding that counts the padding, an
  * AdaptiveAvgPool2d whose windows differ in size, a Conv or pool on an unbatched
  * input) are errors naming their path and type, as for qg_export_c, and nothing is
  * written. The file is written whole or not at all. Needs a build with ONNX (meson
