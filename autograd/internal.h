@@ -242,4 +242,15 @@ const char *qg__type_name(const qg_tensor *t);
 double qg__load(const void *p, qg_dtype dt);
 void qg__store(void *p, qg_dtype dt, double v);
 
+/* Reductions over the ranks of a data-parallel run (qg_ddp's sync_bn and
+ * sync_observers), current on this thread while qg_ddp runs a forward (both) or a
+ * backward (bn); NULL otherwise. Each call is a collective: every rank makes the same
+ * calls in the same order, which the same model on every rank gives. */
+typedef struct qg__sync {
+    void *ctx;
+    qg_status (*sum)(void *ctx, double *v, int64_t n); /* in place: the sum over the ranks */
+    qg_status (*min)(void *ctx, float *v, int64_t n);  /* in place: the minimum over the ranks */
+} qg__sync;
+extern _Thread_local const qg__sync *qg__sync_bn, *qg__sync_obs;
+
 #endif

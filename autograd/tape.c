@@ -49,6 +49,7 @@ struct qg_tape {
 static _Thread_local qg_tape *current_tape;
 static _Thread_local qg_tape *default_tape;
 static _Thread_local bool grad_off;
+_Thread_local const qg__sync *qg__sync_bn, *qg__sync_obs; /* internal.h */
 
 /* ------------------------------------------------------------- grad mode */
 

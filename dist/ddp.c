@@ -44,6 +44,7 @@ struct qg_ddp {
     MPI_Comm comm;
     int rank, size;
     qg_ddp_opts o;
+    qg__sync sync; /* sync_bn, sync_observers: the reductions the BNs and observers call */
     qg_tensor_list *params;
     qg_dtype dt;       /* of every parameter: f32 or f64 */
     int nb;
@@ -62,6 +63,19 @@ static qg_status mpi_err(const char *op, int rc) {
     int n = 0;
     MPI_Error_string(rc, msg, &n);
     return qg__err(QG_EIO, "%s: MPI failed: %.*s", op, n, msg);
+}
+
+static qg_status sync_reduce(void *ctx, void *v, int64_t n, MPI_Datatype t, MPI_Op op, const char *what) {
+    const qg_ddp *d = ctx;
+    if (n > INT32_MAX) return qg__err(QG_EINVAL, "ddp: %s of %lld values: MPI counts are int", what, (long long)n);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, v, (int)n, t, op, d->comm);
+    return rc == MPI_SUCCESS ? QG_OK : mpi_err(what, rc);
+}
+static qg_status sync_sum(void *ctx, double *v, int64_t n) {
+    return sync_reduce(ctx, v, n, MPI_DOUBLE, MPI_SUM, "ddp sync_bn");
+}
+static qg_status sync_min(void *ctx, float *v, int64_t n) {
+    return sync_reduce(ctx, v, n, MPI_FLOAT, MPI_MIN, "ddp sync_observers");
 }
 
 /* Every rank's tensors have rank 0's dtypes and sizes; then rank 0's bytes go to all. */
@@ -158,6 +172,7 @@ qg_ddp *qg_ddp_new(qg_module *model, const void *comm, const qg_ddp_opts *o) {
     MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN);
     MPI_Comm_rank(d->comm, &d->rank), MPI_Comm_size(d->comm, &d->size);
     d->m = model, d->o = opts;
+    d->sync = (qg__sync){.ctx = d, .sum = sync_sum, .min = sync_min};
     d->params = qg_module_parameters(model);
     qg_status st = d->params ? QG_OK : qg__err(QG_ENOMEM, "%s: out of memory", op);
     d->dt = d->params && d->params->n ? d->params->tensors[0]->dtype : QG_F32;
@@ -192,7 +207,11 @@ int qg_ddp_size(const qg_ddp *d) { return d ? d->size : -1; }
 qg_tensor *qg_ddp_forward(qg_ddp *d, qg_tensor *x) {
     if (!d) return qg__err_null("ddp_forward"), NULL;
     if (d->o.broadcast_buffers && broadcast_buffers(d, "ddp_forward")) return NULL;
-    return qg_module_forward(d->m, x);
+    const qg__sync *bn = qg__sync_bn, *obs = qg__sync_obs;
+    qg__sync_bn = d->o.sync_bn ? &d->sync : NULL, qg__sync_obs = d->o.sync_observers ? &d->sync : NULL;
+    qg_tensor *y = qg_module_forward(d->m, x);
+    qg__sync_bn = bn, qg__sync_obs = obs;
+    return y;
 }
 
 /* grad (n elements of dt) / size into buf, or buf * 1 back into grad */
@@ -211,7 +230,10 @@ static void pack(qg_dtype dt, void *buf, const void *grad, int64_t n, double sca
 qg_status qg_ddp_backward(qg_ddp *d, qg_tensor *loss) {
     const char *op = "ddp_backward";
     if (!d) return qg__err_null(op);
+    const qg__sync *bn = qg__sync_bn;
+    qg__sync_bn = d->o.sync_bn ? &d->sync : NULL; /* the synchronised BNs' backward */
     qg_status st = qg_backward(loss, NULL);
+    qg__sync_bn = bn;
     int missing = -1;
     for (int i = 0; !st && missing < 0 && i < d->params->n; i++)
         if (!d->params->tensors[i]->grad) missing = i;
@@ -224,6 +246,7 @@ qg_status qg_ddp_backward(qg_ddp *d, qg_tensor *loss) {
     const MPI_Datatype mt = d->dt == QG_F32 ? MPI_FLOAT : MPI_DOUBLE;
     const size_t es = qg_dtype_size(d->dt);
     int rc = MPI_SUCCESS;
+    for (int k = 0; k < d->nb; k++) d->b[k].req = MPI_REQUEST_NULL;
     for (int k = 0; k < d->nb && rc == MPI_SUCCESS; k++) { /* each bucket averaged: divided, then summed */
         bucket *b = &d->b[k];
         int64_t at = 0;

@@ -28,7 +28,7 @@ typedef struct {
     int epochs, threads, freeze_bn_after, freeze_observer_after;
     int64_t batch, steps, warmup, nan_at; /* nan_at: --inject-nan, 0 = none */
     double lr, momentum, weight_decay;
-    bool nesterov, use_float, shuffle, eval_only, ddp;
+    bool nesterov, use_float, shuffle, eval_only, ddp, sync_bn, sync_observers;
     uint64_t seed;
 } options;
 
@@ -66,6 +66,8 @@ static void usage(FILE *f) {
             "  --qengine onednn|qnnpack  the int8 arithmetic (default onednn)\n"
             "  --ddp                     data-parallel over MPI (mpirun -np R fmnist --ddp ...): --batch is the\n"
             "                            global batch, each rank trains on its 1/R; rank 0 prints, saves, converts\n"
+            "  --sync-bn                 with --ddp: BN statistics of the global batch (SyncBatchNorm)\n"
+            "  --sync-observers          with --ddp: observers' min/max of the global batch\n"
             "  --eval-only               only evaluate (with --load or --int8)\n"
             "  --inject-nan STEP         for fault tests: this process's loss is NaN at step STEP (with --ddp\n"
             "                            on one rank: mpirun -np 1 fmnist ... : -np 1 fmnist ... --inject-nan 3)\n"
@@ -93,7 +95,7 @@ static int parse(int argc, char **argv, options *o) {
         {"freeze-bn-after", 1, 0, 'B'}, {"freeze-observer-after", 1, 0, 'O'}, {"load", 1, 0, 'L'},
         {"save", 1, 0, 'S'}, {"steps", 1, 0, 'N'}, {"no-shuffle", 0, 0, 'u'}, {"log", 1, 0, 'g'},
         {"eval-only", 0, 0, 'E'}, {"schedule", 1, 0, 'c'}, {"warmup", 1, 0, 'W'}, {"help", 0, 0, 'h'},
-        {"inject-nan", 1, 0, 'J'},
+        {"inject-nan", 1, 0, 'J'}, {"sync-bn", 0, 0, 'Z'}, {"sync-observers", 0, 0, 'z'},
         {"convert", 1, 0, 'C'}, {"int8", 1, 0, 'I'}, {"qengine", 1, 0, 'Q'},
         {"export-c", 1, 0, 'X'}, {"export-onnx", 1, 0, 'Y'}, {"ddp", 0, 0, 'D'},
         {0, 0, 0, 0}};
@@ -123,6 +125,8 @@ static int parse(int argc, char **argv, options *o) {
         case 'u': o->shuffle = false; break;
         case 'g': o->log = optarg; break;
         case 'E': o->eval_only = true; break;
+        case 'Z': o->sync_bn = true; break;
+        case 'z': o->sync_observers = true; break;
         case 'J': ok = parse_num(optarg, 1, 1e15, &v), o->nan_at = (int64_t)v; break;
         case 'c': o->schedule = optarg, ok = !strcmp(optarg, "cosine") || !strcmp(optarg, "constant"); break;
         case 'W': ok = parse_num(optarg, 0, 1e9, &v), o->warmup = (int64_t)v; break;
@@ -504,6 +508,10 @@ static int eval_only(run *r) {
  * Ranks other than 0 print one line and then only their errors. */
 static int ddp_start(run *r, int *argc, char ***argv) {
     r->world = 1;
+    if (!r->o.ddp && (r->o.sync_bn || r->o.sync_observers)) {
+        fprintf(stderr, "fmnist: --sync-bn and --sync-observers go with --ddp\n");
+        return 1;
+    }
     if (!r->o.ddp) return 0;
 #ifdef QG_HAVE_MPI
     if (r->o.eval_only) {
@@ -543,7 +551,9 @@ int main(int argc, char **argv) {
         int bad = ddp_failed(true, r.rank, r.world, rc == 0);
         if (bad >= 0) fprintf(stderr, "fmnist: rank %d: stopping: rank %d failed to set up\n", r.rank, bad);
         if (bad >= 0) rc = rc ? rc : 1, r.all_failed = true;
-        if (!rc && !(r.ddp = qg_ddp_new(r.model, NULL, NULL))) {
+        qg_ddp_opts dop = qg_ddp_default_opts();
+        dop.sync_bn = r.o.sync_bn, dop.sync_observers = r.o.sync_observers;
+        if (!rc && !(r.ddp = qg_ddp_new(r.model, NULL, &dop))) {
             fprintf(stderr, "fmnist: rank %d: %s\n", r.rank, qg_last_error());
             rc = 1, r.all_failed = true; /* qg_ddp_new fails on every rank together */
         }

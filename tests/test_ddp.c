@@ -6,6 +6,8 @@
  * tensor; and the loader's shards are disjoint and cover the epoch. */
 #include <mpi.h>
 
+#include "../examples/fmnist_model.h"
+#include "qat_cnn.h"
 #include "qgrad/ddp.h"
 #include "qgrad/optim.h"
 #include "test_util.h"
@@ -102,6 +104,240 @@ static void test_equivalence(void) {
     qg_module_free(ref), qg_module_free(a), qg_module_free(b);
 }
 
+/* b against a, one state-dict entry: the relative error of a float tensor (2-norm),
+ * 0 or infinity for an integer one (zero points, counters: exact) */
+static double rel_err(const qg_tensor *a, const qg_tensor *b) {
+    const int64_t n = qg_tensor_numel(a);
+    if (!b || b->dtype != a->dtype || qg_tensor_numel(b) != n) return INFINITY;
+    if (a->dtype != QG_F32)
+        return memcmp(qg_tensor_data(a), qg_tensor_data(b), (size_t)n * qg_dtype_size(a->dtype)) ? INFINITY : 0;
+    const float *r = qg_tensor_data(a), *v = qg_tensor_data(b);
+    double num = 0, den = 0;
+    for (int64_t j = 0; j < n; j++) {
+        if (isinf(r[j]) && r[j] == v[j]) continue; /* a never-observed min/max */
+        num += ((double)v[j] - r[j]) * ((double)v[j] - r[j]), den += (double)r[j] * r[j];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* the worst rel_err over the state dicts of a and b (parameters and buffers), and
+ * where; the zero points must match exactly */
+static double state_err(const qg_module *a, const qg_module *b, char *where, size_t len) {
+    qg_tensor_dict *da = qg_module_state_dict(a), *db = qg_module_state_dict(b);
+    double worst = 0;
+    snprintf(where, len, "-");
+    for (int i = 0; i < qg_tensor_dict_size(da); i++) {
+        const char *k = qg_tensor_dict_name(da, i);
+        double e = rel_err(qg_tensor_dict_at(da, i), qg_tensor_dict_get(db, k));
+        if (e > worst || (e == worst && e > 0)) worst = e, snprintf(where, len, "%s", k);
+    }
+    qg_tensor_dict_free(da), qg_tensor_dict_free(db);
+    return worst;
+}
+
+/* the Fashion-MNIST CNN of examples/fmnist, QAT-prepared (fbgemm) */
+static qg_module *fmnist_cnn(void) {
+    qg_rng g;
+    qg_rng_init(&g, 5);
+    qg_module *m = build_model("cnn", &g);
+    qg_qconfig qc;
+    qg_status st = qg_sequential_status(m);
+    if (!st) st = fuse_model(m, "cnn");
+    if (!st) st = qg_qconfig_preset("fbgemm", &qc);
+    if (!st) st = qg_prepare_qat(m, &qc);
+    CHECK(!st, "fmnist cnn: %s", qg_last_error());
+    return m;
+}
+
+/* one of the two runs of the CNN: the process's own on the whole batch of 64, or the
+ * ranks' with sync_bn and sync_observers, each on its 64 / world; fmnist's SGD recipe
+ * (lr 0.05 after its linear warm-up, momentum 0.9, weight decay 1e-4) */
+typedef struct {
+    qg_module *m;
+    qg_ddp *d;
+    qg_tensor_list *ps;
+    qg_sgd *opt;
+    qg_lr_scheduler *warm;
+} run;
+
+static void run_init(run *r, bool ddp) {
+    qg_ddp_opts o = qg_ddp_default_opts();
+    o.sync_bn = o.sync_observers = true, o.bucket_cap_mb = 1;
+    r->m = fmnist_cnn();
+    r->d = ddp ? qg_ddp_new(r->m, NULL, &o) : NULL;
+    r->ps = qg_module_parameters(r->m);
+    r->opt = qg_sgd_new(r->ps, &(qg_sgd_opts){.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4});
+    r->warm = qg_linear_lr_new(r->opt, 0.01, 1.0, 300);
+    CHECK(r->warm && (!ddp || r->d), "setup: %s", qg_last_error());
+}
+
+static void run_free(run *r) {
+    qg_lr_scheduler_free(r->warm), qg_sgd_free(r->opt), qg_tensor_list_free(r->ps), qg_ddp_free(r->d);
+    qg_module_free(r->m);
+}
+
+/* one step on the global batch (x, y); the global batch's mean loss */
+static double run_step(run *r, qg_tensor *x, qg_tensor *y) {
+    const int64_t B = x->shape[0], shard = r->d ? B / world : B, at = r->d ? rank * shard : 0;
+    qg_tensor *xs = qg_narrow(x, 0, at, shard), *ys = qg_narrow(y, 0, at, shard);
+    qg_sgd_zero_grad(r->opt);
+    qg_tensor *loss = qg_cross_entropy(r->d ? qg_ddp_forward(r->d, xs) : qg_module_forward(r->m, xs), ys,
+                                       QG_REDUCTION_MEAN);
+    double lv = loss ? qg_tensor_item(loss) / (r->d ? world : 1) : NAN, all = lv;
+    if (r->d) MPI_Allreduce(&lv, &all, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    qg_status st = r->d ? qg_ddp_backward(r->d, loss) : qg_backward(loss, NULL);
+    if (!st) st = qg_sgd_step(r->opt);
+    if (!st) st = qg_lr_scheduler_step(r->warm);
+    CHECK(!st, "step: %s", qg_last_error());
+    qg_tape_reset(NULL);
+    return all;
+}
+
+/* b's model and optimizer state set to a's */
+static void run_copy(run *b, const run *a) {
+    qg_tensor_dict *sd = qg_module_state_dict(a->m), *od = qg_tensor_dict_new();
+    qg_status st = qg_module_load_state_dict(b->m, sd, true);
+    if (!st) st = qg_sgd_state_dict(a->opt, od, "");
+    if (!st) st = qg_sgd_load_state_dict(b->opt, od, "");
+    CHECK(!st, "copy: %s", qg_last_error());
+    qg_tensor_dict_free(sd), qg_tensor_dict_free(od);
+}
+
+/* acceptance 1a: with sync_bn and sync_observers, 2 x 32 is 1 x 64. Each of 50 steps
+ * starts both runs from the same state (the process's, copied to the ranks: model and
+ * optimizer), so that what is compared is one step's arithmetic: the global batch's
+ * BN statistics, observer min/max, gradients and update, against the process's, within
+ * 1e-5 relative per tensor (its sums run in another order), zero points exact. Then
+ * the two run free for 50 steps from one start, and the figures are printed: QAT's
+ * fake-quant rounding turns a difference of an ulp into one of a whole step where an
+ * activation sits at a rounding boundary, after which the two runs part. */
+static void test_sync_equivalence(void) {
+    enum { STEPS = 50, B = 64 };
+    qg_dataset train = {0};
+    qg_loader *ld = NULL;
+    if (!qg_dataset_load_mnist("/usr/share/datasets/fashion-mnist", true, &train))
+        ld = qg_loader_new(&train, &(qg_loader_opts){.batch = B, .mean = 0.2860, .std = 0.3530});
+    if (!ld && rank == 0) printf("note: no Fashion-MNIST; random images\n");
+    qg_rng g;
+    qg_rng_init(&g, 12);
+    for (int lockstep = 1; lockstep >= 0; lockstep--) {
+        run ref, dd;
+        run_init(&ref, false), run_init(&dd, true);
+        if (ld) qg_loader_start_epoch(ld, 0);
+        double worst = 0, worst_loss = 0;
+        int parted = -1;
+        char where[160] = "-", w[128];
+        for (int s = 0; s < STEPS; s++) {
+            qg_tensor *x = NULL, *y = NULL, *bx, *by;
+            if (!ld || !qg_loader_next(ld, &bx, &by)) {
+                x = bx = qg_tensor_randn(&g, QG_F32, 4, SHAPE(B, 1, 28, 28));
+                int64_t lab[B];
+                for (int i = 0; i < B; i++) lab[i] = (int64_t)(qg_rng_next_u64(&g) % 10);
+                y = by = qg_tensor_from_data(QG_I64, 1, SHAPE(B), lab);
+            }
+            if (lockstep && s) run_copy(&dd, &ref);
+            const double lr = run_step(&ref, bx, by), la = run_step(&dd, bx, by);
+            const double el = fabs(la - lr) / fabs(lr), e = state_err(ref.m, dd.m, w, sizeof w);
+            worst_loss = el > worst_loss ? el : worst_loss;
+            if (e > worst) worst = e, snprintf(where, sizeof where, "%s at step %d", w, s + 1);
+            if (parted < 0 && (e > 1e-5 || el > 1e-5)) parted = s + 1;
+            qg_tensor_free(x), qg_tensor_free(y);
+        }
+        CHECK(ranks_identical(dd.m), "every rank holds the same state");
+        if (lockstep) {
+            CHECK(worst <= 1e-5, "sync_bn + sync_observers: each of %d QAT steps of the CNN, 2 ranks x 32 vs 1 x 64 from "
+                  "one state: '%s' off by %.3g (zero points and counters exact)", STEPS, where, worst);
+            CHECK(worst_loss <= 1e-5, "the global losses agree within 1e-5 (%.3g)", worst_loss);
+        }
+        if (rank == 0)
+            printf("ddp sync_bn + sync_observers, %d ranks x %d vs 1 x 64, %d QAT steps of the fmnist CNN, %s: worst "
+                   "relative error per tensor %.3g ('%s'), zero points %s, losses within %.3g\n", world, B / world,
+                   STEPS, lockstep ? "each step from one state" : "running free", worst, where,
+                   worst < INFINITY ? "exact" : "differ", worst_loss);
+        if (rank == 0 && !lockstep && parted > 0)
+            printf("    the free runs first differ by more than 1e-5 at step %d\n", parted);
+        run_free(&ref), run_free(&dd);
+    }
+    qg_loader_free(ld), qg_dataset_free(&train);
+}
+
+/* acceptance 1b: without the sync options, PyTorch's DDP: each rank's BN and observers
+ * see its own shard, and rank 0's buffers reach every rank before each forward. The
+ * reference runs the ranks' replicas in this process: rank 0's buffers copied to
+ * every replica, a forward and backward each, the gradients averaged in MPI's order
+ * (each divided by the world size, then summed), one SGD step each. */
+static void test_ddp_semantics(void) {
+    enum { STEPS = 8, B = 16 };
+    qg_module *rep[8];
+    qg_sgd *ro[8];
+    qg_tensor_list *rp[8];
+    for (int r = 0; r < world; r++) {
+        qg_manual_seed(21);
+        rep[r] = qat_cnn_float();
+        CHECK(!qat_cnn_fuse_prepare(rep[r]), "replica: %s", qg_last_error());
+        rp[r] = qg_module_parameters(rep[r]);
+        ro[r] = qg_sgd_new(rp[r], &(qg_sgd_opts){.lr = 0.1, .momentum = 0.9});
+    }
+    qg_manual_seed(21);
+    qg_module *m = qat_cnn_float();
+    CHECK(!qat_cnn_fuse_prepare(m), "model: %s", qg_last_error());
+    qg_ddp *d = qg_ddp_new(m, NULL, NULL);
+    qg_tensor_list *ps = qg_module_parameters(m);
+    qg_sgd *opt = qg_sgd_new(ps, &(qg_sgd_opts){.lr = 0.1, .momentum = 0.9});
+    qg_rng g;
+    qg_rng_init(&g, 31);
+    const int64_t shard = B / world;
+    for (int s = 0; d && s < STEPS; s++) {
+        qg_tensor *x = qg_tensor_randn(&g, QG_F32, 4, SHAPE(B, 1, 8, 8));
+        int64_t lab[B];
+        for (int i = 0; i < B; i++) lab[i] = (int64_t)(qg_rng_next_u64(&g) % 3);
+        qg_tensor *y = qg_tensor_from_data(QG_I64, 1, SHAPE(B), lab);
+        /* the reference: rank 0's buffers, before any forward, to every replica */
+        qg_tensor_list *b0 = qg_module_buffers(rep[0]);
+        for (int r = 1; r < world; r++) {
+            qg_tensor_list *br = qg_module_buffers(rep[r]);
+            for (int i = 0; i < br->n; i++) qg_tensor_copy_(br->tensors[i], b0->tensors[i]);
+            qg_tensor_list_free(br);
+        }
+        qg_tensor_list_free(b0);
+        for (int r = 0; r < world; r++) {
+            qg_sgd_zero_grad(ro[r]);
+            qg_tensor *out = qg_module_forward(rep[r], qg_narrow(x, 0, r * shard, shard));
+            CHECK(!qg_backward(qg_cross_entropy(out, qg_narrow(y, 0, r * shard, shard), QG_REDUCTION_MEAN), NULL),
+                  "reference %d: %s", r, qg_last_error());
+        }
+        for (int i = 0; i < rp[0]->n; i++) {
+            const int64_t n = qg_tensor_numel(rp[0]->tensors[i]);
+            float *sum = calloc((size_t)n, sizeof(float));
+            for (int r = 0; r < world; r++) {
+                const float *gr = qg_tensor_data(rp[r]->tensors[i]->grad);
+                for (int64_t j = 0; j < n; j++) sum[j] += gr[j] * (float)(1.0 / world);
+            }
+            for (int r = 0; r < world; r++) memcpy(qg_tensor_data(rp[r]->tensors[i]->grad), sum, sizeof(float) * (size_t)n);
+            free(sum);
+        }
+        for (int r = 0; r < world; r++) qg_sgd_step(ro[r]);
+        qg_tape_reset(NULL);
+        /* the ranks */
+        qg_sgd_zero_grad(opt);
+        qg_tensor *loss = qg_cross_entropy(qg_ddp_forward(d, qg_narrow(x, 0, rank * shard, shard)),
+                                           qg_narrow(y, 0, rank * shard, shard), QG_REDUCTION_MEAN);
+        CHECK(!qg_ddp_backward(d, loss) && !qg_sgd_step(opt), "step %d: %s", s, qg_last_error());
+        qg_tape_reset(NULL);
+        qg_tensor_free(x), qg_tensor_free(y);
+    }
+    char where[128];
+    const double e = state_err(rep[rank], m, where, sizeof where);
+    CHECK(e == 0, "without sync options, rank %d after %d steps is the reference's replica %d bit for bit ('%s' off by "
+          "%.3g)", rank, STEPS, rank, where, e);
+    CHECK(world == 1 || !ranks_identical(m), "the ranks' own BN and observer statistics differ (their last forward)");
+    if (rank == 0)
+        printf("ddp without sync options: every rank is its replica of the in-process reference bit for bit after %d "
+               "QAT steps\n", STEPS);
+    for (int r = 0; r < world; r++) qg_sgd_free(ro[r]), qg_tensor_list_free(rp[r]), qg_module_free(rep[r]);
+    qg_sgd_free(opt), qg_tensor_list_free(ps), qg_ddp_free(d), qg_module_free(m);
+}
+
 static void test_buffers(void) {
     qg_module *m = qg_sequential_of(1, (qg_named_module[]){{"bn", qg_nn_batchnorm1d_new(3, NULL)}});
     qg_ddp *d = qg_ddp_new(m, NULL, NULL);
@@ -159,6 +395,8 @@ int main(int argc, char **argv) {
     qg_set_num_threads(1);
     test_broadcast_at_new();
     test_equivalence();
+    test_sync_equivalence();
+    test_ddp_semantics();
     test_buffers();
     test_mismatch();
     test_shards();

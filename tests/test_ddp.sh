@@ -33,6 +33,18 @@ if [ -n "$fmnist" ] && [ -d "$data" ]; then
   if [ "$code" -ne 0 ] && [ "$(grep -c 'does not divide among 2 ranks' "$tmp/out")" -eq 1 ]; then
     ok "a batch that does not divide among the ranks: $(grep 'does not divide' "$tmp/out")"
   else bad "batch 63 on 2 ranks: exit $code"; fi
+  # two runs with the same seed and rank count save the same bytes; every rank loads them
+  for k in 1 2; do
+    timeout 240 mpirun -np 2 --oversubscribe "$fmnist" --ddp --sync-bn --sync-observers --threads 1 --steps 20 \
+      --model cnn --batch 64 --save "$tmp/ck$k.safetensors" >"$tmp/out" 2>&1 || bad "fmnist --ddp --save, run $k"
+  done
+  if [ -s "$tmp/ck1.safetensors" ] && cmp -s "$tmp/ck1.safetensors" "$tmp/ck2.safetensors"; then
+    ok "two runs of fmnist --ddp --sync-bn --sync-observers save identical checkpoints ($(stat -c %s "$tmp/ck1.safetensors") bytes)"
+  else bad "the checkpoints of two runs differ"; fi
+  if timeout 240 mpirun -np 2 --oversubscribe "$fmnist" --ddp --threads 1 --steps 2 --model cnn --batch 64 \
+       --load "$tmp/ck1.safetensors" >"$tmp/out" 2>&1 && grep -q '^test_acc=' "$tmp/out"; then
+    ok "every rank loads rank 0's checkpoint: $(grep '^test_acc=' "$tmp/out")"
+  else bad "fmnist --ddp --load"; fi
   # faults on one rank (Open MPI's MPMD form gives rank 1 its own flags): every rank
   # stops with a message naming rank 1, none waits (timeout: a hang fails)
   common=(--ddp --threads 1 --steps 30 --model mlp --batch 64)

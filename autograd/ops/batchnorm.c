@@ -202,6 +202,58 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
     });
 }
 
+/* Per channel, the double sum of t = x / dv[c] (dv NULL: x), or with mean of
+ * (t - (real)mean[c])^2 computed in real: bn_stats' two sums, in one plain pass each. */
+static void bn_sums(qg_dtype dt, const ncs *v, const char *dv_, const double *mean, double *out) {
+    int nt = bn_threads(v);
+    QG_FLOAT_DISPATCH(dt, {
+        const real *x = (const real *)v->data, *dv = (const real *)dv_;
+_Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
+        for (int64_t c = 0; c < v->C; c++) {
+            double acc = 0;
+            const real m = mean ? (real)mean[c] : 0, f = dv ? dv[c] : (real)1;
+            for (int64_t n = 0; n < v->N; n++)
+                for (int64_t i = 0; i < v->S; i++) {
+                    const real xv = x[n * v->sn + c * v->sc + i * v->ss], t = dv ? xv / f : xv;
+                    if (mean) {
+                        const real d = t - m;
+                        acc += d * d;
+                    } else {
+                        acc += t;
+                    }
+                }
+            out[c] = acc;
+        }
+    });
+}
+
+/* qg_ddp's sync_bn: the statistics of the global batch, in bn_stats' two passes (the
+ * mean, then the squares about it), each pass's per-channel sums added over the ranks
+ * with the element count. *count: the global count per channel. */
+static qg_status sync_stats(const qg__sync *s, qg_dtype dt, const ncs *v, const char *dv, double *mean,
+                            double *var_sum, double *count) {
+    const int64_t C = v->C;
+    double *buf = qg__tape_alloc(sizeof(double) * (size_t)(C + 1));
+    if (!buf) return QG_ENOMEM;
+    bn_sums(dt, v, dv, NULL, buf);
+    buf[C] = (double)(v->N * v->S);
+    qg_status st = s->sum(s->ctx, buf, C + 1);
+    if (st) return st;
+    *count = buf[C];
+    if (*count <= 1)
+        return qg__err(QG_EINVAL, "batch_norm (sync_bn): expected more than 1 value per channel over the ranks when "
+                       "training, got %.0f", *count);
+    QG_FLOAT_DISPATCH(dt, {
+        for (int64_t c = 0; c < C; c++) mean[c] = (real)(buf[c] / *count);
+    });
+    bn_sums(dt, v, dv, mean, buf);
+    if ((st = s->sum(s->ctx, buf, C))) return st;
+    QG_FLOAT_DISPATCH(dt, {
+        for (int64_t c = 0; c < C; c++) var_sum[c] = (real)buf[c];
+    });
+    return QG_OK;
+}
+
 /* y (contiguous (N, C, S)) = (x / dv[c]) * alpha[c] + beta[c]; dv NULL: no division */
 QG_HOT static void bn_apply(qg_dtype dt, const ncs *v, const char *dv_, const char *alpha_, const char *beta_, char *out) {
     int nt = bn_threads(v);
@@ -408,17 +460,32 @@ static qg_status bn_backward(qg_node *n) {
     bn_grad_sums(dt, &v, f ? qg__data(dv) : NULL, g, qg__data(mean), gsum, dotp);
     QG_FLOAT_DISPATCH(dt, {
         const real *is = (const real *)qg__data(invstd);
-        for (int64_t c = 0; c < C; c++) {
-            ((real *)wv)[c] = (real)vec_at(w, c, 1.0);
-            /* PyTorch: k = (scalar_t)dotp * invstd * invstd / N, grad_mean = sum / N */
-            ((real *)k)[c] = (real)dotp[c] * is[c] * is[c] / (real)cnt;
-            ((real *)gmean)[c] = (real)(gsum[c] / cnt);
-        }
         if (want_w) {
             for (int64_t c = 0; c < C; c++) ((real *)qg__data(gw))[c] += (real)(dotp[c] * is[c]);
         }
         if (want_b) {
             for (int64_t c = 0; c < C; c++) ((real *)qg__data(gb))[c] += (real)gsum[c];
+        }
+    });
+    /* sync_bn: the weight and bias gradients stay this rank's (qg_ddp averages them);
+     * the input's needs the global batch's sums and count, as PyTorch's SyncBatchNorm */
+    double cnt_all = cnt;
+    if (n->ip[1]) {
+        const qg__sync *s = qg__sync_bn;
+        if (!s)
+            return qg__err(QG_ESTATE, "%s: its forward ran under qg_ddp's sync_bn: run its backward with "
+                           "qg_ddp_backward", n->name);
+        qg_status st = s->sum(s->ctx, gsum, 2 * C);
+        if (st) return st;
+        cnt_all = (double)n->ip[2];
+    }
+    QG_FLOAT_DISPATCH(dt, {
+        const real *is = (const real *)qg__data(invstd);
+        for (int64_t c = 0; c < C; c++) {
+            ((real *)wv)[c] = (real)vec_at(w, c, 1.0);
+            /* PyTorch: k = (scalar_t)dotp * invstd * invstd / N, grad_mean = sum / N */
+            ((real *)k)[c] = (real)dotp[c] * is[c] * is[c] / (real)cnt_all;
+            ((real *)gmean)[c] = (real)(gsum[c] / cnt_all);
         }
     });
     if (want_x || want_f) {
@@ -468,7 +535,8 @@ static qg_tensor *bn_op(const char *op, const qg_tensor *x, const qg_tensor *f, 
                        running_mean ? "a tensor" : "NULL", running_var ? "a tensor" : "NULL"), NULL;
     int64_t numel = qg_tensor_numel(x), C = x->shape[1];
     int64_t per_channel = C ? numel / C : 0;
-    if (training && per_channel == 1)
+    const qg__sync *sync = training ? qg__sync_bn : NULL; /* the count is the ranks' (sync_stats) */
+    if (training && !sync && per_channel == 1)
         return qg__err(QG_EINVAL, "%s: expected more than 1 value per channel when training, got input %s", op,
                        qg_shape_str(x, s1, sizeof s1)), NULL;
 
@@ -489,14 +557,16 @@ static qg_tensor *bn_op(const char *op, const qg_tensor *x, const qg_tensor *f, 
     double *bmean = qg__tape_alloc(sizeof(double) * (size_t)(2 * C + 1)), *var_sum = bmean + C;
     if (!out || !mean || !invstd || !invstd_bw || !alpha || !beta || !dv || !bmean) return NULL;
     for (int64_t c = 0; c < C; c++) vec_set(dv, c, vec_at(f, c, 1.0));
-    if (numel == 0) goto record; /* nothing to normalise; running stats untouched */
+    double count = (double)per_channel;
+    if (numel == 0 && !sync) goto record; /* nothing to normalise; running stats untouched */
 
     const char *dvp = f ? qg__data(dv) : NULL; /* the kernels' divisors: none for plain batch_norm */
-    if (training) bn_stats(x->dtype, &v, dvp, bmean, var_sum);
+    if (sync && sync_stats(sync, x->dtype, &v, dvp, bmean, var_sum, &count)) return NULL;
+    if (training && !sync) bn_stats(x->dtype, &v, dvp, bmean, var_sum);
     QG_FLOAT_DISPATCH(x->dtype, {
         real *m = (real *)qg__data(mean), *is = (real *)qg__data(invstd), *isb = (real *)qg__data(invstd_bw);
         real *al = (real *)qg__data(alpha), *be = (real *)qg__data(beta);
-        const real mom = (real)momentum, n_r = (real)per_channel, n1_r = (real)(per_channel - 1);
+        const real mom = (real)momentum, n_r = (real)count, n1_r = (real)(count - 1);
         for (int64_t c = 0; c < C; c++) {
             if (training) {
                 const real vs = (real)var_sum[c];
@@ -536,6 +606,7 @@ record:;
         n->saved[2] = invstd_bw;
         n->saved[3] = dv;
         n->ip[0] = training;
+        n->ip[1] = sync != NULL, n->ip[2] = (int64_t)count; /* sync_bn: backward sums over the ranks too */
     }
     return out;
 }

@@ -34,9 +34,21 @@ typedef struct qg_ddp qg_ddp;
 typedef struct qg_ddp_opts {
     double bucket_cap_mb;   /* PyTorch's bucket_cap_mb: gradients all-reduced per bucket of this size; > 0 */
     bool broadcast_buffers; /* PyTorch's broadcast_buffers: rank 0's buffers to every rank before each forward */
+    /* SyncBatchNorm on the CPU, for BatchNorm1d/2d and the fused QAT ConvBn and
+     * LinearBn: in training, each BN's batch statistics are the global batch's (its
+     * per-channel sums and count added over the ranks, the mean first, then the
+     * squares about it), and backward adds the input gradient's two sums over the
+     * ranks too, as PyTorch's (GPU-only) SyncBatchNorm does. */
+    bool sync_bn;
+    /* Every observer's (and fused observer fake-quant's) batch min/max is the global
+     * batch's: MIN/MAX over the ranks before the running min/max move, so that every
+     * rank's scales and zero points see the whole batch (PyTorch's DDP does not:
+     * pytorch issue #85627). */
+    bool sync_observers;
 } qg_ddp_opts;
 
-/* PyTorch's defaults: 25 MB buckets, broadcast_buffers true. */
+/* PyTorch's defaults: 25 MB buckets, broadcast_buffers true, no sync_bn, no
+ * sync_observers. */
 QG_API qg_ddp_opts qg_ddp_default_opts(void);
 
 /* Wraps model (which stays the caller's, and must outlive the wrapper) for the ranks of
@@ -49,7 +61,10 @@ QG_API void qg_ddp_free(qg_ddp *d);
 QG_API int qg_ddp_rank(const qg_ddp *d); /* -1 for NULL */
 QG_API int qg_ddp_size(const qg_ddp *d); /* -1 for NULL */
 
-/* The model's forward, after broadcasting rank 0's buffers (broadcast_buffers). */
+/* The model's forward, after broadcasting rank 0's buffers (broadcast_buffers); with
+ * sync_bn or sync_observers, its BNs and observers reduce over the ranks (every rank
+ * must run the same forward: the reductions are collectives). A BN forward run here
+ * under sync_bn needs its backward run by qg_ddp_backward. */
 QG_API qg_tensor *qg_ddp_forward(qg_ddp *d, qg_tensor *x);
 /* qg_backward(loss), then every parameter's gradient replaced by the mean over the
  * ranks (each rank's divided by the world size, then summed by MPI_Iallreduce, bucket
