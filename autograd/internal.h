@@ -253,4 +253,14 @@ typedef struct qg__sync {
 } qg__sync;
 extern _Thread_local const qg__sync *qg__sync_bn, *qg__sync_obs;
 
+/* Called by qg_backward on this thread while set (qg_ddp, to start a bucket's
+ * all-reduce once backward has finished its gradients): begin with the tape's last
+ * node before any runs (the others by ->prev), after with each node that ran. */
+typedef struct qg__bwd_hook {
+    void *ctx;
+    void (*begin)(void *ctx, const qg_node *last);
+    void (*after)(void *ctx, const qg_node *n);
+} qg__bwd_hook;
+extern _Thread_local const qg__bwd_hook *qg__bwd_hook_on;
+
 #endif

@@ -50,6 +50,7 @@ static _Thread_local qg_tape *current_tape;
 static _Thread_local qg_tape *default_tape;
 static _Thread_local bool grad_off;
 _Thread_local const qg__sync *qg__sync_bn, *qg__sync_obs; /* internal.h */
+_Thread_local const qg__bwd_hook *qg__bwd_hook_on;
 
 /* ------------------------------------------------------------- grad mode */
 
@@ -460,6 +461,8 @@ static qg_status backward(qg_tensor *out, const qg_tensor *grad_out, bool retain
     } else {
         qg__store(qg__data(g), g->dtype, qg__load(qg__data(g), g->dtype) + 1.0);
     }
+    const qg__bwd_hook *hook = qg__bwd_hook_on;
+    if (hook) hook->begin(hook->ctx, tp->last);
     for (qg_node *n = tp->last; n; n = n->prev) {
         qg_tensor *o = n->out;
         if (o->grad && o->grad_pass == tp->pass && o->tape_gen == tp->gen) {
@@ -475,6 +478,7 @@ static qg_status backward(qg_tensor *out, const qg_tensor *grad_out, bool retain
                 return qg__err(st, "backward: through %s: %s (gradients are incomplete)", n->name, why);
             }
             n->consumed = !retain;
+            if (hook) hook->after(hook->ctx, n);
         }
     }
     qg_set_grad_enabled(prev);

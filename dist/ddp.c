@@ -27,16 +27,28 @@ qg_status qg_ddp_backward(qg_ddp *d, qg_tensor *loss) {
     (void)d, (void)loss;
     return qg__err(QG_EINVAL, "%s_backward: this qgrad was built without MPI", WHO);
 }
+int qg_ddp_num_buckets(const qg_ddp *d) { return d ? 0 : -1; }
+qg_status qg_ddp_get_timing(const qg_ddp *d, qg_ddp_timing *t) {
+    (void)d, (void)t;
+    return qg__err(QG_EINVAL, "%s_get_timing: this qgrad was built without MPI", WHO);
+}
+qg_status qg_ddp_get_bucket(const qg_ddp *d, int k, qg_ddp_bucket *b) {
+    (void)d, (void)k, (void)b;
+    return qg__err(QG_EINVAL, "%s_get_bucket: this qgrad was built without MPI", WHO);
+}
 
 #else
 
 #include <mpi.h>
+
+#include "op_internal.h"
 
 typedef struct {
     int first, last;   /* parameters [first, last) */
     int64_t n;         /* elements */
     void *buf;
     MPI_Request req;
+    double start, end; /* the last backward's: seconds from its start (end: when seen done) */
 } bucket;
 
 struct qg_ddp {
@@ -49,6 +61,12 @@ struct qg_ddp {
     qg_dtype dt;       /* of every parameter: f32 or f64 */
     int nb;
     bucket *b;
+    /* during qg_ddp_backward: the tape nodes still to run that read each parameter, the
+     * next bucket to start (buckets start in order, the same on every rank) */
+    qg__bwd_hook hook;
+    int *uses, next;
+    double t0, t_backward, t_wait; /* the last backward: its start, its length, the wait after it */
+    int mpi_rc;
 };
 
 /* Whether every rank has ok; a collective. */
@@ -152,6 +170,79 @@ static qg_status make_buckets(qg_ddp *d) {
     return QG_OK;
 }
 
+/* grad (n elements of dt) / size into buf, or buf * 1 back into grad */
+static void pack(qg_dtype dt, void *buf, const void *grad, int64_t n, double scale) {
+    if (dt == QG_F32) {
+        float *b = buf, s = (float)scale;
+        const float *g = grad;
+        for (int64_t i = 0; i < n; i++) b[i] = g[i] * s;
+    } else {
+        double *b = buf;
+        const double *g = grad;
+        for (int64_t i = 0; i < n; i++) b[i] = g[i] * scale;
+    }
+}
+
+static int param_index(const qg_ddp *d, const qg_tensor *t) {
+    for (int i = 0; t && t->requires_grad && !t->node && i < d->params->n; i++)
+        if (d->params->tensors[i] == t) return i;
+    return -1;
+}
+
+/* bucket k's gradients, each divided by the world size, summed over the ranks */
+static void start_bucket(qg_ddp *d, int k) {
+    bucket *b = &d->b[k];
+    const size_t es = qg_dtype_size(d->dt);
+    int64_t at = 0;
+    for (int i = b->first; i < b->last; i++) {
+        const qg_tensor *g = d->params->tensors[i]->grad;
+        pack(d->dt, (char *)b->buf + at * es, qg_tensor_data(g), qg_tensor_numel(g), 1.0 / d->size);
+        at += qg_tensor_numel(g);
+    }
+    b->start = qg__now() - d->t0, b->end = -1;
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, b->buf, (int)b->n, d->dt == QG_F32 ? MPI_FLOAT : MPI_DOUBLE, MPI_SUM,
+                            d->comm, &b->req);
+    if (rc != MPI_SUCCESS) b->req = MPI_REQUEST_NULL, d->mpi_rc = d->mpi_rc ? d->mpi_rc : rc;
+}
+
+/* Open MPI moves a non-blocking collective on only inside MPI calls: test the started ones */
+static void progress(qg_ddp *d) {
+    for (int k = 0; k < d->next; k++) {
+        bucket *b = &d->b[k];
+        int done = 0;
+        if (b->end < 0 && b->req != MPI_REQUEST_NULL && MPI_Test(&b->req, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS &&
+            done)
+            b->end = qg__now() - d->t0;
+    }
+}
+
+static void hook_begin(void *ctx, const qg_node *last) {
+    qg_ddp *d = ctx;
+    memset(d->uses, 0, sizeof(int) * (size_t)d->params->n);
+    for (const qg_node *n = last; n; n = n->prev)
+        for (int i = 0; i < n->nin; i++) {
+            int p = param_index(d, n->in[i]);
+            if (p >= 0) d->uses[p]++;
+        }
+}
+
+/* after a node: its parameters' gradients may be final; start the buckets that are */
+static void hook_after(void *ctx, const qg_node *n) {
+    qg_ddp *d = ctx;
+    for (int i = 0; i < n->nin; i++) {
+        int p = param_index(d, n->in[i]);
+        if (p >= 0 && d->uses[p] > 0) d->uses[p]--;
+    }
+    while (d->next < d->nb) {
+        const bucket *b = &d->b[d->next];
+        bool ready = true;
+        for (int i = b->first; ready && i < b->last; i++) ready = !d->uses[i] && d->params->tensors[i]->grad;
+        if (!ready) break;
+        start_bucket(d, d->next++);
+    }
+    progress(d);
+}
+
 qg_ddp *qg_ddp_new(qg_module *model, const void *comm, const qg_ddp_opts *o) {
     const char *op = "ddp_new";
     int inited = 0;
@@ -184,6 +275,9 @@ qg_ddp *qg_ddp_new(qg_module *model, const void *comm, const qg_ddp_opts *o) {
     if (!st) st = broadcast(d, op, d->params);
     if (!st) st = broadcast_buffers(d, op);
     if (!st) st = make_buckets(d);
+    if (!st && !(d->uses = qg__calloc(sizeof(int) * (size_t)(d->params->n + 1))))
+        st = qg__err(QG_ENOMEM, "%s: out of memory", op);
+    d->hook = (qg__bwd_hook){.ctx = d, .begin = hook_begin, .after = hook_after};
     if (!all_ok(d, !st) && !st) st = qg__err(QG_ESTATE, "%s: another rank failed to set up", op);
     if (st) {
         qg_ddp_free(d);
@@ -195,7 +289,7 @@ qg_ddp *qg_ddp_new(qg_module *model, const void *comm, const qg_ddp_opts *o) {
 void qg_ddp_free(qg_ddp *d) {
     if (!d) return;
     for (int i = 0; d->b && i < d->nb; i++) qg__free(d->b[i].buf);
-    qg__free(d->b);
+    qg__free(d->b), qg__free(d->uses);
     qg_tensor_list_free(d->params);
     if (d->comm != MPI_COMM_NULL) MPI_Comm_free(&d->comm);
     qg__free(d);
@@ -214,54 +308,37 @@ qg_tensor *qg_ddp_forward(qg_ddp *d, qg_tensor *x) {
     return y;
 }
 
-/* grad (n elements of dt) / size into buf, or buf * 1 back into grad */
-static void pack(qg_dtype dt, void *buf, const void *grad, int64_t n, double scale) {
-    if (dt == QG_F32) {
-        float *b = buf, s = (float)scale;
-        const float *g = grad;
-        for (int64_t i = 0; i < n; i++) b[i] = g[i] * s;
-    } else {
-        double *b = buf;
-        const double *g = grad;
-        for (int64_t i = 0; i < n; i++) b[i] = g[i] * scale;
-    }
-}
-
 qg_status qg_ddp_backward(qg_ddp *d, qg_tensor *loss) {
     const char *op = "ddp_backward";
     if (!d) return qg__err_null(op);
+    for (int k = 0; k < d->nb; k++) d->b[k].req = MPI_REQUEST_NULL, d->b[k].start = d->b[k].end = -1;
+    d->next = 0, d->mpi_rc = MPI_SUCCESS, d->t0 = qg__now();
+    /* buckets start inside backward, as soon as their gradients are final (hook_after) */
     const qg__sync *bn = qg__sync_bn;
-    qg__sync_bn = d->o.sync_bn ? &d->sync : NULL; /* the synchronised BNs' backward */
+    const qg__bwd_hook *hk = qg__bwd_hook_on;
+    qg__sync_bn = d->o.sync_bn ? &d->sync : NULL, qg__bwd_hook_on = &d->hook;
     qg_status st = qg_backward(loss, NULL);
-    qg__sync_bn = bn;
+    qg__sync_bn = bn, qg__bwd_hook_on = hk;
+    d->t_backward = qg__now() - d->t0;
     int missing = -1;
     for (int i = 0; !st && missing < 0 && i < d->params->n; i++)
         if (!d->params->tensors[i]->grad) missing = i;
     if (!all_ok(d, !st && missing < 0)) { /* every rank stops here together */
+        /* (a rank that failed inside backward may have started fewer buckets than the
+         * others: the wrapper is then unusable, and the program should stop, as fmnist does) */
         if (!st && missing >= 0)
             return qg__err(QG_ESTATE, "%s: parameter '%s' has no gradient on rank %d (PyTorch's "
                            "find_unused_parameters is not supported)", op, d->params->names[missing], d->rank);
         return st ? st : qg__err(QG_ESTATE, "%s: another rank's backward failed", op);
     }
-    const MPI_Datatype mt = d->dt == QG_F32 ? MPI_FLOAT : MPI_DOUBLE;
+    while (d->next < d->nb && d->mpi_rc == MPI_SUCCESS) start_bucket(d, d->next++); /* the rest, in order */
+    int rc = d->mpi_rc;
     const size_t es = qg_dtype_size(d->dt);
-    int rc = MPI_SUCCESS;
-    for (int k = 0; k < d->nb; k++) d->b[k].req = MPI_REQUEST_NULL;
-    for (int k = 0; k < d->nb && rc == MPI_SUCCESS; k++) { /* each bucket averaged: divided, then summed */
-        bucket *b = &d->b[k];
-        int64_t at = 0;
-        for (int i = b->first; i < b->last; i++) {
-            const qg_tensor *g = d->params->tensors[i]->grad;
-            pack(d->dt, (char *)b->buf + at * es, qg_tensor_data(g), qg_tensor_numel(g), 1.0 / d->size);
-            at += qg_tensor_numel(g);
-        }
-        rc = MPI_Iallreduce(MPI_IN_PLACE, b->buf, (int)b->n, mt, MPI_SUM, d->comm, &b->req);
-        if (rc != MPI_SUCCESS) b->req = MPI_REQUEST_NULL;
-    }
     for (int k = 0; k < d->nb; k++) {
         bucket *b = &d->b[k];
         int w = b->req != MPI_REQUEST_NULL ? MPI_Wait(&b->req, MPI_STATUS_IGNORE) : MPI_SUCCESS;
         if (rc == MPI_SUCCESS) rc = w;
+        if (b->end < 0) b->end = qg__now() - d->t0;
         int64_t at = 0;
         for (int i = b->first; rc == MPI_SUCCESS && i < b->last; i++) {
             qg_tensor *g = d->params->tensors[i]->grad;
@@ -269,7 +346,26 @@ qg_status qg_ddp_backward(qg_ddp *d, qg_tensor *loss) {
             at += qg_tensor_numel(g);
         }
     }
+    d->t_wait = qg__now() - d->t0 - d->t_backward;
     return rc == MPI_SUCCESS ? QG_OK : mpi_err(op, rc);
+}
+
+int qg_ddp_num_buckets(const qg_ddp *d) { return d ? d->nb : -1; }
+
+qg_status qg_ddp_get_timing(const qg_ddp *d, qg_ddp_timing *t) {
+    if (!d || !t) return qg__err(QG_EINVAL, "ddp_get_timing: %s is NULL", d ? "t" : "the wrapper");
+    *t = (qg_ddp_timing){.backward = d->t_backward, .wait = d->t_wait};
+    return QG_OK;
+}
+
+qg_status qg_ddp_get_bucket(const qg_ddp *d, int k, qg_ddp_bucket *b) {
+    if (!d || !b) return qg__err(QG_EINVAL, "ddp_get_bucket: %s is NULL", d ? "b" : "the wrapper");
+    if (k < 0 || k >= d->nb)
+        return qg__err(QG_EINVAL, "ddp_get_bucket: bucket %d of %d (0 to %d)", k, d->nb, d->nb - 1);
+    const bucket *s = &d->b[k];
+    *b = (qg_ddp_bucket){.first = s->first, .last = s->last, .bytes = s->n * (int64_t)qg_dtype_size(d->dt),
+                         .start = s->start, .end = s->end};
+    return QG_OK;
 }
 
 #endif

@@ -48,6 +48,19 @@ static qg_status fuse_model(qg_module *m, const char *kind) {
     return qg_fuse_modules_qat(m, 3, (const char *const *[]){a, b, c}, (int[]){3, 3, 2});
 }
 
+/* The model of kind, fused and prepared for QAT (fbgemm qconfig) with its weights drawn
+ * from g (NULL: the global generator), in training mode; NULL with qgrad's error. */
+static inline qg_module *fmnist_prepared(const char *kind, qg_rng *g) {
+    qg_qconfig qc;
+    qg_module *m = build_model(kind, g);
+    qg_status st = qg_sequential_status(m);
+    if (!st) st = fuse_model(m, kind);
+    if (!st) st = qg_qconfig_preset("fbgemm", &qc);
+    if (!st) st = qg_prepare_qat(m, &qc);
+    if (st) qg_module_free(m);
+    return st ? NULL : m;
+}
+
 /* The prepared QAT model of kind (fbgemm qconfig), strictly loaded from the entries
  * "<prefix><key>" of d (a fixture holding checkpoints), in eval mode; NULL with
  * qgrad's error. */
@@ -57,13 +70,8 @@ static inline qg_module *fmnist_qat_model(const char *kind, const qg_tensor_dict
     for (int i = 0; ck && i < qg_tensor_dict_size(d); i++)
         if (!strncmp(qg_tensor_dict_name(d, i), prefix, n))
             qg_tensor_dict_put(ck, qg_tensor_dict_name(d, i) + n, qg_tensor_clone(qg_tensor_dict_at(d, i)));
-    qg_qconfig qc;
-    qg_qconfig_preset("fbgemm", &qc);
-    qg_module *m = build_model(kind, NULL);
-    qg_status st = ck ? qg_sequential_status(m) : QG_ENOMEM;
-    if (!st) st = fuse_model(m, kind);
-    if (!st) st = qg_prepare_qat(m, &qc);
-    if (!st) st = qg_module_load_state_dict(m, ck, true);
+    qg_module *m = ck ? fmnist_prepared(kind, NULL) : NULL;
+    qg_status st = m ? qg_module_load_state_dict(m, ck, true) : QG_ENOMEM;
     qg_tensor_dict_free(ck);
     if (st) {
         qg_module_free(m);

@@ -139,13 +139,8 @@ static double state_err(const qg_module *a, const qg_module *b, char *where, siz
 static qg_module *fmnist_cnn(void) {
     qg_rng g;
     qg_rng_init(&g, 5);
-    qg_module *m = build_model("cnn", &g);
-    qg_qconfig qc;
-    qg_status st = qg_sequential_status(m);
-    if (!st) st = fuse_model(m, "cnn");
-    if (!st) st = qg_qconfig_preset("fbgemm", &qc);
-    if (!st) st = qg_prepare_qat(m, &qc);
-    CHECK(!st, "fmnist cnn: %s", qg_last_error());
+    qg_module *m = fmnist_prepared("cnn", &g);
+    CHECK(m != NULL, "fmnist cnn: %s", qg_last_error());
     return m;
 }
 
@@ -338,6 +333,29 @@ static void test_ddp_semantics(void) {
     qg_sgd_free(opt), qg_tensor_list_free(ps), qg_ddp_free(d), qg_module_free(m);
 }
 
+/* buckets start inside backward: the first (the last layer's) before backward ends */
+static void test_overlap(void) {
+    qg_module *m = mlp(7, 64);
+    qg_ddp *d = qg_ddp_new(m, NULL, &(qg_ddp_opts){.bucket_cap_mb = 0.001, .broadcast_buffers = true});
+    qg_rng g;
+    qg_rng_init(&g, 2);
+    qg_tensor *x = qg_tensor_randn(&g, QG_F32, 2, SHAPE(8, 20));
+    qg_tensor *y = qg_tensor_zeros(QG_I64, 1, SHAPE(8));
+    qg_status st = d ? qg_ddp_backward(d, qg_cross_entropy(qg_ddp_forward(d, x), y, QG_REDUCTION_MEAN)) : QG_EINVAL;
+    CHECK(!st, "step: %s", qg_last_error());
+    qg_ddp_timing t;
+    qg_ddp_bucket b0, bl;
+    const int nb = qg_ddp_num_buckets(d);
+    CHECK(nb > 1 && !qg_ddp_get_timing(d, &t) && !qg_ddp_get_bucket(d, 0, &b0) && !qg_ddp_get_bucket(d, nb - 1, &bl),
+          "%d buckets, timings: %s", nb, qg_last_error());
+    CHECK(b0.last == 4 && bl.first == 0 && b0.start >= 0 && b0.start < t.backward && b0.end >= b0.start,
+          "the first bucket (fc2's, parameters %d to %d) starts inside backward: at %.3g ms of %.3g", b0.first, b0.last,
+          1e3 * b0.start, 1e3 * t.backward);
+    CHECK(qg_ddp_get_bucket(d, nb, &b0) && strstr(qg_last_error(), "bucket"), "a bucket past the end: %s", qg_last_error());
+    qg_tape_reset(NULL);
+    qg_tensor_free(x), qg_tensor_free(y), qg_ddp_free(d), qg_module_free(m);
+}
+
 static void test_buffers(void) {
     qg_module *m = qg_sequential_of(1, (qg_named_module[]){{"bn", qg_nn_batchnorm1d_new(3, NULL)}});
     qg_ddp *d = qg_ddp_new(m, NULL, NULL);
@@ -397,6 +415,7 @@ int main(int argc, char **argv) {
     test_equivalence();
     test_sync_equivalence();
     test_ddp_semantics();
+    test_overlap();
     test_buffers();
     test_mismatch();
     test_shards();

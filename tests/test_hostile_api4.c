@@ -210,6 +210,12 @@ static void test_convert_refusals(void) {
     FAILS(qg_ddp_forward(NULL, x));
     FAILS_ST(qg_ddp_backward(NULL, NULL));
     CHECK(qg_ddp_rank(NULL) == -1 && qg_ddp_size(NULL) == -1, "rank and size of NULL are -1");
+    CHECK(qg_ddp_num_buckets(NULL) == -1 && !dopts.sync_bn && !dopts.sync_observers,
+          "NULL has -1 buckets; the sync options are off by default");
+    qg_ddp_timing dt;
+    qg_ddp_bucket db;
+    FAILS_ST(qg_ddp_get_timing(NULL, &dt));
+    FAILS_ST(qg_ddp_get_bucket(NULL, 0, &db));
     qg_ddp_free(NULL);
     /* fake_quant_calculate_qparams */
     qg_module *fq = qg_fake_quant_new(&qc.activation);

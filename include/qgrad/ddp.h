@@ -69,8 +69,27 @@ QG_API qg_tensor *qg_ddp_forward(qg_ddp *d, qg_tensor *x);
 /* qg_backward(loss), then every parameter's gradient replaced by the mean over the
  * ranks (each rank's divided by the world size, then summed by MPI_Iallreduce, bucket
  * by bucket in the reverse order of the parameters, the order backward finishes them).
- * A parameter without a gradient on some rank is an error naming it. */
+ * A bucket starts inside backward as soon as backward has run the last node reading
+ * its parameters, so that its all-reduce overlaps the rest of backward. A parameter
+ * without a gradient on some rank is an error naming it. */
 QG_API qg_status qg_ddp_backward(qg_ddp *d, qg_tensor *loss);
+
+/* The last qg_ddp_backward's times, in seconds: the local backward, and the wait after
+ * it until every bucket was summed (the communication backward did not hide). */
+typedef struct qg_ddp_timing {
+    double backward, wait;
+} qg_ddp_timing;
+/* Bucket k (0: the first started, the last parameters) of the last qg_ddp_backward:
+ * parameters [first, last) of qg_module_parameters' order, its bytes, and when its
+ * all-reduce started and was seen done, in seconds from the backward's start. */
+typedef struct qg_ddp_bucket {
+    int first, last;
+    int64_t bytes;
+    double start, end;
+} qg_ddp_bucket;
+QG_API int qg_ddp_num_buckets(const qg_ddp *d); /* -1 for NULL */
+QG_API qg_status qg_ddp_get_timing(const qg_ddp *d, qg_ddp_timing *t);
+QG_API qg_status qg_ddp_get_bucket(const qg_ddp *d, int k, qg_ddp_bucket *b);
 
 #ifdef __cplusplus
 }
