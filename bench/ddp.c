@@ -6,9 +6,10 @@
  * on its shard at --threads threads: the step, the local backward, the wait after it
  * until every bucket's all-reduce is done (the communication backward did not hide),
  * and each bucket's all-reduce interval. Medians of --steps steps after 3 warm-up ones.
- * Then a model of the step at 8 and 64 ranks on a 10 Gbit/s network: a ring
+ * Then a model of the step at 8 to 512 ranks on a 10 Gbit/s network: a ring
  * all-reduce moves 2 (R - 1) / R of the gradient bytes per rank, plus a latency per
- * message; weak scaling keeps 32 images per rank, strong scaling 64 in all.
+ * message; weak scaling keeps 32 images per rank, strong scaling 64 in all; and the
+ * rank counts from which communication would take longer than the compute.
  *
  * usage: mpirun -np 2 --bind-to none bench/ddp [--steps N] [--threads T] [--bucket-mb X]
  * (--bind-to none: Open MPI binds each rank to one core by default, and the reference
@@ -139,8 +140,8 @@ int main(int argc, char **argv) {
         printf("  %-24s %10.2f %10.2f %10s\n", l1, 1e3 * ref.step, 1e3 * ref.backward, "-");
         printf("  %-24s %10.2f %10.2f %10.2f   (slowest rank: step %.2f, wait %.2f)\n", l2, 1e3 * dd.step,
                1e3 * dd.backward, 1e3 * dd.wait, 1e3 * worst_step, 1e3 * worst_wait);
-        printf("  buckets of the last step (ms from the backward's start; backward ends at %.2f):\n",
-               1e3 * dd.last_backward);
+        printf("  the last step's buckets (ms from its backward's start; its backward ends at %.2f, its wait %.2f):\n",
+               1e3 * dd.last_backward, 1e3 * dd.last_wait);
         double busy = 0, after = 0, reach = -1; /* the union of the all-reduce intervals, and its part after backward */
         for (int k = 0; k < dd.nb && k < MAXB; k++) {
             const qg_ddp_bucket *b = &dd.b[k];
@@ -154,7 +155,7 @@ int main(int argc, char **argv) {
                 reach = hi;
             }
         }
-        printf("  all-reduce busy %.2f ms, of which %.2f ms after backward (%.0f%% hidden under backward)\n", 1e3 * busy,
+        printf("  its all-reduce busy %.2f ms, of which %.2f ms after backward (%.0f%% hidden under backward)\n", 1e3 * busy,
                1e3 * after, busy > 0 ? 100 * (1 - after / busy) : 0);
         /* the model: compute per rank from the measured step less its wait, linear in the batch */
         const double bw = 10e9 / 8, alpha = 25e-6, compute32 = (dd.step - dd.wait) * 32.0 / (64.0 / world);
@@ -163,6 +164,12 @@ int main(int argc, char **argv) {
                (double)dd.grad_bytes / 1e6, dd.nb, 1e3 * compute32);
         printf("  %6s %28s %28s\n", "ranks", "weak (32/rank): comm, step", "strong (64 in all): comm, step");
         const int rs[4] = {2, 8, 64, 512};
+        int weak_from = 0, strong_from = 0;
+        for (int R = 2; R <= 1 << 20 && (!weak_from || !strong_from); R++) {
+            const double comm = 2.0 * (R - 1) / R * (double)dd.grad_bytes / bw + 2.0 * (R - 1) * dd.nb * alpha;
+            if (!weak_from && comm > compute32) weak_from = R;
+            if (!strong_from && comm > compute32 * (64.0 / R) / 32.0) strong_from = R;
+        }
         for (int i = 0; i < 4; i++) {
             const int R = rs[i];
             const double comm = 2.0 * (R - 1) / R * (double)dd.grad_bytes / bw + 2.0 * (R - 1) * dd.nb * alpha;
@@ -170,6 +177,8 @@ int main(int argc, char **argv) {
             printf("  %6d %15.2f ms %8.2f ms %15.2f ms %8.2f ms%s\n", R, 1e3 * comm, 1e3 * (compute32 + comm),
                    1e3 * comm, 1e3 * (strong + comm), comm > strong ? "  (strong: communication dominates)" : "");
         }
+        printf("  communication would take longer than the compute from %d ranks at 32 images per rank, and from %d "
+               "ranks (%.1f images each) at 64 in all\n", weak_from, strong_from, 64.0 / strong_from);
     }
     qg_shutdown();
     MPI_Finalize();

@@ -165,6 +165,7 @@ static qg_status make_buckets(qg_ddp *d) {
         if (b->n > INT32_MAX) return qg__err(QG_EINVAL, "%s_new: a bucket of %lld elements: MPI counts are int", WHO,
                                              (long long)b->n);
         if (!(b->buf = qg__alloc((size_t)b->n * es + 1))) return qg__err(QG_ENOMEM, "%s_new: out of memory", WHO);
+        b->req = MPI_REQUEST_NULL, b->start = b->end = -1; /* no backward yet */
         last = b->first;
     }
     return QG_OK;
@@ -194,10 +195,11 @@ static void start_bucket(qg_ddp *d, int k) {
     bucket *b = &d->b[k];
     const size_t es = qg_dtype_size(d->dt);
     int64_t at = 0;
-    for (int i = b->first; i < b->last; i++) {
-        const qg_tensor *g = d->params->tensors[i]->grad;
-        pack(d->dt, (char *)b->buf + at * es, qg_tensor_data(g), qg_tensor_numel(g), 1.0 / d->size);
-        at += qg_tensor_numel(g);
+    for (int i = b->first; i < b->last; i++) { /* a missing gradient (a failed backward) sends zeros */
+        const qg_tensor *p = d->params->tensors[i], *g = p->grad;
+        if (g) pack(d->dt, (char *)b->buf + at * es, qg_tensor_data(g), qg_tensor_numel(g), 1.0 / d->size);
+        else memset((char *)b->buf + at * es, 0, (size_t)qg_tensor_numel(p) * es);
+        at += qg_tensor_numel(p);
     }
     b->start = qg__now() - d->t0, b->end = -1;
     int rc = MPI_Iallreduce(MPI_IN_PLACE, b->buf, (int)b->n, d->dt == QG_F32 ? MPI_FLOAT : MPI_DOUBLE, MPI_SUM,
@@ -323,15 +325,12 @@ qg_status qg_ddp_backward(qg_ddp *d, qg_tensor *loss) {
     int missing = -1;
     for (int i = 0; !st && missing < 0 && i < d->params->n; i++)
         if (!d->params->tensors[i]->grad) missing = i;
-    if (!all_ok(d, !st && missing < 0)) { /* every rank stops here together */
-        /* (a rank that failed inside backward may have started fewer buckets than the
-         * others: the wrapper is then unusable, and the program should stop, as fmnist does) */
-        if (!st && missing >= 0)
-            return qg__err(QG_ESTATE, "%s: parameter '%s' has no gradient on rank %d (PyTorch's "
-                           "find_unused_parameters is not supported)", op, d->params->names[missing], d->rank);
-        return st ? st : qg__err(QG_ESTATE, "%s: another rank's backward failed", op);
-    }
-    while (d->next < d->nb && d->mpi_rc == MPI_SUCCESS) start_bucket(d, d->next++); /* the rest, in order */
+    /* every rank starts every bucket, in order, before the check, also one whose backward
+     * failed (missing gradients as zeros): the same collectives on every rank. (Under
+     * sync_bn a backward that fails on one rank alone leaves the others in a BN's
+     * reduction: the program must stop, as fmnist's MPI_Abort does.) */
+    while (d->next < d->nb && d->mpi_rc == MPI_SUCCESS) start_bucket(d, d->next++);
+    const bool ok = all_ok(d, !st && missing < 0);
     int rc = d->mpi_rc;
     const size_t es = qg_dtype_size(d->dt);
     for (int k = 0; k < d->nb; k++) {
@@ -340,13 +339,19 @@ qg_status qg_ddp_backward(qg_ddp *d, qg_tensor *loss) {
         if (rc == MPI_SUCCESS) rc = w;
         if (b->end < 0) b->end = qg__now() - d->t0;
         int64_t at = 0;
-        for (int i = b->first; rc == MPI_SUCCESS && i < b->last; i++) {
+        for (int i = b->first; ok && rc == MPI_SUCCESS && i < b->last; i++) {
             qg_tensor *g = d->params->tensors[i]->grad;
             pack(d->dt, qg_tensor_data(g), (char *)b->buf + at * es, qg_tensor_numel(g), 1.0);
             at += qg_tensor_numel(g);
         }
     }
     d->t_wait = qg__now() - d->t0 - d->t_backward;
+    if (!ok) { /* every rank stops here together, nothing left pending */
+        if (!st && missing >= 0)
+            return qg__err(QG_ESTATE, "%s: parameter '%s' has no gradient on rank %d (PyTorch's "
+                           "find_unused_parameters is not supported)", op, d->params->names[missing], d->rank);
+        return st ? st : qg__err(QG_ESTATE, "%s: another rank's backward failed", op);
+    }
     return rc == MPI_SUCCESS ? QG_OK : mpi_err(op, rc);
 }
 

@@ -433,6 +433,10 @@ static int train(run *r) {
             double lr = qg_sgd_get_lr(r->opt);
             qg_tensor *out = r->ddp ? qg_ddp_forward(r->ddp, x) : qg_module_forward(r->model, x);
             qg_tensor *loss = qg_cross_entropy(out, y, QG_REDUCTION_MEAN);
+            if (!loss && r->ddp && (r->o.sync_bn || r->o.sync_observers)) { /* the others wait in a reduction */
+                fprintf(stderr, "\nfmnist: rank %d: step %lld: %s\n", r->rank, (long long)step + 1, qg_last_error());
+                return 1; /* main's MPI_Abort stops them */
+            }
             double lv = loss && step + 1 != r->o.nan_at ? qg_tensor_item(loss) : NAN;
             int bad = ddp_failed(r->o.ddp, r->rank, r->world, isfinite(lv)); /* all stop where one diverged */
             if (bad >= 0) {

@@ -411,7 +411,7 @@ static const char *dynamic(graph *g, int i, const qg__xstep *s, const char *x) {
     const char *zu = dop(g, i, "zu", "Cast", zd, NULL, NULL, TO(U8)), *zf = dop(g, i, "zfl", "Cast", zd, NULL, NULL, TO(F32));
     /* the input: onednn rne(F(x F(1/sd)) + z), the zero point before rounding; qnnpack
      * (the Quantize rule, s_x = F(sd)) rne(F(x F(1/s_x))) + z */
-    const char *sx = dop(g, i, "sx", "Cast", sd, NULL, NULL, TO(F32));
+    const char *sx = onednn ? NULL : dop(g, i, "sx", "Cast", sd, NULL, NULL, TO(F32));
     const char *isx = onednn ? dop(g, i, "isx", "Cast", dop(g, i, "isxd", "Div", dconst(g, i, "one", F64, 1), sd, NULL, NULL),
                                    NULL, NULL, TO(F32))
                              : dop(g, i, "isx", "Reciprocal", sx, NULL, NULL, NULL);

@@ -140,8 +140,9 @@ static void layer_models(void) {
 /* The dynamic Linear alone: ONNX Runtime's float outputs are qgrad's bit for bit, on
  * input designs that take each branch of the range rule: mixed signs, all positive,
  * all negative, all zero, below the small-scale cut-off (mixed, positive, negative),
- * a range whose 1/scale overflows float32, and near-ties of the input quantization;
- * per tensor and per channel, with and without bias, 2-d and 4-d inputs. */
+ * a range whose 1/scale overflows float32, and values on a grid; 2-d and 4-d inputs.
+ * The designs go through the four weight kinds (per tensor or per channel, with or
+ * without bias) and, for onednn, reduce_range on and off (qmax 127 and 255). */
 static void dynamic_models(void) {
     const qg_qengine engines[2] = {QG_QENGINE_ONEDNN, QG_QENGINE_QNNPACK};
     const int64_t n = 64, k = 24;
@@ -149,14 +150,22 @@ static void dynamic_models(void) {
     for (int e = 0; e < 2; e++)
         for (int design = 0; design < 10; design++)
             for (int v = 0; v < 2; v++) {
-                builder b;
-                qg_rng_init(&b.g, 40 + (uint64_t)(design * 2 + v));
-                b.e = engines[e];
-                qg_module *m = qg_sequential_of(1, (qg_named_module[]){{"dyn", dynamic(&b, k, 7, v, !v)}});
+                qg_rng g;
+                qg_rng_init(&g, 40 + (uint64_t)(design * 2 + v));
+                const bool pc = (design + v) & 1, bias = (design >> 1) & 1, rr = design % 3 != 0;
+                qg_tensor *wf = qg_tensor_randn(&g, QG_F32, 2, (int64_t[]){7, k});
+                const float scv[7] = {0.01f, 0.02f, 0.015f, 0.03f, 0.012f, 0.025f, 0.018f};
+                qg_tensor *sc = qg_tensor_from_data(QG_F32, 1, (int64_t[]){7}, scv), *zp = qg_tensor_zeros(QG_I64, 1, (int64_t[]){7});
+                qg_tensor *w = pc ? qg_quantize_per_channel(wf, sc, zp, 0, QG_QINT8) : qg_quantize_per_tensor(wf, 0.02, 0, QG_QINT8);
+                qg_tensor *bs = bias ? qg_tensor_randn(&g, QG_F32, 1, (int64_t[]){7}) : NULL;
+                qg_module *m = qg_sequential_of(1, (qg_named_module[]){
+                    {"dyn", qg_quantized_dynamic_linear_new(w, bs, rr, engines[e])}});
+                qg_tensor_free(wf), qg_tensor_free(sc), qg_tensor_free(zp), qg_tensor_free(w), qg_tensor_free(bs);
                 const qg_export_opts eo = v ? (qg_export_opts){.ndim = 3, .shape = {2, 3, k}}
                                             : (qg_export_opts){.ndim = 1, .shape = {k}};
                 const int64_t per = v ? 6 * k : k, rows = v ? 6 : 1;
                 float *x = randn(n * per, 500 + (uint64_t)design);
+                CHECK(m != NULL, "dynamic Linear: %s", qg_last_error());
                 for (int64_t i = 0; i < n * per; i++) {
                     float t = x[i];
                     x[i] = design == 1 ? fabsf(t) : design == 2 ? -fabsf(t) : design == 3 ? 0.0f
@@ -191,7 +200,8 @@ static void dynamic_models(void) {
                 qg_set_grad_enabled(prev);
                 qg_module_free(m);
             }
-    printf("dynamic Linear: %lld/%lld outputs bit for bit (2 engines, 10 input designs, 2 layouts)\n",
+    printf("dynamic Linear: %lld/%lld outputs bit for bit (2 engines, 10 input designs x 2 layouts, the four weight "
+           "kinds, onednn's reduce_range on and off)\n",
            (long long)same, (long long)total);
 }
 

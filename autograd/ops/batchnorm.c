@@ -445,7 +445,12 @@ static qg_status bn_backward(qg_node *n) {
     qg_tensor *gx = want_x ? qg__grad_for_write(x, &fresh) : NULL, *gw = want_w ? qg__grad_of(w) : NULL;
     qg_tensor *gb = want_b ? qg__grad_of(b) : NULL, *gf = want_f ? qg__grad_of(f) : NULL;
     if ((want_x && !gx) || (want_w && !gw) || (want_b && !gb) || (want_f && !gf)) return QG_ENOMEM;
-    if (qg_tensor_numel(xs) == 0) return QG_OK; /* an empty batch: zero gradients (gx has no elements) */
+    if (qg_tensor_numel(xs) == 0) { /* an empty batch: zero gradients (gx has no elements) */
+        const int64_t C0 = xs->shape[1];
+        double *z = n->ip[1] && qg__sync_bn ? qg__tape_alloc(sizeof(double) * (size_t)(2 * C0 + 1)) : NULL;
+        if (z) memset(z, 0, sizeof(double) * (size_t)(2 * C0)); /* sync_bn: the other ranks' sums need this one's */
+        return z ? qg__sync_bn->sum(qg__sync_bn->ctx, z, 2 * C0) : QG_OK;
+    }
     ncs v;
     QG_ASSERT(ncs_view(xs, &v));
     const int64_t C = v.C;

@@ -75,7 +75,8 @@ QG_API qg_tensor *qg_ddp_forward(qg_ddp *d, qg_tensor *x);
 QG_API qg_status qg_ddp_backward(qg_ddp *d, qg_tensor *loss);
 
 /* The last qg_ddp_backward's times, in seconds: the local backward, and the wait after
- * it until every bucket was summed (the communication backward did not hide). */
+ * it until every bucket was summed (the communication backward did not hide); zeros,
+ * and buckets' start and end -1, before the first. */
 typedef struct qg_ddp_timing {
     double backward, wait;
 } qg_ddp_timing;
