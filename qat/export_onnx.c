@@ -157,29 +157,26 @@ static const char *node(graph *g, const char *op, int nin, const char *const *in
     return o;
 }
 
-/* x (float) quantized to (s, z) and back: the QDQ pair; the float name out */
-static const char *qdq(graph *g, int i, const char *x, double s, int64_t z) {
-    char sn[32], zn[32], q[32], f[32];
+/* x (float) quantized to (s, z) and back: the QDQ pair; the float name out. With
+ * prescale, x is first multiplied by F(1/s) and the QuantizeLinear has scale 1, which
+ * only rounds: the model's Quantize (docs/int8.md), PyTorch's order, for QuantizeLinear
+ * divides by its scale. The DequantizeLinear has the scale s. */
+static const char *qdq_as(graph *g, int i, const char *x, double s, int64_t z, bool prescale) {
+    char sn[32], zn[32], q[32], f[32], rn[32], on[32], t[32];
     snprintf(sn, sizeof sn, "qg.s%d", i), snprintf(zn, sizeof zn, "qg.z%d", i);
     snprintf(q, sizeof q, "qg.q%d", i), snprintf(f, sizeof f, "qg.x%d", i);
-    const char *S = scalar_f32(g, sn, (float)s), *Z = scalar_u8(g, zn, z);
-    const char *qq = S && Z ? node(g, "QuantizeLinear", 3, (const char *[]){x, S, Z}, q, NULL) : NULL;
+    snprintf(rn, 32, "qg.is%d", i), snprintf(on, 32, "qg.one%d", i), snprintf(t, 32, "qg.xs%d", i);
+    const char *S = scalar_f32(g, sn, (float)s), *Z = scalar_u8(g, zn, z), *QS = S;
+    if (prescale && S && Z) {
+        const char *R = scalar_f32(g, rn, 1.0f / (float)s);
+        QS = scalar_f32(g, on, 1.0f);
+        x = R && QS ? node(g, "Mul", 2, (const char *[]){x, R}, t, NULL) : NULL;
+    }
+    const char *qq = x && S && Z && QS ? node(g, "QuantizeLinear", 3, (const char *[]){x, QS, Z}, q, NULL) : NULL;
     return qq ? node(g, "DequantizeLinear", 3, (const char *[]){qq, S, Z}, f, NULL) : NULL;
 }
 
-/* The model's Quantize (docs/int8.md): rne(F(x F(1/s))) + z, the reciprocal taken
- * first, as PyTorch does; QuantizeLinear divides. So the product comes first, then a
- * QuantizeLinear of scale 1, which only rounds; its DequantizeLinear has the scale s. */
-static const char *quantize(graph *g, int i, const char *x, double s, int64_t z) {
-    char rn[32], sn[32], on[32], zn[32], t[32], q[32], f[32];
-    snprintf(rn, 32, "qg.is%d", i), snprintf(sn, 32, "qg.s%d", i), snprintf(on, 32, "qg.one%d", i);
-    snprintf(zn, 32, "qg.z%d", i), snprintf(t, 32, "qg.xs%d", i), snprintf(q, 32, "qg.q%d", i), snprintf(f, 32, "qg.x%d", i);
-    const char *R = scalar_f32(g, rn, 1.0f / (float)s), *S = scalar_f32(g, sn, (float)s);
-    const char *O = scalar_f32(g, on, 1.0f), *Z = scalar_u8(g, zn, z);
-    const char *xs = R && S && O && Z ? node(g, "Mul", 2, (const char *[]){x, R}, t, NULL) : NULL;
-    const char *qq = xs ? node(g, "QuantizeLinear", 3, (const char *[]){xs, O, Z}, q, NULL) : NULL;
-    return qq ? node(g, "DequantizeLinear", 3, (const char *[]){qq, S, Z}, f, NULL) : NULL;
-}
+static const char *qdq(graph *g, int i, const char *x, double s, int64_t z) { return qdq_as(g, i, x, s, z, false); }
 
 /* ------------------------------------------------------------- steps */
 
@@ -451,7 +448,7 @@ static const char *dynamic(graph *g, int i, const qg__xstep *s, const char *x) {
 
 static const char *step(graph *g, int i, const qg__xstep *s, const char *x) {
     switch (s->kind) {
-        case QG_XS_QUANTIZE: return quantize(g, i, x, s->out.scale, s->out.zp);
+        case QG_XS_QUANTIZE: return qdq_as(g, i, x, s->out.scale, s->out.zp, true);
         case QG_XS_DEQUANTIZE: return x; /* the DequantizeLinear output is the float value */
         case QG_XS_LAYER: return layer(g, i, s, x);
         case QG_XS_RELU: {

@@ -78,6 +78,7 @@ for m in mlp cnn; do
 done
 expect "--int8 without --eval-only" 2 "goes with --eval-only" -- "$fmnist" --int8 "$tmp/mlp.int8"
 expect "--convert with --float" 2 "needs QAT" -- "$fmnist" --float --convert "$tmp/x"
+expect "--sync-bn without --ddp" 1 "go with --ddp" -- "$fmnist" --sync-bn --steps 1
 head -c 300 "$tmp/mlp.int8" >"$tmp/cut.int8"
 expect "truncated int8 model" 1 "cut.int8" -- "$fmnist" --data "$tmp/good" --int8 "$tmp/cut.int8" --eval-only
 expect "a QAT checkpoint as int8 model" 1 "not a qgrad int8 model" -- "$fmnist" --data "$tmp/good" --int8 "$tmp/saved.safetensors" --eval-only

@@ -57,5 +57,9 @@ static inline int64_t qg__split_at(int64_t n, int t, int nt) {
  * *finite false if x holds a NaN or an infinity. QG_ENOMEM (message set) if its
  * accumulators cannot be had. */
 qg_status qg__channel_minmax(qg_dtype dt, const char *x, const fq_layout *L, float *lo, float *hi, bool *finite);
+/* Under qg_ddp's sync_observers, lo and hi (C each) become the global batch's minimum
+ * and maximum, and finite holds only where it holds on every rank, so that every rank
+ * fails together (one MPI_MIN); without it, nothing. */
+qg_status qg__sync_minmax(int64_t C, float *lo, float *hi, bool *finite);
 
 #endif

@@ -133,12 +133,13 @@ qg_tensor *qg_fused_moving_avg_obs_fake_quant(const qg_tensor *x, const qg_tenso
         if (qg__dim(op, ch_axis, x->ndim, &axis)) return NULL;
     }
     if (qg_tensor_numel(x) == 0) { /* PyTorch: return self.clone() */
-        const qg__sync *s = qg__sync_obs; /* sync_observers: the other ranks' MIN needs this one's part */
-        const int64_t C = per_channel ? x->shape[axis] : 1;
-        float *v = s && observe ? qg__tape_alloc(sizeof(float) * (size_t)(2 * C + 1)) : NULL;
-        if (s && observe && !v) return qg__err(QG_ENOMEM, "%s: out of memory", op), NULL;
-        for (int64_t k = 0; v && k < 2 * C; k++) v[k] = INFINITY; /* min +inf, -max +inf */
-        if (v && (v[2 * C] = 0, s->min(s->ctx, v, 2 * C + 1))) return NULL;
+        const int64_t C = per_channel ? x->shape[axis] : 1; /* sync_observers: the others' MIN needs this one's */
+        float *lo = observe && qg__sync_obs ? qg__tape_alloc(sizeof(float) * (size_t)(2 * C + 1)) : NULL;
+        float *hi = lo ? lo + C : NULL;
+        bool finite = true;
+        if (observe && qg__sync_obs && !lo) return qg__err(QG_ENOMEM, "%s: out of memory", op), NULL;
+        for (int64_t k = 0; lo && k < C; k++) lo[k] = INFINITY, hi[k] = -INFINITY; /* an empty batch's */
+        if (lo && qg__sync_minmax(C, lo, hi, &finite)) return NULL;
         return identity(op, x);
     }
 

@@ -77,14 +77,16 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
     return QG_OK;
 }
 
-/* (a plain entry point: the clones' resolver stays local). Under qg_ddp's
- * sync_observers, the minimum and maximum are the global batch's, and the input is
- * finite only where it is on every rank, so that every rank fails together. */
+/* (a plain entry point: the clones' resolver stays local), then qg__sync_minmax */
 qg_status qg__channel_minmax(qg_dtype dt, const char *x, const fq_layout *L, float *lo, float *hi, bool *finite) {
     qg_status st = channel_minmax(dt, x, L, lo, hi, finite);
+    return st ? st : qg__sync_minmax(L->C, lo, hi, finite);
+}
+
+qg_status qg__sync_minmax(int64_t C, float *lo, float *hi, bool *finite) {
     const qg__sync *s = qg__sync_obs;
-    if (st || !s) return st;
-    const int64_t C = L->C;
+    qg_status st;
+    if (!s) return QG_OK;
     float *v = qg__tape_alloc(sizeof(float) * (size_t)(2 * C + 1)); /* lo, -hi, -1 where not finite: one MIN */
     if (!v) return qg__err(QG_ENOMEM, "observer: out of memory for the ranks' min/max");
     for (int64_t k = 0; k < C; k++) v[k] = lo[k], v[C + k] = -hi[k];
