@@ -2,17 +2,22 @@
  *
  * The weights are packed once with their reduction in (kh, kw, C/G) order, and each
  * image is first copied with its padding made real (bytes of the input zero point).
- * Then one of three routes, by the GEMM path and the geometry:
- *  - VNNI, stride-1 width, C/G a multiple of 4: the image in channel quads
- *    (Hp, C/4, Wp, 4), where 16 neighbouring output pixels' k-quad is 64 contiguous
- *    bytes: the channel-major kernel (kernels/qconvk.c) reads it in place, an implicit
- *    GEMM, and multiplies, requantizes and writes the NCHW output itself. A single-
- *    channel image (a first layer) gets its blocks built by byte interleaves instead.
- *  - VNNI otherwise: the image channels-last (Hp, Wp, C), im2col rows gathered as a
- *    few contiguous runs each, repacked into pixel lanes for the same kernel.
+ * Then one of four routes, by the GEMM path and the geometry:
+ *  - VNNI or AVX2, stride-1 width, C/G a multiple of 4, or a single channel: the image
+ *    in channel quads (Hp, C/4, Wp, 4) (a single channel: its kernel row's taps as the
+ *    channels, expand_image, with weights packed for that at load time), an implicit
+ *    GEMM that reads the image in place. Either
+ *     - channel lanes (VNNI, kernels/qconvl.c): 16 output channels of a pixel a zmm,
+ *       pixels in tiles of 4 (pooled: a 2 x 2 window), into pixel-major rows that a
+ *       16 x 16 byte transposition turns into NCHW; where rows' tails would leave more
+ *       pixel lanes idle than the channels leave channel lanes, or
+ *     - pixel lanes (kernels/qconvk.c): 16 neighbouring output pixels of a channel a
+ *       register, whose k-quad is 64 contiguous bytes, written to NCHW directly.
+ *  - VNNI or AVX2 otherwise: the image channels-last (Hp, Wp, C), im2col rows gathered
+ *    as a few contiguous runs each, repacked into pixel lanes for qconvk.c's kernel.
  *  - the other paths: the same im2col rows through qgemm (single-threaded inside the
- *    loop), the requantization, and 16 x 16 byte transposes into the NCHW output.
- * Work goes in chunks (a few output rows, or a few hundred im2col rows) whose
+ *    loop), the requantization, and the transposition into the NCHW output.
+ * Work goes in chunks (an image, a few output rows, or a few hundred im2col rows) whose
  * operands stay in the core's cache, the chunks of all images in parallel. Every
  * accumulator is exact, so neither the route nor the chunking changes a result. */
 #include "op_internal.h"
@@ -39,7 +44,19 @@ qg_status qg__qconv_pack(qg__qlayer *q, const int8_t *w) {
         if (!(q->pack[g] = qg__qpack_new(t, q->kdim, q->og, q->kdim))) st = qg_last_status();
     }
     qg__free(t);
-    return st;
+    if (st || q->in != 1 || q->sw != 1) return st;
+    /* A single channel, stride-1 width: also the weights of the same convolution with
+     * the kernel row's taps as channels, ceil(kw / 4) quads of them (expand_image),
+     * and a kh x 1 kernel: (out, kh, 4 xq), zeros past kw. */
+    const int64_t xq = (q->kw + 3) / 4, xk = q->kh * 4 * xq;
+    int8_t *x = qg__calloc((size_t)(q->out * xk > 0 ? q->out * xk : 1));
+    if (!x) return qg__err(QG_ENOMEM, "%s: out of memory packing the weight", q->base.type->name);
+    for (int64_t o = 0; o < q->out; o++)
+        for (int64_t ki = 0; ki < q->kh; ki++)
+            for (int64_t kj = 0; kj < q->kw; kj++) x[o * xk + ki * 4 * xq + kj] = w[(o * q->kh + ki) * q->kw + kj];
+    q->xpack = qg__qpack_new(x, xk, q->out, xk), q->xq = xq;
+    qg__free(x);
+    return q->xpack ? QG_OK : qg_last_status();
 }
 
 /* n bytes from s to d in one 4- or 8-byte move or in 16-byte pieces: up to 15 bytes
@@ -112,20 +129,24 @@ static inline void tr16(const uint8_t *s, int64_t ss, uint8_t *d, int64_t ds) {
 }
 #endif
 
-/* src (m, n) row-major -> dst[j * ld + i]: a chunk's pixel-major outputs to NCHW, or an
- * image's NCHW planes to channels-last. */
-static void transpose_out(const uint8_t *restrict src, int64_t m, int64_t n, uint8_t *restrict dst, int64_t ld) {
-    int64_t i0 = 0;
+/* src (m, n), row i at src + i * lds -> dst[j * ld + i]: a chunk's pixel-major outputs
+ * to NCHW, or an image's NCHW planes to channels-last. */
+static void transpose_out(const uint8_t *restrict src, int64_t m, int64_t n, int64_t lds, uint8_t *restrict dst,
+                          int64_t ld) {
 #if defined(__SSE2__)
-    for (; i0 + 16 <= m; i0 += 16) {
-        int64_t j0 = 0;
-        for (; j0 + 16 <= n; j0 += 16) tr16(src + i0 * n + j0, n, dst + j0 * ld + i0, ld);
-        for (; j0 < n; j0++)
-            for (int64_t i = i0; i < i0 + 16; i++) dst[j0 * ld + i] = src[i * n + j0];
+    if (m >= 16 && n >= 16) { /* the last blocks overlap the ones before, writing the same bytes */
+        for (int64_t i0 = 0; i0 < m; i0 += 16) {
+            if (i0 + 16 > m) i0 = m - 16;
+            for (int64_t j0 = 0; j0 < n; j0 += 16) {
+                if (j0 + 16 > n) j0 = n - 16;
+                tr16(src + i0 * lds + j0, lds, dst + j0 * ld + i0, ld);
+            }
+        }
+        return;
     }
 #endif
     for (int64_t j = 0; j < n; j++)
-        for (int64_t i = i0; i < m; i++) dst[j * ld + i] = src[i * n + j];
+        for (int64_t i = 0; i < m; i++) dst[j * ld + i] = src[i * lds + j];
 }
 
 /* Image x (C, H, W) -> dst (Hp, Wp, C), the border z; tmp: C * H * W bytes. */
@@ -134,7 +155,7 @@ static void pad_image(const uint8_t *restrict x, int64_t C, int64_t H, int64_t W
     const int64_t Wp = W + 2 * pw;
     memset(dst, z, (size_t)((H + 2 * ph) * Wp * C));
     const uint8_t *src = x;
-    if (C > 1) transpose_out(x, C, H * W, tmp, C), src = tmp; /* (C, HW) -> (HW, C) */
+    if (C > 1) transpose_out(x, C, H * W, H * W, tmp, C), src = tmp; /* (C, HW) -> (HW, C) */
     for (int64_t h = 0; h < H; h++) memcpy(dst + ((h + ph) * Wp + pw) * C, src + h * W * C, (size_t)(W * C));
 }
 
@@ -162,30 +183,35 @@ static inline void quads8(uint8_t *dst, const __m128i v[4]) {
 }
 #endif
 
-/* Single-channel images (a CNN's first layer), stride-1 width: the pixel lanes of
- * block (row oh, pixels ow..ow+16) built from the padded plane xi, 64 bytes per quad.
- * Byte t of quad q is tap k = 4q + t: for 16 pixels, 16 neighbouring bytes of one
- * plane row (at tap[k] from the block's corner; -1 past kdim), which four rows
- * interleave into the quad's lanes. */
-static void lanes_c1(const geom *e, const int64_t *tap, const uint8_t *xi, int64_t oh, int64_t ow,
-                     uint8_t *restrict dst) {
-    const qg__qlayer *q = e->q;
-    const int64_t kq = (q->kdim + 3) / 4;
-    const uint8_t *corner = xi + oh * q->sh * e->Wp + ow;
-    for (int64_t qq = 0; qq < kq; qq++, dst += 64) {
-        const uint8_t *r[4];
-        for (int t = 0; t < 4; t++) r[t] = tap[4 * qq + t] >= 0 ? corner + tap[4 * qq + t] : NULL;
+/* A single-channel image x (H, W) with its kernel row's taps as channels -> dst
+ * (Hp, xq, OW, 4): byte t of quad j of pixel w is the padded row's byte w + (4 j + t) dw
+ * (the border z, and z past the row's end, where only the zero weights past kw look).
+ * Its kh x 1 convolution with xpack's weights is the layer's, in the implicit route.
+ * row: Wp + 4 xq dw + 8 bytes of the thread's. */
+static void expand_image(const qg__qlayer *q, const uint8_t *restrict x, int64_t H, int64_t W, int64_t OW, uint8_t z,
+                         uint8_t *restrict row, uint8_t *restrict dst) {
+    const int64_t Wp = W + 2 * q->pw, xq = q->xq, dw = q->dw, rowb = xq * OW * 4;
+    memset(dst, z, (size_t)(q->ph * rowb));
+    memset(dst + (H + q->ph) * rowb, z, (size_t)(q->ph * rowb));
+    memset(row, z, (size_t)(Wp + 4 * xq * dw + 8));
+    for (int64_t h = 0; h < H; h++) {
+        memcpy(row + q->pw, x + h * W, (size_t)W);
+        for (int64_t j = 0; j < xq; j++) {
+            uint8_t *d = dst + (h + q->ph) * rowb + j * OW * 4;
+            const uint8_t *s = row + 4 * j * dw;
+            int64_t w = 0;
 #if defined(__SSE2__)
-        __m128i v[4];
-        for (int t = 0; t < 4; t++)
-            v[t] = r[t] ? _mm_loadu_si128((const __m128i *)(const void *)r[t]) : _mm_setzero_si128();
-        quads8(dst, v);
-        for (int t = 0; t < 4; t++) v[t] = _mm_srli_si128(v[t], 8);
-        quads8(dst + 32, v);
-#else
-        for (int i = 0; i < 16; i++)
-            for (int t = 0; t < 4; t++) dst[4 * i + t] = r[t] ? r[t][i] : 0;
+            for (int64_t w8 = 0; OW >= 8 && w8 < OW; w8 += 8) { /* the last 8 overlap, as in pad_quads */
+                if (w8 + 8 > OW) w8 = OW - 8;
+                __m128i v[4];
+                for (int t = 0; t < 4; t++) v[t] = _mm_loadl_epi64((const __m128i *)(const void *)(s + w8 + t * dw));
+                quads8(d + 4 * w8, v);
+                w = OW;
+            }
 #endif
+            for (; w < OW; w++)
+                for (int t = 0; t < 4; t++) d[4 * w + t] = s[w + t * dw];
+        }
     }
 }
 
@@ -229,11 +255,12 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool) {
         return qg__err(QG_ESHAPE, "%s: input %s is too small for the kernel (output %lld x %lld)", who,
                        qg_shape_str(x, b, sizeof b), (long long)OH, (long long)OW), NULL;
     }
-    /* The route (see the top) */
-    const bool cm = qg__qconv_cm_supported();
+    /* The route (see the top); the implicit route's image: C channels, or a single
+     * channel's taps as channels (expand_image), a kh x 1 kernel over them */
+    const bool cm = qg__qconv_cm_supported(), expand = cm && q->xpack;
     const int64_t C_G = C / q->G;
-    const bool implicit = cm && q->sw == 1 && C_G % 4 == 0, rowwise = implicit || (cm && q->sw == 1 && C == 1);
-    if (pool && !(rowwise && OH >= 2 && OW >= 2)) /* the pool after the convolution */
+    const bool implicit = expand || (cm && q->sw == 1 && C_G % 4 == 0);
+    if (pool && !(implicit && OH >= 2 && OW >= 2)) /* the pool after the convolution */
         return qg_module_forward(pool, qg__qconv_forward(q, x, NULL));
     const int ps = pool ? 2 : 1; /* output pixels a stored byte pools, each way */
     int64_t shape[4] = {N, q->out, OH / ps, OW / ps}, nd = 0, oshape[4];
@@ -242,14 +269,23 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool) {
     if (q->a.dim == 2) oshape[nd++] = OH / ps;
     oshape[nd++] = OW / ps;
     const int64_t Hp = H + 2 * q->ph, Wp = W + 2 * q->pw;
-    if (qg__check_sizes(who, 4, shape) || qg__check_sizes(who, 4, (int64_t[]){N, Hp, Wp, C})) return NULL;
-    const int64_t P = OH * OW, img = Hp * Wp * C, G = q->G, og = q->og, kdim = q->kdim;
+    const int64_t ic = expand ? 4 * q->xq : C, iw = expand ? OW : Wp; /* the image's channels, row */
+    const int64_t ikw = expand ? 1 : q->kw, idw = expand ? 1 : q->dw, icg = expand ? ic : C_G;
+    if (qg__check_sizes(who, 4, shape) || qg__check_sizes(who, 4, (int64_t[]){N, Hp, Wp, C}) ||
+        qg__check_sizes(who, 4, (int64_t[]){N, Hp, iw, ic}))
+        return NULL;
+    const int64_t P = OH * OW, img = Hp * iw * ic, G = q->G, og = q->og;
+    const int64_t kdim = expand ? q->xpack->k : q->kdim;
+    /* on VNNI, channel lanes (kernels/qconvl.c) where pixel lanes idle more on the
+     * rows' tails than channel lanes past og */
+    const int64_t ldl = (expand ? q->xpack : q->pack[0])->np; /* a channel-lane output row */
+    const bool cl = implicit && qg__qconv_cl_supported() && og * round_up(OW, 16) > OW * ldl;
     qg_tensor *y = qg__tape_tensor(QG_U8, (int)nd, oshape);
     qg_quant oq = {.axis = -1, .scale = q->oscale, .zero_point = q->ozp};
     if (!y || !(y->quant = qg__quant_dup(&oq, true))) return NULL;
     if (!qg_tensor_numel(y)) return y;
 
-    /* The chunk: `per` output rows (pooled: row pairs) of about 256 pixels (by rows),
+    /* The chunk: `per` output rows (pooled: row pairs) of about 256 pixels (implicit),
      * or `per` im2col rows whose bytes (the channel-major kernel's lanes: 32 KiB) or
      * whose bytes and int32 accumulators (64 KiB each) fit the cache; at least one
      * chunk per thread. */
@@ -257,10 +293,12 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool) {
     const int64_t unit = cm ? 16 : 8, bpr = (OW + 15) / 16; /* blocks per output row */
     const int64_t work = qg__sat_mul(qg__sat_mul(N * P, kdim), q->out);
     const int nt = qg__threads_for(work / 64);
-    const int64_t span = rowwise ? OH / ps : P; /* what a chunk splits: rows (pairs) or pixels */
-    const int64_t PO = (OH / ps) * (OW / ps);   /* output pixels of a channel */
+    const int64_t span = implicit ? OH / ps : P; /* what a chunk splits: rows (pairs) or pixels */
+    const int64_t PO = (OH / ps) * (OW / ps);    /* output pixels of a channel */
     int64_t per;
-    if (rowwise) {
+    if (cl) { /* the whole image: its output's transposition in full blocks */
+        per = span;
+    } else if (implicit) {
         per = 256 / (bpr * 16 * ps) > 0 ? 256 / (bpr * 16 * ps) : 1;
     } else {
         const int64_t kb = kp > 0 ? kp : 1, rk = (cm ? 32768 : 65536) / kb, ra = 16384 / og;
@@ -270,16 +308,20 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool) {
     int64_t nch = (span + per - 1) / per;
     if (N * G * nch < nt) nch = (nt + N * G - 1) / (N * G);
     per = (span + nch - 1) / nch;
-    if (!rowwise) per = round_up(per, unit);
+    if (!implicit) per = round_up(per, unit);
     nch = (span + per - 1) / per;
-    const int64_t tasks = N * G * nch, nblk = rowwise ? per * bpr * ps : per / 16;
+    const int64_t tasks = N * G * nch, nblk = implicit ? per * bpr * ps : per / 16;
     const size_t blkb = sizeof(qg__qblock) * (size_t)(nblk + 1);
-    const size_t colsz = (size_t)round_up((int64_t)((implicit ? 0 : (size_t)(per * kdim)) + QCONV_SLACK), 64) + blkb;
-    const size_t accsz = (size_t)round_up(!cm ? per * og * (int64_t)(sizeof(int32_t) + 1) : rowwise ? nblk * kp * 16 : per * kp, 64);
-    /* the padded images, the quad offsets, a transposition buffer per thread */
-    /* ... and the taps' offsets in the plane (single-channel images) */
-    const size_t offb = (size_t)round_up(N * img + QCONV_SLACK, 8), tmpb = offb + sizeof(int64_t) * (size_t)(5 * kq);
-    uint8_t *xp = qg__qbuf_get(&q->img, tmpb + (size_t)(C * H * W) * (size_t)nt, who);
+    const int64_t npl = per * OW * ps + 4, rowsl = per * (OW / ps) + 4; /* a chunk's channel-lane pixels, rows */
+    const size_t clb = cl ? sizeof(uint8_t *) * (size_t)npl + (size_t)(rowsl * ldl) : 0;
+    const size_t colsz =
+        (size_t)round_up((int64_t)((implicit ? clb : (size_t)(per * kdim)) + QCONV_SLACK), 64) + blkb;
+    const size_t accsz = (size_t)round_up(!cm ? per * og * (int64_t)(sizeof(int32_t) + 1) : per * kp, 64);
+    /* the padded images, the quad offsets, a buffer per thread: a transposition's, or
+     * expand_image's padded row */
+    const int64_t rowb = Wp + 4 * q->xq * q->dw + 8, tsz = C * H * W > rowb ? C * H * W : rowb;
+    const size_t offb = (size_t)round_up(N * img + QCONV_SLACK, 8), tmpb = offb + sizeof(int64_t) * (size_t)kq;
+    uint8_t *xp = qg__qbuf_get(&q->img, tmpb + (size_t)tsz * (size_t)nt, who);
     uint8_t *cols = xp ? qg__qbuf_get(&q->cols, colsz * (size_t)nt, who) : NULL;
     uint8_t *acc = cols && !implicit ? qg__qbuf_get(&q->acc, accsz * (size_t)nt, who) : cols;
     if (!acc) return NULL;
@@ -289,15 +331,11 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool) {
     uint8_t *yd = (uint8_t *)qg__data(y);
     const geom e = {q, Wp, C, cg, OW, q->dw == 1 && G == 1};
     const bool direct = q->kh == 1 && q->kw == 1 && q->sh == 1 && q->sw == 1 && !q->ph && !q->pw && G == 1;
-    int64_t *off = (int64_t *)(void *)(xp + offb), *tap = off + kq;
-    for (int64_t k = 0; rowwise && !implicit && k < 4 * kq; k++) /* lanes_c1's: no divisions per block */
-        tap[k] = k < kdim ? k / q->kw * q->dh * Wp + k % q->kw * q->dw : -1;
+    int64_t *off = (int64_t *)(void *)(xp + offb);
     for (int64_t qq = 0; cm && qq < kq; qq++) {
         if (implicit) { /* quad qq: tap t, channel quad cqq of the group's */
-            const int64_t t = 4 * qq / cg, cqq = 4 * qq % cg / 4;
-            off[qq] = ((t / q->kw * q->dh * (C / 4) + cqq) * Wp + t % q->kw * q->dw) * 4;
-        } else if (rowwise) { /* lanes_c1: a block's quads one after the other */
-            off[qq] = qq * 64;
+            const int64_t t = 4 * qq / icg, cqq = 4 * qq % icg / 4;
+            off[qq] = ((t / ikw * q->dh * (ic / 4) + cqq) * iw + t % ikw * idw) * 4;
         } else {
             off[qq] = qq * per * 4;
         }
@@ -309,10 +347,12 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool) {
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        uint8_t *ttmp = xp + tmpb + (size_t)tid * (size_t)(C * H * W);
+        uint8_t *ttmp = xp + tmpb + (size_t)tid * (size_t)tsz;
         _Pragma("omp for schedule(static)")
         for (int64_t n = 0; n < N; n++) {
-            if (implicit)
+            if (expand)
+                expand_image(q, xd + n * H * W, H, W, OW, za, ttmp, xp + n * img);
+            else if (implicit)
                 pad_quads(xd + n * C * H * W, C, H, W, q->ph, q->pw, za, xp + n * img);
             else
                 pad_image(xd + n * C * H * W, C, H, W, q->ph, q->pw, za, ttmp, xp + n * img);
@@ -325,21 +365,33 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool) {
             const int64_t sc = (s0 + per < span ? s0 + per : span) - s0; /* rows or pixels */
             const uint8_t *xi = xp + n * img;
             uint8_t *yo = yd + (n * q->out + g * og) * PO;
+            const qg__qpack *pk = expand ? q->xpack : q->pack[g];
             qg__requant rq;
             qg__qlayer_rq(q, g * og, &rq);
-            if (rowwise) { /* a block per 16 pixels of an output row; pooled, of both rows of a pair */
+            if (cl) { /* the chunk's pixels in tiles (pooled: windows) to pixel-major rows, then NCHW */
+                const uint8_t **px = (const uint8_t **)(void *)tcols;
+                uint8_t *ob = tcols + sizeof(uint8_t *) * (size_t)npl;
+                const int64_t owo = OW / ps, rs = q->sh * ic * iw; /* a row's step in the image */
+                const uint8_t *row = xi + (s0 * ps * rs + g * icg * iw); /* (row oh, channel quad gq) */
+                int64_t np = 0;
+                for (int64_t r = s0; r < s0 + sc; r++, row += ps * rs)
+                    for (int64_t c = 0; c < owo; c++) px[np++] = row + 4 * ps * c;
+                if (!pool)
+                    for (; np % 4; np++) px[np] = px[np - 1];
+                const int64_t dpx[4] = {0, 4, rs, rs + 4};
+                qg__qconv_cl(pool ? np : np / 4, px, pool ? dpx : NULL, off, za, pk, &rq, ob, ldl, pool != NULL);
+                transpose_out(ob, sc * owo, og, ldl, yo + s0 * owo, PO);
+                continue;
+            }
+            if (implicit) { /* a block per 16 pixels of an output row; pooled, of both rows of a pair */
                 int64_t nb = 0;
                 for (int64_t r = s0; r < s0 + sc; r++)
                     for (int64_t ow = 0; ow < OW; ow += 16)
                         for (int64_t oh = r * ps; oh < r * ps + ps; oh++, nb++) {
-                            const uint8_t *a; /* the block in place, or its lanes built from the plane (C == 1) */
-                            if (implicit)
-                                a = xi + ((oh * q->sh * (C / 4) + g * cg / 4) * Wp + ow) * 4;
-                            else
-                                lanes_c1(&e, tap, xi, oh, ow, tacc + nb * kq * 64), a = tacc + nb * kq * 64;
+                            const uint8_t *a = xi + ((oh * q->sh * (ic / 4) + g * icg / 4) * iw + ow) * 4;
                             blk[nb] = (qg__qblock){a, r * (OW / ps) + ow / ps, (int)(OW - ow < 16 ? OW - ow : 16)};
                         }
-                qg__qconv_cm(nb, blk, off, za, q->pack[g], &rq, yo, PO, pool != NULL);
+                qg__qconv_cm(nb, blk, off, za, pk, &rq, yo, PO, pool != NULL);
                 continue;
             }
             const uint8_t *a = xi + s0 * C;
@@ -349,13 +401,13 @@ qg_tensor *qg__qconv_forward(qg__qlayer *q, qg_tensor *x, qg_module *pool) {
                 int64_t nb = 0;
                 for (int64_t i = 0; i < sc; i += 16)
                     blk[nb++] = (qg__qblock){tacc + 4 * i, s0 + i, (int)(sc - i < 16 ? sc - i : 16)};
-                qg__qconv_cm(nb, blk, off, za, q->pack[g], &rq, yo, P, false);
+                qg__qconv_cm(nb, blk, off, za, pk, &rq, yo, P, false);
             } else {
                 int32_t *ac = (int32_t *)(void *)tacc;
                 uint8_t *tout = (uint8_t *)(ac + per * og); /* the chunk requantized, pixel-major */
-                qg__qgemm(sc, a, direct ? C : kdim, za, q->pack[g], ac, og);
+                qg__qgemm(sc, a, direct ? C : kdim, za, pk, ac, og);
                 qg__qrequant(&rq, ac, og, sc, og, tout, og);
-                transpose_out(tout, sc, og, yo + s0, P);
+                transpose_out(tout, sc, og, og, yo + s0, P);
             }
         }
     }

@@ -24,6 +24,8 @@ typedef struct {
     int64_t in, out, G, og, kh, kw, kdim; /* kdim = in/G * kh * kw, a weight row */
     int sh, sw, ph, pw, dh, dw;
     qg__qpack **pack;                     /* G packs of og rows; conv rows in (kh, kw, in/G) order */
+    qg__qpack *xpack; /* a single-channel conv, stride-1 width: its taps as channels (qconv.c) */
+    int64_t xq;       /* ... and their quads, ceil(kw / 4) */
     float *wscale;                        /* (out) the weight's scales */
     float *bias;                          /* (out), zeros without a bias */
     bool has_bias;

@@ -111,6 +111,7 @@ QLAYER_TYPE(t_dynamic, "quantized.dynamic.Linear", dynamic_forward);
 static void qlayer_free(qg_module *m) {
     qlayer *q = (qlayer *)m;
     for (int64_t g = 0; q->pack && g < q->G; g++) qg__qpack_free(q->pack[g]);
+    qg__qpack_free(q->xpack);
     qg__free(q->pack), qg__free(q->wscale), qg__free(q->bias), qg__free(q->mult), qg__free(q->badd);
     qg__free(q->ibias), qg__free(q->cols.p), qg__free(q->acc.p), qg__free(q->img.p);
 }

@@ -34,6 +34,12 @@ static const geo geos[] = {
     {2, 1, 4, 20, 1, 5, 47, 5, 3, 1, 1, 2, 0, 1, 3},
     {2, 2, 1, 5, 1, 13, 21, 3, 3, 2, 1, 1, 0, 1, 2},   /* one channel, row stride, dilated width */
     {2, 1, 1, 6, 1, 12, 19, 3, 2, 1, 2, 1, 1, 2, 1},   /* one channel, strided width: packed lanes */
+    {2, 2, 1, 9, 1, 11, 26, 2, 7, 1, 1, 1, 3, 1, 1},  /* one channel, 7 taps wide: two quads of them */
+    {1, 2, 1, 4, 1, 1, 23, 1, 5, 1, 1, 0, 2, 1, 2},   /* Conv1d, one channel, dilated */
+    {2, 2, 8, 40, 1, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1},   /* channel lanes (VNNI): 3 vectors, the last partial */
+    {2, 1, 4, 80, 1, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1},    /* ... 5 vectors: two channel blocks */
+    {2, 2, 32, 36, 2, 6, 7, 3, 3, 1, 1, 1, 1, 1, 1},   /* ... groups */
+    {2, 3, 1, 20, 1, 7, 5, 3, 3, 2, 1, 1, 1, 1, 1},    /* ... one channel, row stride */
     {1, 3, 8, 7, 1, 1, 40, 1, 5, 1, 1, 0, 2, 1, 1},    /* Conv1d */
     {1, 1, 12, 6, 3, 1, 19, 1, 3, 1, 2, 0, 1, 1, 2},   /* Conv1d, strided, dilated, groups */
 };

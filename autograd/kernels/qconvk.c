@@ -7,8 +7,9 @@
  * channel, so the activations come as blocks of 16 pixels whose 4-byte k-quads lie
  * side by side (the u8 operand of vpdpbusd: one load per quad, at the block's address
  * plus the quad's offset) and each channel's quad of weights is broadcast (the s8
- * operand). The sums are qgemm's (exact, wrapping int32, the zero point term last)
- * and the requantization qrequant.c's, so the bytes are those of qg__qgemm +
+ * operand). The sums are qgemm's (exact, wrapping int32; on VNNI they start at the
+ * zero point term, on AVX2 it comes last) and the requantization qrequant.c's (on
+ * VNNI in qg__rq16c's branch-free form), so the bytes are those of qg__qgemm +
  * qg__qrequant + a transposition, the route the other paths take: tests/test_qconv.c
  * checks the two against each other. VNNI and AVX2 (below). */
 #include <string.h>
@@ -36,9 +37,12 @@ typedef struct {
     const cm_cst *cst; /* the current channel group's constants (VNNI) */
 } cm_job;
 
+/* A channel group's constants: the sums start at zw = -(cm_zsub); the requantization
+ * is qg__rq16c's. */
 struct cm_cst {
     __m512i zw[CM_NJ];
     __m512 mult[CM_NJ], badd[CM_NJ], pmult[CM_NJ / 2], pbadd[CM_NJ / 2];
+    qg__rqc r;
 };
 
 /* Channel c's 4 weights of k-quad q in its 16-column block w (qgemm.c's layout). */
@@ -48,7 +52,7 @@ static inline int32_t cm_wquad(const int8_t *w, int64_t q, int c) {
     return v;
 }
 
-/* The sums of channels j..j+nj x blocks i..i+mp -> acc[c * mp + u]. */
+/* The sums of channels j..j+nj x blocks i..i+mp, less cm_zsub -> acc[c * mp + u]. */
 /* kqc: the number of k-quads when it is a constant (0: p->kp / 4 at run time). */
 QG_TVNNI __attribute__((always_inline)) static inline void cm_dot(const int nj, const int mp, const int kqc,
                                                                    const cm_job *g, int64_t j, int64_t i,
@@ -61,7 +65,7 @@ QG_TVNNI __attribute__((always_inline)) static inline void cm_dot(const int nj, 
     const int8_t *w = p->data + j / 16 * kq * 64 + j % 16 * 4; /* the nj channels share a 16-column block */
     __m512i acc[CM_NJ * CM_MP];
 #pragma GCC unroll 16
-    for (int x = 0; x < nj * mp; x++) acc[x] = _mm512_setzero_si512();
+    for (int x = 0; x < nj * mp; x++) acc[x] = g->cst->zw[x / mp];
 #pragma GCC unroll 4
     for (int64_t q = 0; q < kq; q++) {
         __m512i bv[CM_MP];
@@ -105,10 +109,11 @@ static inline uint32_t cm_zsub(const cm_job *g, int64_t ch) {
 QG_TVNNI static void cm_cst_of(const cm_job *g, int64_t j, int nj, cm_cst *t) {
     const qg__requant *k = g->k;
     for (int c = 0; c < nj; c++) {
-        t->zw[c] = _mm512_set1_epi32((int32_t)cm_zsub(g, j + c));
+        t->zw[c] = _mm512_set1_epi32((int32_t)(0u - cm_zsub(g, j + c)));
         t->mult[c] = _mm512_set1_ps(k->mult[j + c]);
         t->badd[c] = _mm512_set1_ps(k->onednn ? k->badd[j + c] : 0.0f);
     }
+    qg__rqc_of(k, &t->r);
     for (int c = 0; c < nj; c += 2) { /* an odd last channel pairs with itself */
         const int d = c + 1 < nj ? c + 1 : c;
         t->pmult[c / 2] = _mm512_mask_blend_ps(0xff00, t->mult[c], t->mult[d]);
@@ -116,62 +121,57 @@ QG_TVNNI static void cm_cst_of(const cm_job *g, int64_t j, int nj, cm_cst *t) {
     }
 }
 
-/* acc - za wsum, requantized, stored: channel jj's 16 pixels at out + jj ldo + o. */
+/* The sums requantized, stored: channel jj's 16 pixels at out + jj ldo + o. */
 QG_TVNNI __attribute__((always_inline)) static inline void cm_store(const int nj, const int mp, const cm_job *g,
                                                                      int64_t j, int64_t i, const __m512i *acc) {
-    const cm_out s = cm_out_of(g, j, i);
-    const qg__requant k = s.k;
+    const cm_cst *t = g->cst;
+    const int64_t ldo = g->ldo;
     uint8_t *outp[CM_MP];
     __mmask16 msk[CM_MP];
 #pragma GCC unroll 2
     for (int u = 0; u < mp; u++) {
         const qg__qblock *bk = &g->blk[i + u];
-        outp[u] = g->out + bk->o + j * s.ldo;
+        outp[u] = g->out + bk->o + j * ldo;
         msk[u] = bk->n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << bk->n) - 1);
     }
 #pragma GCC unroll 8
     for (int c = 0; c < nj; c++)
 #pragma GCC unroll 2
-        for (int u = 0; u < mp; u++) {
-            __m512i r = qg__rq16(&k, _mm512_sub_epi32(acc[c * mp + u], s.cst->zw[c]), s.cst->mult[c],
-                                 s.cst->badd[c], _mm512_setzero_si512());
-            qg__st_u8x16(outp[u] + c * s.ldo, msk[u], r);
-        }
+        for (int u = 0; u < mp; u++)
+            qg__st_u8x16(outp[u] + c * ldo, msk[u], qg__rq16c(&t->r, acc[c * mp + u], t->mult[c], t->badd[c]));
 }
 
 /* Pooled: blocks i and i + 1 are rows oh and oh + 1 of the same pixels. The 2 x 2
- * maxima are taken of acc - za wsum (plus qnnpack's ibias, wrapping, as the
- * requantization adds it): the requantization is non-decreasing in that sum, so the
- * requantized maximum is the maximum of the requantized bytes. 8 outputs a pair of
- * blocks and channel; two channels share one requantization. */
+ * maxima are taken of the sums (less cm_zsub, as the requantization sees them): the
+ * requantization is non-decreasing in them, so the requantized maximum is the maximum
+ * of the requantized bytes. 8 outputs a pair of blocks and channel; two channels share
+ * one requantization. */
 QG_TVNNI __attribute__((always_inline)) static inline void cm_store_pool(const int nj, const cm_job *g, int64_t j,
                                                                           int64_t i, const __m512i *acc) {
-    const cm_out s = cm_out_of(g, j, i);
-    const qg__requant k = s.k;
-    const int n = s.bk.n / 2; /* outputs a channel */
-    const __mmask16 msk = (__mmask16)((1u << n) - 1);
+    const cm_cst *t = g->cst;
+    const int64_t ldo = g->ldo;
+    const qg__qblock bk = g->blk[i];
+    uint8_t *out = g->out + bk.o + j * ldo;
+    const int n = bk.n / 2; /* outputs a channel */
+    const __mmask64 msk = (__mmask64)((1u << n) - 1);
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
 #pragma GCC unroll 4
     for (int c = 0; c < nj; c += 2) {
         const int d = c + 1 < nj ? c + 1 : c;
-        const __m512i v0 = _mm512_max_epi32(_mm512_sub_epi32(acc[2 * c], s.cst->zw[c]),
-                                            _mm512_sub_epi32(acc[2 * c + 1], s.cst->zw[c]));
-        const __m512i v1 = _mm512_max_epi32(_mm512_sub_epi32(acc[2 * d], s.cst->zw[d]),
-                                            _mm512_sub_epi32(acc[2 * d + 1], s.cst->zw[d]));
+        const __m512i v0 = _mm512_max_epi32(acc[2 * c], acc[2 * c + 1]);
+        const __m512i v1 = _mm512_max_epi32(acc[2 * d], acc[2 * d + 1]);
         /* lane t < 8: channel c's pixels 2t, 2t + 1; lane 8 + t: channel d's */
         const __m512i m = _mm512_max_epi32(_mm512_permutex2var_epi32(v0, even, v1),
                                            _mm512_permutex2var_epi32(v0, odd, v1));
-        const __m128i b = _mm512_cvtusepi32_epi8(
-            qg__rq16(&k, m, s.cst->pmult[c / 2], s.cst->pbadd[c / 2], _mm512_setzero_si512()));
-        uint8_t *o = s.o + c * s.ldo;
+        const __m128i b = _mm512_cvtusepi32_epi8(qg__rq16c(&t->r, m, t->pmult[c / 2], t->pbadd[c / 2]));
+        uint8_t *o = out + c * ldo;
         if (n == 8) {
             _mm_storel_epi64((__m128i *)(void *)o, b);
-            if (d != c) _mm_storel_epi64((__m128i *)(void *)(o + s.ldo), _mm_srli_si128(b, 8));
+            if (d != c) _mm_storel_epi64((__m128i *)(void *)(o + ldo), _mm_srli_si128(b, 8));
         } else {
-            _mm512_mask_storeu_epi8(o, (__mmask64)msk, _mm512_castsi128_si512(b));
-            if (d != c)
-                _mm512_mask_storeu_epi8(o + s.ldo, (__mmask64)msk, _mm512_castsi128_si512(_mm_srli_si128(b, 8)));
+            _mm512_mask_storeu_epi8(o, msk, _mm512_castsi128_si512(b));
+            if (d != c) _mm512_mask_storeu_epi8(o + ldo, msk, _mm512_castsi128_si512(_mm_srli_si128(b, 8)));
         }
     }
 }

@@ -86,6 +86,17 @@ bool qg__qconv_cm_supported(void);
 void qg__qconv_cm(int64_t nblk, const qg__qblock *blk, const int64_t *off, int32_t za, const qg__qpack *p,
                   const qg__requant *k, uint8_t *out, int64_t ldo, bool pool);
 
+/* The channel-lane convolution kernel (qconvl.c), on the VNNI path only
+ * (qg__qconv_cl_supported). Pixels come in tiles of 4: pixel u of tile t is at
+ * px[t] + dpx[u], or without dpx at px[4 t + u], and its k-quad q at that plus off[q].
+ * A tile gives 4 output rows, or with pool one, their maximum (a 2 x 2 window); output
+ * row r is out + r * ldo, channels j < p->n, written up to p->np (ldo >= p->np):
+ *   out[r * ldo + j] = requant_j(sum_k (A[r][k] - za) W[j][k]),
+ * the bytes of qg__qgemm + qg__qrequant. */
+bool qg__qconv_cl_supported(void);
+void qg__qconv_cl(int64_t ntile, const uint8_t *const *px, const int64_t *dpx, const int64_t *off, int32_t za,
+                  const qg__qpack *p, const qg__requant *k, uint8_t *out, int64_t ldo, bool pool);
+
 /* Paths, for tests and benchmarks. Every x86-64 build compiles all of them (function
  * target attributes), so a test can run each path the CPU has, whatever -march was:
  * supported means the CPU (at run time) has the instructions. The path in use, and a

@@ -81,6 +81,27 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512i qg__rq16
     return _mm512_add_epi32(_mm512_cvt_roundps_epi32(v, QG_RNE), _mm512_set1_epi32((int32_t)k->zf));
 }
 
+/* qg__rq16 of either engine in one branch-free form, its constants as vectors once
+ * per call: onednn rne(min(max((a + b') M, lo) + zf, 256)); qnnpack rne(min(max(a M,
+ * lo), 512)) + zf, with b' = 0 (a + 0 is a: an int32 gives no -0) and the sums already
+ * holding its int32 bias. */
+typedef struct {
+    __m512 lo, zf, hi;
+    __m512i zi;
+} qg__rqc;
+__attribute__((target("avx512f"), always_inline)) static inline void qg__rqc_of(const qg__requant *k, qg__rqc *c) {
+    c->lo = _mm512_set1_ps(k->lo);
+    c->zf = _mm512_set1_ps(k->onednn ? k->zf : 0.0f);
+    c->hi = _mm512_set1_ps(k->onednn ? 256.0f : 512.0f);
+    c->zi = _mm512_set1_epi32(k->onednn ? 0 : (int32_t)k->zf);
+}
+__attribute__((target("avx512f"), always_inline)) static inline __m512i qg__rq16c(const qg__rqc *c, __m512i a,
+                                                                                  __m512 mult, __m512 badd) {
+    const __m512 v = _mm512_max_ps(_mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(a), badd), mult), c->lo);
+    const __m512 w = _mm512_min_ps(_mm512_add_ps(v, c->zf), c->hi);
+    return _mm512_add_epi32(_mm512_cvt_roundps_epi32(w, QG_RNE), c->zi);
+}
+
 /* The 16 int32 >= 0 of r saturated to bytes and stored at o under msk: vpmovusdb to a
  * register, then a byte store (the memory form of vpmovusdb is slow on Zen 4). */
 __attribute__((target("avx512f,avx512bw"), always_inline)) static inline void qg__st_u8x16(uint8_t *o, __mmask16 msk,
