@@ -158,6 +158,66 @@ static int bn_threads(const ncs *v) {
         for (int64_t j = 0; j < nc; j++) mean[c + j] = m[j], var_sum[c + j] = (real)ss[j]; \
     }
 
+/* The float32 statistics of channels c..c+8 of a layout with contiguous rows (ss 1),
+ * BN_STATS_GROUP(_DIV)'s serial sums with the 8 channels in the lanes of one double
+ * vector: each block of 8 elements of the 8 channels' rows (divided by f, if given) is
+ * transposed so that vector e holds element e of every channel, and the vectors are
+ * added in order. Every lane sees its channel's operations in PyTorch's order, so the
+ * bits are the group macros'. */
+typedef float bn_v8f __attribute__((vector_size(32)));
+typedef double bn_v8d __attribute__((vector_size(64)));
+
+/* r[j] (8 elements of channel j) -> r[e] (element e of the 8 channels) */
+__attribute__((always_inline)) static inline void bn_tr8(bn_v8f *r) {
+    bn_v8f t[8], u[8];
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = __builtin_shufflevector(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[k + 1] = __builtin_shufflevector(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int h = 0; h < 8; h += 4) /* pairs (t0, t2), (t1, t3), then (t4, t6), (t5, t7) */
+        for (int k = 0; k < 2; k++) {
+            u[h + 2 * k] = __builtin_shufflevector(t[h + k], t[h + k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[h + 2 * k + 1] = __builtin_shufflevector(t[h + k], t[h + k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int e = 0; e < 4; e++) {
+        r[e] = __builtin_shufflevector(u[e], u[e + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[e + 4] = __builtin_shufflevector(u[e], u[e + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+/* Pass sq (0: the sum of t, 1: of (t - m)^2 in float) over the 8 rows of image n. */
+__attribute__((always_inline)) static inline void bn_pass8(const float *x, int64_t S, int64_t sc, const float *f,
+                                                            int sq, const bn_v8f *m, bn_v8d *acc) {
+    int64_t i = 0;
+    for (; i + 8 <= S; i += 8) {
+        bn_v8f r[8];
+        for (int j = 0; j < 8; j++) {
+            memcpy(&r[j], x + j * sc + i, sizeof r[j]);
+            if (f) r[j] = r[j] / f[j];
+        }
+        bn_tr8(r);
+        for (int e = 0; e < 8; e++) {
+            const bn_v8f d = sq ? r[e] - *m : r[e];
+            *acc += __builtin_convertvector(sq ? d * d : d, bn_v8d);
+        }
+    }
+    for (; i < S; i++) /* the tail, element by element, in the same order */
+        for (int j = 0; j < 8; j++) {
+            const float t = f ? x[j * sc + i] / f[j] : x[j * sc + i], d = sq ? t - (*m)[j] : t;
+            (*acc)[j] += sq ? d * d : d;
+        }
+}
+
+__attribute__((always_inline)) static inline void bn_stats8_f32(const float *x, const ncs *v, const float *f,
+                                                                 double cnt, double *mean, double *var_sum) {
+    bn_v8d s = {0}, ss = {0};
+    bn_v8f m;
+    for (int64_t n = 0; n < v->N; n++) bn_pass8(x + n * v->sn, v->S, v->sc, f, 0, NULL, &s);
+    for (int j = 0; j < 8; j++) m[j] = (float)(s[j] / cnt);
+    for (int64_t n = 0; n < v->N; n++) bn_pass8(x + n * v->sn, v->S, v->sc, f, 1, &m, &ss);
+    for (int j = 0; j < 8; j++) mean[j] = m[j], var_sum[j] = (float)ss[j];
+}
+
 /* Per channel c in [c0, c1): mean[c] = (real)(sum / n) and var_sum[c] = (real) of the
  * double sum of (x - mean)^2 computed in real (PyTorch's collect_stats), x read as
  * x DIVC ("/ dv[c]", or nothing without divisors; GROUP the matching group macro).
@@ -179,7 +239,11 @@ static int bn_threads(const ncs *v) {
             for (int64_t c = c0; c < c1; c++) var_sum[c] = (real)var_sum[c];              \
         } else {                                                                          \
             for (int64_t c = c0; c < c1; c += BN_GROUP) {                                 \
-                if (c1 - c >= BN_GROUP)                                                   \
+                if (sizeof(real) == sizeof(float) && v->ss == 1 && c1 - c >= BN_GROUP)    \
+                    bn_stats8_f32((const float *)(const void *)(x + c * v->sc), v,       \
+                                  dv ? (const float *)(const void *)(dv + c) : NULL, cnt, \
+                                  mean + c, var_sum + c);                                 \
+                else if (c1 - c >= BN_GROUP)                                              \
                     GROUP(BN_GROUP)                                                       \
                 else                                                                      \
                     GROUP(c1 - c)                                                         \
@@ -311,6 +375,25 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
         }                                                                                 \
     }
 
+/* BN_GSUM_ROW of a contiguous float32 row as vectors: lane jj of sp and dp is the
+ * partial sum sp[jj] / dp[jj], with the same operations in the same order (a float
+ * division, difference and conversion, then double products and sums), so the same
+ * bits; GCC does not vectorise the array form. */
+__attribute__((always_inline)) static inline void bn_gsum_row_f32(const float *p, const float *q, int64_t S, float m,
+                                                                  const float *f, bn_v8d *sp, bn_v8d *dp,
+                                                                  double *s1, double *d1) {
+    int64_t i = 0;
+    for (; i + 8 <= S; i += 8) {
+        bn_v8f pv, qv;
+        memcpy(&pv, p + i, sizeof pv), memcpy(&qv, q + i, sizeof qv);
+        if (f) pv = pv / *f;
+        const bn_v8d gd = __builtin_convertvector(qv, bn_v8d);
+        *sp += gd;
+        *dp += __builtin_convertvector(pv - m, bn_v8d) * gd;
+    }
+    for (; i < S; i++) *s1 += q[i], *d1 += (double)((f ? p[i] / *f : p[i]) - m) * q[i];
+}
+
 /* Per channel: gsum[c] = sum g, dotp[c] = sum (x / dv[c] - mean[c]) g, in double (dv
  * NULL: no division). g is contiguous (N, C, S). The sums' order is fixed by the shapes
  * (never by the thread count); unlike the forward statistics they need not follow
@@ -339,7 +422,16 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                 double sp[8] = {0}, dp[8] = {0}, s1 = 0, d1 = 0;
                 const real m = mean[c], f = dv ? dv[c] : (real)1;
                 const int64_t ss = v->ss;
-                for (int64_t n = 0; n < N; n++) {
+                if (sizeof(real) == sizeof(float) && ss == 1) {
+                    bn_v8d vs = {0}, vd = {0};
+                    const float fv = (float)f;
+                    for (int64_t n = 0; n < N; n++)
+                        bn_gsum_row_f32((const float *)(const void *)(x + n * v->sn + c * v->sc),
+                                        (const float *)(const void *)(g + (n * C + c) * S), S, (float)m,
+                                        dv ? &fv : NULL, &vs, &vd, &s1, &d1);
+                    for (int jj = 0; jj < 8; jj++) sp[jj] = vs[jj], dp[jj] = vd[jj];
+                }
+                for (int64_t n = 0; n < N && !(sizeof(real) == sizeof(float) && ss == 1); n++) {
                     const real *p = x + n * v->sn + c * v->sc, *q = g + (n * C + c) * S;
                     if (ss == 1 && dv) /* the contiguous forms vectorise */
                         BN_GSUM_ROW(p[e] / f)
