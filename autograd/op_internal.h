@@ -149,4 +149,27 @@ void qg__vtanh_f64(int64_t n, const double *x, double *y);
 void qg__vsigmoid_f32(int64_t n, const float *x, float *y);
 void qg__vsigmoid_f64(int64_t n, const double *x, double *y);
 
+/* Eight float32 lanes as a GCC/clang vector (the compiler picks the instructions at each
+ * ISA level), and an 8 x 8 transposition of them: r[j] (8 elements of row j) ->
+ * r[e] (element e of the 8 rows), by the unpack / shuffle / lane-swap steps. Pass
+ * vectors by pointer: by value, their ABI depends on the ISA. */
+typedef float qg__v8f __attribute__((vector_size(32)));
+typedef double qg__v8d __attribute__((vector_size(64)));
+__attribute__((always_inline)) static inline void qg__tr8_f32(qg__v8f *r) {
+    qg__v8f t[8], u[8];
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = __builtin_shufflevector(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[k + 1] = __builtin_shufflevector(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int h = 0; h < 8; h += 4) /* pairs (t0, t2), (t1, t3), then (t4, t6), (t5, t7) */
+        for (int k = 0; k < 2; k++) {
+            u[h + 2 * k] = __builtin_shufflevector(t[h + k], t[h + k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[h + 2 * k + 1] = __builtin_shufflevector(t[h + k], t[h + k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int e = 0; e < 4; e++) {
+        r[e] = __builtin_shufflevector(u[e], u[e + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[e + 4] = __builtin_shufflevector(u[e], u[e + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
 #endif

@@ -164,41 +164,20 @@ static int bn_threads(const ncs *v) {
  * transposed so that vector e holds element e of every channel, and the vectors are
  * added in order. Every lane sees its channel's operations in PyTorch's order, so the
  * bits are the group macros'. */
-typedef float bn_v8f __attribute__((vector_size(32)));
-typedef double bn_v8d __attribute__((vector_size(64)));
-
-/* r[j] (8 elements of channel j) -> r[e] (element e of the 8 channels) */
-__attribute__((always_inline)) static inline void bn_tr8(bn_v8f *r) {
-    bn_v8f t[8], u[8];
-    for (int k = 0; k < 8; k += 2) {
-        t[k] = __builtin_shufflevector(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-        t[k + 1] = __builtin_shufflevector(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-    }
-    for (int h = 0; h < 8; h += 4) /* pairs (t0, t2), (t1, t3), then (t4, t6), (t5, t7) */
-        for (int k = 0; k < 2; k++) {
-            u[h + 2 * k] = __builtin_shufflevector(t[h + k], t[h + k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-            u[h + 2 * k + 1] = __builtin_shufflevector(t[h + k], t[h + k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-        }
-    for (int e = 0; e < 4; e++) {
-        r[e] = __builtin_shufflevector(u[e], u[e + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-        r[e + 4] = __builtin_shufflevector(u[e], u[e + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-    }
-}
-
 /* Pass sq (0: the sum of t, 1: of (t - m)^2 in float) over the 8 rows of image n. */
 __attribute__((always_inline)) static inline void bn_pass8(const float *x, int64_t S, int64_t sc, const float *f,
-                                                            int sq, const bn_v8f *m, bn_v8d *acc) {
+                                                            int sq, const qg__v8f *m, qg__v8d *acc) {
     int64_t i = 0;
     for (; i + 8 <= S; i += 8) {
-        bn_v8f r[8];
+        qg__v8f r[8];
         for (int j = 0; j < 8; j++) {
             memcpy(&r[j], x + j * sc + i, sizeof r[j]);
             if (f) r[j] = r[j] / f[j];
         }
-        bn_tr8(r);
+        qg__tr8_f32(r);
         for (int e = 0; e < 8; e++) {
-            const bn_v8f d = sq ? r[e] - *m : r[e];
-            *acc += __builtin_convertvector(sq ? d * d : d, bn_v8d);
+            const qg__v8f d = sq ? r[e] - *m : r[e];
+            *acc += __builtin_convertvector(sq ? d * d : d, qg__v8d);
         }
     }
     for (; i < S; i++) /* the tail, element by element, in the same order */
@@ -210,8 +189,8 @@ __attribute__((always_inline)) static inline void bn_pass8(const float *x, int64
 
 __attribute__((always_inline)) static inline void bn_stats8_f32(const float *x, const ncs *v, const float *f,
                                                                  double cnt, double *mean, double *var_sum) {
-    bn_v8d s = {0}, ss = {0};
-    bn_v8f m;
+    qg__v8d s = {0}, ss = {0};
+    qg__v8f m;
     for (int64_t n = 0; n < v->N; n++) bn_pass8(x + n * v->sn, v->S, v->sc, f, 0, NULL, &s);
     for (int j = 0; j < 8; j++) m[j] = (float)(s[j] / cnt);
     for (int64_t n = 0; n < v->N; n++) bn_pass8(x + n * v->sn, v->S, v->sc, f, 1, &m, &ss);
@@ -380,16 +359,16 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
  * division, difference and conversion, then double products and sums), so the same
  * bits; GCC does not vectorise the array form. */
 __attribute__((always_inline)) static inline void bn_gsum_row_f32(const float *p, const float *q, int64_t S, float m,
-                                                                  const float *f, bn_v8d *sp, bn_v8d *dp,
+                                                                  const float *f, qg__v8d *sp, qg__v8d *dp,
                                                                   double *s1, double *d1) {
     int64_t i = 0;
     for (; i + 8 <= S; i += 8) {
-        bn_v8f pv, qv;
+        qg__v8f pv, qv;
         memcpy(&pv, p + i, sizeof pv), memcpy(&qv, q + i, sizeof qv);
         if (f) pv = pv / *f;
-        const bn_v8d gd = __builtin_convertvector(qv, bn_v8d);
+        const qg__v8d gd = __builtin_convertvector(qv, qg__v8d);
         *sp += gd;
-        *dp += __builtin_convertvector(pv - m, bn_v8d) * gd;
+        *dp += __builtin_convertvector(pv - m, qg__v8d) * gd;
     }
     for (; i < S; i++) *s1 += q[i], *d1 += (double)((f ? p[i] / *f : p[i]) - m) * q[i];
 }
@@ -423,7 +402,7 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
                 const real m = mean[c], f = dv ? dv[c] : (real)1;
                 const int64_t ss = v->ss;
                 if (sizeof(real) == sizeof(float) && ss == 1) {
-                    bn_v8d vs = {0}, vd = {0};
+                    qg__v8d vs = {0}, vd = {0};
                     const float fv = (float)f;
                     for (int64_t n = 0; n < N; n++)
                         bn_gsum_row_f32((const float *)(const void *)(x + n * v->sn + c * v->sc),

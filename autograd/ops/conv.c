@@ -167,6 +167,27 @@ static void col2im(const conv_geom *g, qg_dtype dt, char *colp, char *dxn, int64
     });
 }
 
+/* An 8 x 8 block of transpose_to in float32 vectors: s rows (8 floats at row stride
+ * ss) -> d rows (stride ds), d[e][r] = s[r][e] (+ bias[e * bs], or added to d); the
+ * same single operations per element as the scalar loop, so the same bits. */
+__attribute__((always_inline)) static inline void tr8_f32(const float *s, int64_t ss, float *d, int64_t ds,
+                                                          const float *bias, int64_t bs, bool accumulate) {
+    qg__v8f r[8];
+    for (int k = 0; k < 8; k++) memcpy(&r[k], s + k * ss, sizeof r[k]);
+    qg__tr8_f32(r);
+    for (int e = 0; e < 8; e++) {
+        qg__v8f v = r[e];
+        if (accumulate) {
+            qg__v8f o;
+            memcpy(&o, d + e * ds, sizeof o);
+            v = o + v;
+        } else if (bias) {
+            v = v + bias[e * bs];
+        }
+        memcpy(d + e * ds, &v, sizeof v);
+    }
+}
+
 /* dst: (S, R) at row stride ds <- src: (R, S) at row stride ss, transposed, plus
  * bias[s] (bias may be NULL); with accumulate, dst += src^T instead. 16x16 tiles keep
  * both sides in cache; nt threads share the tiles' rows of dst. */
@@ -181,6 +202,14 @@ QG_HOT static void transpose_to(qg_dtype dt, int64_t R, int64_t S, const char *s
             int64_t s1 = s0 + 16 < S ? s0 + 16 : S;
             for (int64_t r0 = 0; r0 < R; r0 += 16) {
                 int64_t r1 = r0 + 16 < R ? r0 + 16 : R;
+                if (sizeof(real) == sizeof(float) && s1 - s0 == 16 && r1 - r0 == 16) { /* 4 8x8 blocks */
+                    for (int64_t sb = s0; sb < s1; sb += 8)
+                        for (int64_t rb = r0; rb < r1; rb += 8)
+                            tr8_f32((const float *)(const void *)(src + rb * ss + sb), ss,
+                                    (float *)(void *)(dst + sb * ds + rb), ds,
+                                    bias ? (const float *)(const void *)(bias + sb * bs) : NULL, bs, accumulate);
+                    continue;
+                }
                 for (int64_t s = s0; s < s1; s++) {
                     real *d = dst + s * ds;
                     const real *c = src + s;

@@ -221,7 +221,7 @@ _Pragma("omp parallel for num_threads(nt) schedule(static) if(nt > 1)")
 /* ---------------------------------------------------------------- STE op */
 
 /* gx += g * mask (all C order, contiguous); gx = g * mask into a fresh buffer */
-static qg_status ste_backward(qg_node *n) {
+QG_HOT static qg_status ste_backward(qg_node *n) {
     qg_tensor *x = n->in[0];
     if (!qg__wants_grad(x)) return QG_OK;
     bool fresh;
