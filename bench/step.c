@@ -11,7 +11,8 @@
  * independent FMAs on 1 and 2 cores; "limit" is the step's FLOPs at that peak.
  *
  * Then the scaling figure: GFLOP/s of the three models at batch 256 (the two above and
- * a wider CNN, 64-128-256 channels in three Conv-BN-ReLU blocks), against their size.
+ * a wider CNN, 64-128-256 channels in three Conv-BN-ReLU blocks), against their size,
+ * and the CNN QAT step on 2 threads with one core busy with another process.
  * Then, per model and mode at batch 64 on 2 threads, where the time goes: forward and
  * backward of each layer (qgrad's profiling hooks, autograd/internal.h: a backward
  * node counts for the layer that recorded it), the loss, zero_grad and the optimizer,
@@ -23,6 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "../examples/fmnist_model.h"
 #include "internal.h"
@@ -327,6 +331,32 @@ static void run_torch(void) {
     pclose(p);
 }
 
+/* ------------------------------------------------------- the competing load */
+
+/* The CNN QAT step at batch 64 on 2 threads, quiet and then with another process
+ * spinning on one core (a fork that loops until killed): the ratio of the medians
+ * says whether the threads wait for each other without spinning the lost core away. */
+static void competing_load(void) {
+    qg_set_num_threads(2);
+    run r = run_new(0, 0, 64);
+    const double quiet = time_steps(&r);
+    fflush(stdout);
+    const pid_t pid = fork();
+    if (pid == 0)
+        for (volatile unsigned long i = 0;; i++) {
+        }
+    double busy = -1;
+    if (pid > 0) {
+        busy = time_steps(&r);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    printf("\ncompeting load: cnn qat, batch 64, 2 threads, median ms of %d: quiet %.2f, one core busy %s", iters,
+           quiet, busy > 0 ? "" : "n/a (fork failed)\n");
+    if (busy > 0) printf("%.2f (%.2fx; goal <= 2.5x)\n", busy, busy / quiet);
+    run_free(&r);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) iters = atoi(argv[1]) > 0 ? atoi(argv[1]) : iters;
     const bool table = !(argc > 2 && !strcmp(argv[2], "profile"));
@@ -381,6 +411,7 @@ int main(int argc, char **argv) {
                 printf("%-5s %-6s %3d %12.0f %10.2f %9.1f %7s\n", kinds[k], modes[mode], t, flops * 1e-6, ms, gf, pk);
                 run_free(&r);
             }
+    if (table) competing_load();
     qg_set_num_threads(!table && argc > 3 && atoi(argv[3]) > 0 ? atoi(argv[3]) : 2);
     for (int k = 0; k < 2; k++)
         for (int mode = 0; mode < 2; mode++) breakdown(k, mode, 64);
